@@ -1,0 +1,409 @@
+//! [`CacheBuilder`]: configuration from code first, environment second.
+
+use std::time::Duration;
+
+use crate::Cache;
+use crate::error::{ConfigError, Error};
+use crate::ttl::{Preset, TtlTable, parse_duration};
+
+/// Default number of in-process entries (`CACHE_MAX_SIZE_MEMORY`).
+pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+/// Default key prefix (`CACHE_KEY_PREFIX`).
+pub const DEFAULT_PREFIX: &str = "cache";
+/// Default bound on how long a caller waits for another caller's computation
+/// of the same key before computing itself.
+pub const DEFAULT_FLIGHT_WAIT: Duration = Duration::from_secs(10);
+const MAX_PREFIX_LEN: usize = 64;
+
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    enabled: Option<bool>,
+    key_prefix: Option<String>,
+    default_ttl: Option<Duration>,
+    presets: [Option<Duration>; 9],
+    max_entries: Option<u64>,
+}
+
+/// Builds a [`Cache`]. Settings made in code win over the environment,
+/// whatever the order of the calls.
+///
+/// | variable | setting | default |
+/// |---|---|---|
+/// | `CACHE_ENABLED` | [`enabled`](Self::enabled) | `true` (`false` makes every attribute a pass-through) |
+/// | `CACHE_KEY_PREFIX` | [`key_prefix`](Self::key_prefix) | `cache` |
+/// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl) | the `medium` preset |
+/// | `CACHE_MAX_SIZE_MEMORY` | [`max_entries`](Self::max_entries) | 10 000 entries |
+/// | `CACHE_TTL_<PRESET>` | [`preset_ttl`](Self::preset_ttl) | see [`Preset`] |
+///
+/// Durations are `90s`, `15m`, `2h`, `1d`, `1h30m`, `250ms` or whole seconds.
+/// An empty variable counts as unset.
+///
+/// ```
+/// use cache_core::{Cache, Preset};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let cache = Cache::builder()
+///     .from_env()
+///     .key_prefix("billing")
+///     .preset_ttl(Preset::Short, Duration::from_secs(30))
+///     .max_entries(50_000)
+///     .build()
+///     .await?;
+/// assert_eq!(cache.key_prefix(), "billing");
+/// # Ok(()) }
+/// ```
+#[must_use]
+#[derive(Debug, Clone, Default)]
+pub struct CacheBuilder {
+    name: Option<String>,
+    explicit: Settings,
+    env: Settings,
+    flight_wait: Option<Duration>,
+    error: Option<ConfigError>,
+}
+
+impl CacheBuilder {
+    pub(crate) fn new() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// Names the cache, for `#[cached(cache = "name")]` once [installed](Cache::install).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// `false` turns every attribute into a pass-through and the manual API into no-ops.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.explicit.enabled = Some(enabled);
+        self
+    }
+
+    /// The prefix of every key (`prefix:...`); empty for none. Glob
+    /// metacharacters, whitespace and more than 64 bytes are refused at `build`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.explicit.key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The TTL of functions and entries that do not name one.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.explicit.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Overrides one preset's duration.
+    pub fn preset_ttl(mut self, preset: Preset, ttl: Duration) -> Self {
+        self.explicit.presets[preset.index()] = Some(ttl);
+        self
+    }
+
+    /// Capacity of the in-process cache, in entries (least useful evicted first).
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.explicit.max_entries = Some(entries);
+        self
+    }
+
+    /// How long a caller waits for a concurrent caller's computation of the
+    /// same key before computing itself (default 10 s).
+    pub fn single_flight_wait(mut self, wait: Duration) -> Self {
+        self.flight_wait = Some(wait);
+        self
+    }
+
+    /// Reads the `CACHE_*` variables from the process environment.
+    pub fn from_env(self) -> Self {
+        self.from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the `CACHE_*` variables through `lookup` (a config system, or a test's map).
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::builder()
+    ///     .from_env_with(|name| (name == "CACHE_KEY_PREFIX").then(|| "tenant7".to_owned()))
+    ///     .build_blocking()?;
+    /// assert_eq!(cache.key_prefix(), "tenant7");
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    pub fn from_env_with(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("CACHE_ENABLED") {
+            match parse_bool(&v) {
+                Some(b) => self.env.enabled = Some(b),
+                None => self.fail(
+                    "CACHE_ENABLED",
+                    &v,
+                    "expected true/false, 1/0, yes/no or on/off",
+                ),
+            }
+        }
+        if let Some(v) = get("CACHE_KEY_PREFIX") {
+            self.env.key_prefix = Some(v);
+        }
+        if let Some(v) = get("CACHE_DEFAULT_TTL") {
+            match parse_duration(&v) {
+                Ok(d) => self.env.default_ttl = Some(d),
+                Err(e) => self.fail("CACHE_DEFAULT_TTL", &v, &e.to_string()),
+            }
+        }
+        if let Some(v) = get("CACHE_MAX_SIZE_MEMORY") {
+            match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => self.env.max_entries = Some(n),
+                _ => self.fail(
+                    "CACHE_MAX_SIZE_MEMORY",
+                    &v,
+                    "expected a positive number of entries",
+                ),
+            }
+        }
+        for preset in Preset::ALL {
+            if let Some(v) = get(preset.env_var()) {
+                match parse_duration(&v) {
+                    Ok(d) => self.env.presets[preset.index()] = Some(d),
+                    Err(e) => self.fail(preset.env_var(), &v, &e.to_string()),
+                }
+            }
+        }
+        self
+    }
+
+    fn fail(&mut self, source: &str, value: &str, reason: &str) {
+        self.error.get_or_insert_with(|| ConfigError {
+            source_name: source.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first variable or setting that was refused.
+    pub async fn build(self) -> Result<Cache, Error> {
+        self.build_blocking()
+    }
+
+    /// Builds the cache without `.await` (for the in-process tier, which
+    /// needs no I/O). Same errors as [`build`](Self::build).
+    pub fn build_blocking(self) -> Result<Cache, Error> {
+        Ok(Cache::from_config(self.resolve()?))
+    }
+
+    pub(crate) fn resolve(mut self) -> Result<Config, Error> {
+        if let Some(e) = self.error.take() {
+            return Err(e.into());
+        }
+        let (ex, env) = (&self.explicit, &self.env);
+        let prefix_from_env = ex.key_prefix.is_none() && env.key_prefix.is_some();
+        let key_prefix = ex
+            .key_prefix
+            .clone()
+            .or_else(|| env.key_prefix.clone())
+            .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+        if let Err(reason) = check_prefix(&key_prefix) {
+            let source = if prefix_from_env {
+                "CACHE_KEY_PREFIX"
+            } else {
+                "builder.key_prefix"
+            };
+            return Err(config_error(source, &key_prefix, reason));
+        }
+        let mut ttls = TtlTable::default();
+        for preset in Preset::ALL {
+            let i = preset.index();
+            if let Some(d) = ex.presets[i].or(env.presets[i]) {
+                if d.is_zero() {
+                    return Err(config_error(
+                        "builder.preset_ttl",
+                        "0",
+                        "a TTL must be longer than zero",
+                    ));
+                }
+                ttls.presets[i] = d;
+            }
+        }
+        ttls.default = ex
+            .default_ttl
+            .or(env.default_ttl)
+            .unwrap_or(ttls.presets[Preset::Medium.index()]);
+        if ttls.default.is_zero() {
+            return Err(config_error(
+                "builder.default_ttl",
+                "0",
+                "a TTL must be longer than zero",
+            ));
+        }
+        let max_entries = ex
+            .max_entries
+            .or(env.max_entries)
+            .unwrap_or(DEFAULT_MAX_ENTRIES);
+        if max_entries == 0 {
+            return Err(config_error(
+                "builder.max_entries",
+                "0",
+                "expected a positive number of entries",
+            ));
+        }
+        Ok(Config {
+            name: self.name,
+            enabled: ex.enabled.or(env.enabled).unwrap_or(true),
+            key_prefix,
+            ttls,
+            max_entries,
+            flight_wait: self.flight_wait.unwrap_or(DEFAULT_FLIGHT_WAIT),
+        })
+    }
+}
+
+/// A resolved configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: Option<String>,
+    pub(crate) enabled: bool,
+    pub(crate) key_prefix: String,
+    pub(crate) ttls: TtlTable,
+    pub(crate) max_entries: u64,
+    pub(crate) flight_wait: Duration,
+}
+
+fn config_error(source: &str, value: &str, reason: &str) -> Error {
+    Error::Config(ConfigError {
+        source_name: source.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn check_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.len() > MAX_PREFIX_LEN {
+        return Err("a key prefix is at most 64 bytes");
+    }
+    if prefix
+        .chars()
+        .any(|c| matches!(c, '*' | '?' | '[' | ']' | '\\') || c.is_whitespace() || c.is_control())
+    {
+        return Err(
+            "a key prefix cannot contain glob metacharacters (* ? [ ] \\), whitespace or control characters",
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> CacheBuilder {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        CacheBuilder::new().from_env_with(move |k| map.get(k).cloned())
+    }
+
+    fn err(b: CacheBuilder) -> String {
+        match b.resolve() {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn env_values_apply() -> Result<(), Error> {
+        let c = env(&[
+            ("CACHE_ENABLED", "off"),
+            ("CACHE_KEY_PREFIX", "app"),
+            ("CACHE_DEFAULT_TTL", "2m"),
+            ("CACHE_MAX_SIZE_MEMORY", "77"),
+            ("CACHE_TTL_MEDIUM", "600"),
+            ("CACHE_TTL_VERY_LONG", "2d"),
+        ])
+        .resolve()?;
+        assert!(!c.enabled);
+        assert_eq!(c.key_prefix, "app");
+        assert_eq!(c.ttls.default, Duration::from_secs(120));
+        assert_eq!(c.max_entries, 77);
+        assert_eq!(
+            c.ttls.presets[Preset::Medium.index()],
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            c.ttls.presets[Preset::VeryLong.index()],
+            Duration::from_secs(172_800)
+        );
+        assert_eq!(
+            c.ttls.presets[Preset::Short.index()],
+            Duration::from_secs(60)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn default_ttl_follows_medium_override() -> Result<(), Error> {
+        let c = env(&[("CACHE_TTL_MEDIUM", "10m")]).resolve()?;
+        assert_eq!(c.ttls.default, Duration::from_secs(600));
+        Ok(())
+    }
+
+    #[test]
+    fn code_wins_over_env_in_any_order() -> Result<(), Error> {
+        let c = CacheBuilder::new()
+            .key_prefix("code")
+            .preset_ttl(Preset::Short, Duration::from_secs(5))
+            .from_env_with(|k| match k {
+                "CACHE_KEY_PREFIX" => Some("env".into()),
+                "CACHE_TTL_SHORT" => Some("99".into()),
+                _ => None,
+            })
+            .resolve()?;
+        assert_eq!(c.key_prefix, "code");
+        assert_eq!(
+            c.ttls.presets[Preset::Short.index()],
+            Duration::from_secs(5)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert!(
+            err(env(&[("CACHE_ENABLED", "maybe")])).starts_with("invalid CACHE_ENABLED=\"maybe\"")
+        );
+        assert!(
+            err(env(&[("CACHE_DEFAULT_TTL", "5x")]))
+                .starts_with("invalid CACHE_DEFAULT_TTL=\"5x\"")
+        );
+        assert!(
+            err(env(&[("CACHE_MAX_SIZE_MEMORY", "-1")]))
+                .starts_with("invalid CACHE_MAX_SIZE_MEMORY")
+        );
+        assert!(err(env(&[("CACHE_TTL_REPORT", "0s")])).starts_with("invalid CACHE_TTL_REPORT"));
+        assert!(
+            err(env(&[("CACHE_KEY_PREFIX", "a*b")]))
+                .starts_with("invalid CACHE_KEY_PREFIX=\"a*b\"")
+        );
+        assert!(
+            err(CacheBuilder::new().key_prefix("a b")).starts_with("invalid builder.key_prefix")
+        );
+        assert!(err(CacheBuilder::new().max_entries(0)).starts_with("invalid builder.max_entries"));
+    }
+
+    #[test]
+    fn empty_variables_are_unset() -> Result<(), Error> {
+        let c = env(&[("CACHE_DEFAULT_TTL", " "), ("CACHE_KEY_PREFIX", "")]).resolve()?;
+        assert_eq!(c.key_prefix, DEFAULT_PREFIX);
+        assert_eq!(c.ttls.default, Duration::from_secs(300));
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! Errors.
+
+/// Errors from building, installing or using a cache.
+///
+/// With the default (non-strict) behaviour, cache operations degrade instead
+/// of failing: these errors come from configuration and installation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value was refused; the message names the variable or setting.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `install` was called for a name that already has a cache (the default cache
+    /// is created on first use if nothing was installed before).
+    #[error(
+        "a cache named {0:?} is already installed (install caches at startup, before the first cached call)"
+    )]
+    AlreadyInstalled(String),
+}
+
+/// A refused configuration value, naming where it came from.
+///
+/// ```
+/// let err = cache_core::Cache::builder()
+///     .from_env_with(|name| (name == "CACHE_DEFAULT_TTL").then(|| "5 minutes".to_owned()))
+///     .build_blocking()
+///     .unwrap_err();
+/// assert!(err.to_string().starts_with("invalid CACHE_DEFAULT_TTL=\"5 minutes\""));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {source_name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable (`CACHE_DEFAULT_TTL`) or builder setting (`builder.key_prefix`).
+    pub source_name: String,
+    /// The value that was refused.
+    pub value: String,
+    /// Why.
+    pub reason: String,
+}

@@ -1,0 +1,213 @@
+//! Per-key single flight within the process.
+//!
+//! Hand-written rather than moka's `get_with`/`try_get_with`: those hand every
+//! waiter the same `Arc<E>` when the initialiser fails (we want each caller to
+//! get its function's own error type, with no `Clone` bound: followers of a
+//! failed leader retry), they have no bounded wait, and they own the insert
+//! (we must decide per result whether to store, and check it against
+//! invalidations that raced the computation). It is a map of
+//! `tokio::sync::watch` channels, sharded to keep lock hold times tiny.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::l1::Shared;
+
+const SHARDS: usize = 64;
+
+#[derive(Clone)]
+enum State {
+    Running,
+    /// The leader's value (stored or not): followers take it.
+    Done(Shared),
+    /// The leader failed, was cancelled or panicked: followers retry.
+    Abandoned,
+}
+
+type Slot = Arc<watch::Sender<State>>;
+
+pub(crate) struct Flights {
+    shards: Box<[Mutex<HashMap<String, Slot>>]>,
+    hasher: RandomState,
+}
+
+impl std::fmt::Debug for Flights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flights").finish_non_exhaustive()
+    }
+}
+
+/// The role a caller got for a key.
+pub(crate) enum Join<'a> {
+    Leader(Leader<'a>),
+    Follower(Follower),
+}
+
+/// What a follower's wait ended with.
+pub(crate) enum Waited {
+    Done(Shared),
+    Retry,
+    TimedOut,
+}
+
+impl Flights {
+    pub(crate) fn new() -> Flights {
+        Flights {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, HashMap<String, Slot>> {
+        // `% SHARDS` keeps the index in range; the cast cannot truncate below SHARDS.
+        let i = (self.hasher.hash_one(key) % SHARDS as u64) as usize;
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn join(&self, key: &str) -> Join<'_> {
+        let mut map = self.shard(key);
+        if let Some(slot) = map.get(key) {
+            return Join::Follower(Follower {
+                rx: slot.subscribe(),
+            });
+        }
+        let slot: Slot = Arc::new(watch::channel(State::Running).0);
+        map.insert(key.to_owned(), Arc::clone(&slot));
+        Join::Leader(Leader {
+            flights: self,
+            key: key.to_owned(),
+            slot,
+            finished: false,
+        })
+    }
+
+    fn remove(&self, key: &str, slot: &Slot) {
+        let mut map = self.shard(key);
+        if map.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            map.remove(key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+}
+
+/// The caller that computes. Dropping it unfinished (error, cancellation,
+/// panic) releases the followers to retry.
+pub(crate) struct Leader<'a> {
+    flights: &'a Flights,
+    key: String,
+    slot: Slot,
+    finished: bool,
+}
+
+impl Leader<'_> {
+    /// Publishes the value to the followers and ends the flight.
+    pub(crate) fn complete(mut self, value: Shared) {
+        self.end(State::Done(value));
+    }
+
+    fn end(&mut self, state: State) {
+        self.finished = true;
+        self.slot.send_replace(state);
+        self.flights.remove(&self.key, &self.slot);
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.end(State::Abandoned);
+        }
+    }
+}
+
+pub(crate) struct Follower {
+    rx: watch::Receiver<State>,
+}
+
+impl Follower {
+    pub(crate) async fn wait(mut self, deadline: Instant) -> Waited {
+        let waited =
+            tokio::time::timeout_at(deadline, self.rx.wait_for(|s| !matches!(s, State::Running)))
+                .await;
+        match waited {
+            Err(_) => Waited::TimedOut,
+            Ok(Err(_)) => Waited::Retry,
+            Ok(Ok(state)) => match &*state {
+                State::Done(v) => Waited::Done(Arc::clone(v)),
+                State::Running | State::Abandoned => Waited::Retry,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l1::Entry;
+    use std::time::Duration;
+
+    fn leader(j: Join<'_>) -> Leader<'_> {
+        match j {
+            Join::Leader(l) => l,
+            Join::Follower(_) => panic!("expected leader"),
+        }
+    }
+
+    fn follower(j: Join<'_>) -> Follower {
+        match j {
+            Join::Follower(f) => f,
+            Join::Leader(_) => panic!("expected follower"),
+        }
+    }
+
+    #[tokio::test]
+    async fn followers_get_the_leaders_value() {
+        let f = Flights::new();
+        let l = leader(f.join("k"));
+        let w = follower(f.join("k"));
+        l.complete(Entry::new(Arc::new(7u32), Duration::from_secs(1)));
+        match w.wait(Instant::now() + Duration::from_secs(5)).await {
+            Waited::Done(v) => assert_eq!(v.value.downcast_ref::<u32>(), Some(&7)),
+            _ => panic!("expected the value"),
+        }
+        assert_eq!(f.len(), 0);
+        assert!(matches!(f.join("k"), Join::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn dropped_leader_releases_followers() {
+        let f = Flights::new();
+        let l = leader(f.join("k"));
+        let w = follower(f.join("k"));
+        drop(l);
+        assert!(matches!(
+            w.wait(Instant::now() + Duration::from_secs(5)).await,
+            Waited::Retry
+        ));
+        assert_eq!(f.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_is_bounded() {
+        let f = Flights::new();
+        let _l = leader(f.join("k"));
+        let w = follower(f.join("k"));
+        assert!(matches!(
+            w.wait(Instant::now() + Duration::from_secs(1)).await,
+            Waited::TimedOut
+        ));
+    }
+}

@@ -1,0 +1,84 @@
+//! Guards against the stale-set race in the process.
+//!
+//! A value computed from data read before an invalidation must not be stored
+//! after it. Every invalidation (pattern, `delete`, `clear`) is recorded here
+//! with an epoch; a computation notes the epoch when it starts and, before
+//! and after storing, asks whether an invalidation since then matched its
+//! key. If one did, the value is not stored (or is removed again). The log is
+//! bounded: a computation older than the oldest record assumes it was
+//! invalidated. SeqCst fences on both sides make "store, then check" and
+//! "record, then remove" see each other.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst, fence};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::glob::Glob;
+
+const KEEP: usize = 1024;
+
+#[derive(Debug, Default)]
+pub(crate) struct InvalidationLog {
+    epoch: AtomicU64,
+    recent: Mutex<VecDeque<(u64, Arc<Glob>)>>,
+}
+
+impl InvalidationLog {
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
+    /// Records an invalidation; call before removing the entries it matches.
+    pub(crate) fn record(&self, glob: Arc<Glob>) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let epoch = self.epoch.fetch_add(1, SeqCst) + 1;
+        recent.push_back((epoch, glob));
+        if recent.len() > KEEP {
+            recent.pop_front();
+        }
+        drop(recent);
+        fence(SeqCst);
+    }
+
+    /// Whether an invalidation recorded after `start` matched `key`.
+    pub(crate) fn invalidated_since(&self, start: u64, key: &str) -> bool {
+        fence(SeqCst);
+        if self.epoch.load(SeqCst) == start {
+            return false;
+        }
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        match recent.front() {
+            // Records after `start` were dropped: assume the worst.
+            Some((oldest, _)) if *oldest > start + 1 => true,
+            _ => recent.iter().any(|(e, g)| *e > start && g.matches(key)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_later_records() {
+        let log = InvalidationLog::default();
+        log.record(Arc::new(Glob::new("a:*")));
+        let start = log.epoch();
+        assert!(!log.invalidated_since(start, "a:1"));
+        log.record(Arc::new(Glob::new("b:*")));
+        assert!(!log.invalidated_since(start, "a:1"));
+        assert!(log.invalidated_since(start, "b:1"));
+    }
+
+    #[test]
+    fn overflow_is_conservative() {
+        let log = InvalidationLog::default();
+        let start = log.epoch();
+        for i in 0..(KEEP + 5) {
+            log.record(Arc::new(Glob::new(&format!("x:{i}"))));
+        }
+        assert!(log.invalidated_since(start, "unrelated"));
+        let later = log.epoch();
+        assert!(!log.invalidated_since(later, "unrelated"));
+    }
+}

@@ -1,0 +1,82 @@
+//! Caching for async Rust services.
+//!
+//! Put `#[cached]` on an async function or method that reads, and
+//! `#[invalidates]` on one that writes:
+//!
+//! ```
+//! use cache_core::{cached, invalidates};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Employee { id: u64, name: String }
+//!
+//! #[derive(Debug)]
+//! struct DbError;
+//!
+//! #[cached(ttl = "medium", key = "employee:<id>")]
+//! async fn get_employee(id: u64) -> Result<Employee, DbError> {
+//!     Ok(Employee { id, name: "Ada".into() }) // a database query
+//! }
+//!
+//! #[invalidates("employee:<id>")]
+//! async fn rename_employee(id: u64, name: String) -> Result<(), DbError> {
+//!     Ok(()) // a database update
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), DbError> {
+//! let first = get_employee(7).await?;  // runs the query
+//! let again = get_employee(7).await?;  // from the cache
+//! rename_employee(7, "Grace".into()).await?; // drops employee:7
+//! # Ok(()) }
+//! ```
+//!
+//! Without setup the attributes use an in-process cache configured from the
+//! environment (see [`CacheBuilder`]). Build and [install](Cache::install)
+//! one at startup to configure it in code; use [`Cache`] directly for
+//! hand-written cache-aside code.
+//!
+//! # How a `#[cached]` call runs
+//!
+//! 1. The key is built from the template (`employee:<id>`), values escaped
+//!    (see [`KeyBuilder`]), with the cache's prefix: `cache:employee:7`.
+//! 2. A live entry of the function's type is a hit: a clone of the stored
+//!    value, no deserialization.
+//! 3. On a miss, concurrent callers of the same key share one call of the
+//!    body (waiting at most [`single_flight_wait`](CacheBuilder::single_flight_wait)).
+//! 4. `Ok`/`Some`/plain values are stored for the TTL; `Err` never is (each
+//!    caller gets its own error), `None` only with `cache_none`.
+//!
+//! # Features
+//!
+//! - `macros` (default): re-exports [`cached`] and [`invalidates`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod builder;
+mod cache;
+mod error;
+mod flight;
+mod glob;
+mod invalidation;
+mod key;
+mod l1;
+mod private;
+mod registry;
+mod stats;
+mod ttl;
+
+pub use builder::{CacheBuilder, DEFAULT_FLIGHT_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX};
+pub use cache::{Cache, CacheValue};
+pub use error::{ConfigError, Error};
+pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use stats::{FunctionKind, FunctionStats, Health, HealthStatus, Stats};
+pub use ttl::{DurationError, Preset, Ttl, parse_duration};
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use cache_macros::{cached, invalidates};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::private::*;
+}

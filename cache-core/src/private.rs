@@ -1,0 +1,302 @@
+//! What the attribute macros expand to. Not a public API: generated code
+//! reaches it as `::cache_core::__private`, so the runtime can change without
+//! breaking expansions.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+use crate::cache::{Cache, CacheValue, Spec};
+use crate::key::KeyBuilder;
+use crate::registry;
+use crate::stats::{FnCounters, FunctionKind, bump};
+
+pub use crate::ttl::{Preset, Ttl};
+pub use core::time::Duration;
+
+/// How a function's return value maps to what is stored.
+pub trait Kind<R> {
+    /// The stored value.
+    type Value;
+    /// The value to store and share, or `None` if the call failed.
+    fn value(r: &R) -> Option<&Self::Value>;
+    /// True for `None` results (stored only with `cache_none`).
+    fn is_none(_: &R) -> bool {
+        false
+    }
+    /// The return value for a cached value.
+    fn rebuild(v: Self::Value) -> R;
+}
+
+/// `Result<T, E>`: `Ok(T)` is stored, `Err` never.
+#[derive(Debug)]
+pub enum ResultKind {}
+
+impl<T, E> Kind<Result<T, E>> for ResultKind {
+    type Value = T;
+    fn value(r: &Result<T, E>) -> Option<&T> {
+        r.as_ref().ok()
+    }
+    fn rebuild(v: T) -> Result<T, E> {
+        Ok(v)
+    }
+}
+
+/// `Option<T>`: `Some` is stored; `None` only with `cache_none`.
+#[derive(Debug)]
+pub enum OptionKind {}
+
+impl<T> Kind<Option<T>> for OptionKind {
+    type Value = Option<T>;
+    fn value(r: &Option<T>) -> Option<&Option<T>> {
+        Some(r)
+    }
+    fn is_none(r: &Option<T>) -> bool {
+        r.is_none()
+    }
+    fn rebuild(v: Option<T>) -> Option<T> {
+        v
+    }
+}
+
+/// Any other `T`: always stored.
+#[derive(Debug)]
+pub enum PlainKind {}
+
+impl<T> Kind<T> for PlainKind {
+    type Value = T;
+    fn value(r: &T) -> Option<&T> {
+        Some(r)
+    }
+    fn rebuild(v: T) -> T {
+        v
+    }
+}
+
+/// `unless` when the attribute has none.
+pub fn never<T: ?Sized>(_: &T) -> bool {
+    false
+}
+
+/// The cache a call uses.
+#[derive(Debug)]
+pub enum CacheHandle {
+    /// The default or a named cache.
+    Static(&'static Cache),
+    /// A cache set with [`Cache::scope`].
+    Scoped(Cache),
+}
+
+impl Deref for CacheHandle {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        match self {
+            CacheHandle::Static(c) => c,
+            CacheHandle::Scoped(c) => c,
+        }
+    }
+}
+
+impl CacheHandle {
+    /// False for a pass-through cache.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.is_enabled()
+    }
+
+    /// A key builder primed with the cache's prefix.
+    #[inline]
+    pub fn key_builder(&self) -> KeyBuilder {
+        Cache::key_builder(self)
+    }
+}
+
+/// Where a cache name resolves to, remembered per call site.
+#[derive(Debug)]
+struct Target {
+    name: Option<&'static str>,
+    named: OnceLock<Cache>,
+}
+
+impl Target {
+    const fn new(name: Option<&'static str>) -> Target {
+        Target {
+            name,
+            named: OnceLock::new(),
+        }
+    }
+
+    fn resolve(&'static self) -> CacheHandle {
+        if let Some(c) = registry::scoped() {
+            return CacheHandle::Scoped(c);
+        }
+        match self.name {
+            None => CacheHandle::Static(Cache::global()),
+            Some(n) => CacheHandle::Static(self.named.get_or_init(|| registry::named(n))),
+        }
+    }
+}
+
+/// Per-function counters, remembered per call site for the first cache it
+/// meets (the common case: one cache per function), looked up otherwise.
+#[derive(Debug)]
+struct SiteCounters {
+    function: &'static str,
+    label: &'static str,
+    kind: FunctionKind,
+    first: OnceLock<(u64, Arc<FnCounters>)>,
+}
+
+enum CountersRef {
+    Static(&'static FnCounters),
+    Owned(Arc<FnCounters>),
+}
+
+impl Deref for CountersRef {
+    type Target = FnCounters;
+    fn deref(&self) -> &FnCounters {
+        match self {
+            CountersRef::Static(c) => c,
+            CountersRef::Owned(c) => c,
+        }
+    }
+}
+
+impl SiteCounters {
+    fn for_cache(&'static self, cache: &Cache) -> CountersRef {
+        let addr = self as *const SiteCounters as usize;
+        let lookup = || {
+            cache.inner.functions.get_or_insert(addr, || {
+                FnCounters::new(self.function, self.label, self.kind)
+            })
+        };
+        let (id, counters) = self.first.get_or_init(|| (cache.inner.id, lookup()));
+        if *id == cache.inner.id {
+            CountersRef::Static(counters)
+        } else {
+            CountersRef::Owned(lookup())
+        }
+    }
+}
+
+/// A `#[cached]` function.
+#[derive(Debug)]
+pub struct Site {
+    ttl: Ttl,
+    cache_none: bool,
+    target: Target,
+    counters: SiteCounters,
+}
+
+impl Site {
+    /// Describes one annotated function.
+    pub const fn new(
+        function: &'static str,
+        template: &'static str,
+        ttl: Ttl,
+        cache: Option<&'static str>,
+        cache_none: bool,
+    ) -> Site {
+        Site {
+            ttl,
+            cache_none,
+            target: Target::new(cache),
+            counters: SiteCounters {
+                function,
+                label: template,
+                kind: FunctionKind::Cached,
+                first: OnceLock::new(),
+            },
+        }
+    }
+}
+
+/// A `#[invalidates]` function.
+#[derive(Debug)]
+pub struct InvalidateSite {
+    target: Target,
+    counters: SiteCounters,
+}
+
+impl InvalidateSite {
+    /// Describes one annotated function.
+    pub const fn new(
+        function: &'static str,
+        patterns: &'static str,
+        cache: Option<&'static str>,
+    ) -> InvalidateSite {
+        InvalidateSite {
+            target: Target::new(cache),
+            counters: SiteCounters {
+                function,
+                label: patterns,
+                kind: FunctionKind::Invalidates,
+                first: OnceLock::new(),
+            },
+        }
+    }
+}
+
+/// The cache a `#[cached]` call uses.
+#[inline]
+pub fn resolve(site: &'static Site) -> CacheHandle {
+    site.target.resolve()
+}
+
+/// The cache an `#[invalidates]` call uses.
+#[inline]
+pub fn resolve_invalidate(site: &'static InvalidateSite) -> CacheHandle {
+    site.target.resolve()
+}
+
+/// The body of every `#[cached]` function. `key` is `None` when the cache is disabled.
+pub async fn run<K, R, F, U>(
+    handle: CacheHandle,
+    site: &'static Site,
+    key: Option<String>,
+    fut: F,
+    unless: U,
+) -> R
+where
+    K: Kind<R>,
+    K::Value: CacheValue,
+    F: Future<Output = R>,
+    U: Fn(&K::Value) -> bool,
+{
+    if key.is_none() {
+        return fut.await;
+    }
+    let counters = site.counters.for_cache(&handle);
+    let spec = Spec {
+        ttl: site.ttl,
+        cache_none: site.cache_none,
+        site: Some(&counters),
+    };
+    handle
+        .get_or_compute::<K, R, F, U>(key, spec, fut, unless)
+        .await
+}
+
+/// Applies `#[invalidates]` patterns after the function returned `result`
+/// (nothing on `Err`). `patterns` is `None` when the cache is disabled.
+pub async fn invalidate_after<K, R, P>(
+    handle: CacheHandle,
+    site: &'static InvalidateSite,
+    patterns: Option<P>,
+    result: &R,
+) where
+    K: Kind<R>,
+    P: IntoIterator<Item = String>,
+{
+    let Some(patterns) = patterns else {
+        return;
+    };
+    if K::value(result).is_none() {
+        return;
+    }
+    let counters = site.counters.for_cache(&handle);
+    for pattern in patterns {
+        handle.invalidate_full(&pattern).await;
+        bump(&counters.invalidations);
+    }
+}

@@ -1,0 +1,354 @@
+//! Counters and the serializable snapshot [`Stats`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) l1_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) sets: AtomicU64,
+    pub(crate) deletes: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+    pub(crate) invalidated_entries: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) origin_errors: AtomicU64,
+    pub(crate) flight_timeouts: AtomicU64,
+    pub(crate) skipped_stores: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// Counters of one annotated function within one cache.
+#[derive(Debug)]
+pub(crate) struct FnCounters {
+    pub(crate) function: &'static str,
+    pub(crate) label: &'static str,
+    pub(crate) kind: FunctionKind,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) sets: AtomicU64,
+    pub(crate) origin_errors: AtomicU64,
+    pub(crate) origin_nanos: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+}
+
+impl FnCounters {
+    pub(crate) fn new(function: &'static str, label: &'static str, kind: FunctionKind) -> Self {
+        FnCounters {
+            function,
+            label,
+            kind,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            sets: AtomicU64::new(0),
+            origin_errors: AtomicU64::new(0),
+            origin_nanos: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn add_origin_time(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.origin_nanos.fetch_add(nanos, Relaxed);
+    }
+}
+
+/// Per-function counters of one cache, keyed by the site's address.
+#[derive(Debug, Default)]
+pub(crate) struct FnRegistry {
+    map: Mutex<HashMap<usize, Arc<FnCounters>>>,
+}
+
+impl FnRegistry {
+    pub(crate) fn get_or_insert(
+        &self,
+        site: usize,
+        make: impl FnOnce() -> FnCounters,
+    ) -> Arc<FnCounters> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(map.entry(site).or_insert_with(|| Arc::new(make())))
+    }
+
+    fn all(&self) -> Vec<Arc<FnCounters>> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.values().cloned().collect()
+    }
+}
+
+/// Whether a function reads through the cache or invalidates it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionKind {
+    /// `#[cached]`.
+    Cached,
+    /// `#[invalidates]`.
+    Invalidates,
+}
+
+/// A point-in-time snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+///
+/// Serializes with serde (for a `/cache/stats` endpoint) and prints as a table.
+///
+/// `hit_rate` is the share of lookups that did not call the origin: hits plus
+/// callers that waited for a concurrent caller's computation (`coalesced`),
+/// over all lookups. It is `0.0` before the first lookup.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let cache = cache_core::Cache::builder().build().await?;
+/// cache.set("a", &1u32, cache_core::Preset::Short).await?;
+/// let _: Option<u32> = cache.get("a").await?;
+/// let _: Option<u32> = cache.get("b").await?;
+/// let stats = cache.stats().await;
+/// assert_eq!((stats.hits, stats.misses, stats.sets), (1, 1, 1));
+/// assert_eq!(stats.hit_rate, 0.5);
+/// # Ok(()) }
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// `memory` (in-process only) or, later, `redis`.
+    pub backend: &'static str,
+    /// False when the cache is a pass-through (`CACHE_ENABLED=false`).
+    pub enabled: bool,
+    /// Lookups answered from the cache (all tiers).
+    pub hits: u64,
+    /// Lookups answered from the in-process tier.
+    pub l1_hits: u64,
+    /// Lookups answered from the shared tier (Redis); 0 for `memory`.
+    pub l2_hits: u64,
+    /// Lookups that found nothing (for attributes: origin calls).
+    pub misses: u64,
+    /// Callers that waited for a concurrent caller's computation instead of calling the origin.
+    pub coalesced: u64,
+    /// Values written.
+    pub sets: u64,
+    /// Keys deleted with `delete`.
+    pub deletes: u64,
+    /// Invalidation requests (`#[invalidates]` patterns, `invalidate`, `clear`).
+    pub invalidations: u64,
+    /// Entries those invalidations removed.
+    pub invalidated_entries: u64,
+    /// Cache-side failures (decoding, backend); never origin errors.
+    pub errors: u64,
+    /// Origin calls that returned `Err` (never stored).
+    pub origin_errors: u64,
+    /// Waits for a concurrent computation that hit the bound, after which the caller computed itself.
+    pub single_flight_timeouts: u64,
+    /// Values not stored because an invalidation raced their computation.
+    pub skipped_stores: u64,
+    /// See the type docs.
+    pub hit_rate: f64,
+    /// Entries in the in-process tier (approximate: moka counts lazily).
+    pub entries: u64,
+    /// Per annotated function, labelled by key template or pattern, sorted by function.
+    pub functions: Vec<FunctionStats>,
+}
+
+/// Counters of one annotated function.
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionStats {
+    /// Module path and name, e.g. `app::service::get_employee`.
+    pub function: &'static str,
+    /// The key template (`employee:<id>`), or the patterns of `#[invalidates]`.
+    pub label: &'static str,
+    /// `cached` or `invalidates`.
+    pub kind: FunctionKind,
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls that ran the function body.
+    pub misses: u64,
+    /// Calls that waited for a concurrent call's result.
+    pub coalesced: u64,
+    /// Results stored.
+    pub sets: u64,
+    /// Calls whose body returned `Err`.
+    pub origin_errors: u64,
+    /// Mean duration of the body over `misses`, in microseconds.
+    pub mean_origin_us: f64,
+    /// Invalidation patterns applied (for `#[invalidates]`).
+    pub invalidations: u64,
+}
+
+pub(crate) fn snapshot(
+    backend: &'static str,
+    enabled: bool,
+    c: &Counters,
+    fns: &FnRegistry,
+    entries: u64,
+) -> Stats {
+    let l1_hits = c.l1_hits.load(Relaxed);
+    let misses = c.misses.load(Relaxed);
+    let coalesced = c.coalesced.load(Relaxed);
+    let hits = l1_hits;
+    let lookups = hits + misses + coalesced;
+    let mut functions: Vec<FunctionStats> = fns
+        .all()
+        .iter()
+        .map(|f| {
+            let misses = f.misses.load(Relaxed);
+            let nanos = f.origin_nanos.load(Relaxed);
+            FunctionStats {
+                function: f.function,
+                label: f.label,
+                kind: f.kind,
+                hits: f.hits.load(Relaxed),
+                misses,
+                coalesced: f.coalesced.load(Relaxed),
+                sets: f.sets.load(Relaxed),
+                origin_errors: f.origin_errors.load(Relaxed),
+                mean_origin_us: if misses == 0 {
+                    0.0
+                } else {
+                    nanos as f64 / misses as f64 / 1000.0
+                },
+                invalidations: f.invalidations.load(Relaxed),
+            }
+        })
+        .collect();
+    functions.sort_by(|a, b| (a.function, a.label).cmp(&(b.function, b.label)));
+    Stats {
+        backend,
+        enabled,
+        hits,
+        l1_hits,
+        l2_hits: 0,
+        misses,
+        coalesced,
+        sets: c.sets.load(Relaxed),
+        deletes: c.deletes.load(Relaxed),
+        invalidations: c.invalidations.load(Relaxed),
+        invalidated_entries: c.invalidated_entries.load(Relaxed),
+        errors: c.errors.load(Relaxed),
+        origin_errors: c.origin_errors.load(Relaxed),
+        single_flight_timeouts: c.flight_timeouts.load(Relaxed),
+        skipped_stores: c.skipped_stores.load(Relaxed),
+        hit_rate: if lookups == 0 {
+            0.0
+        } else {
+            (hits + coalesced) as f64 / lookups as f64
+        },
+        entries,
+        functions,
+    }
+}
+
+impl fmt::Display for Stats {
+    /// A readable table: totals, then one row per function.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "backend {}{} | hits {} (l1 {}, l2 {}) | misses {} | coalesced {} | hit rate {:.1}%",
+            self.backend,
+            if self.enabled { "" } else { " (disabled)" },
+            self.hits,
+            self.l1_hits,
+            self.l2_hits,
+            self.misses,
+            self.coalesced,
+            self.hit_rate * 100.0
+        )?;
+        writeln!(
+            f,
+            "sets {} | deletes {} | invalidations {} ({} entries) | errors {} | origin errors {} | entries {}",
+            self.sets,
+            self.deletes,
+            self.invalidations,
+            self.invalidated_entries,
+            self.errors,
+            self.origin_errors,
+            self.entries
+        )?;
+        if self.functions.is_empty() {
+            return Ok(());
+        }
+        let fw = self
+            .functions
+            .iter()
+            .map(|r| r.function.len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        let lw = self
+            .functions
+            .iter()
+            .map(|r| r.label.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        writeln!(
+            f,
+            "{:<fw$}  {:<lw$}  {:>6} {:>6} {:>9} {:>6} {:>7} {:>10} {:>6}",
+            "function",
+            "label",
+            "hits",
+            "misses",
+            "coalesced",
+            "sets",
+            "errors",
+            "origin µs",
+            "inval."
+        )?;
+        for r in &self.functions {
+            writeln!(
+                f,
+                "{:<fw$}  {:<lw$}  {:>6} {:>6} {:>9} {:>6} {:>7} {:>10.1} {:>6}",
+                r.function,
+                r.label,
+                r.hits,
+                r.misses,
+                r.coalesced,
+                r.sets,
+                r.origin_errors,
+                r.mean_origin_us,
+                r.invalidations
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Overall state reported by [`Cache::health`](crate::Cache::health).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The cache answers.
+    Healthy,
+    /// The cache answers from a fallback tier.
+    Degraded,
+    /// The cache is switched off (`CACHE_ENABLED=false`): calls pass through.
+    Disabled,
+}
+
+/// The result of [`Cache::health`](crate::Cache::health): a probe of the backend.
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// See [`HealthStatus`].
+    pub status: HealthStatus,
+    /// `memory` or `redis`.
+    pub backend: &'static str,
+    /// How long the probe (a write and read of a private key) took.
+    #[serde(serialize_with = "micros")]
+    pub latency: Duration,
+    /// Entries in the in-process tier.
+    pub entries: u64,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e6)
+}

@@ -1,0 +1,322 @@
+//! Time-to-live presets and duration strings.
+//!
+//! The nine presets are the vocabulary of `#[cached(ttl = "...")]`; their
+//! values can be changed at run time (builder, `CACHE_TTL_<PRESET>`) so
+//! operators tune TTLs without recompiling. The attribute checks names and
+//! duration strings at compile time; this module is the run-time side of the
+//! same grammar (kept in step with `cache-macros/src/ttl.rs` by the `tests`
+//! crate, which compares both on the same strings).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A named TTL preset.
+///
+/// ```
+/// use cache_core::Preset;
+/// use std::time::Duration;
+///
+/// assert_eq!(Preset::Medium.default_duration(), Duration::from_secs(300));
+/// assert_eq!(Preset::from_name("user_context"), Some(Preset::UserContext));
+/// assert_eq!(Preset::VeryLong.env_var(), "CACHE_TTL_VERY_LONG");
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// 60 s.
+    Short,
+    /// 300 s; also the default TTL.
+    Medium,
+    /// 3600 s.
+    Long,
+    /// 86400 s.
+    VeryLong,
+    /// 900 s.
+    UserContext,
+    /// 120 s.
+    Dashboard,
+    /// 1800 s.
+    Report,
+    /// 600 s.
+    Search,
+    /// 300 s.
+    List,
+}
+
+impl Preset {
+    /// Every preset, in documentation order.
+    pub const ALL: [Preset; 9] = [
+        Preset::Short,
+        Preset::Medium,
+        Preset::Long,
+        Preset::VeryLong,
+        Preset::UserContext,
+        Preset::Dashboard,
+        Preset::Report,
+        Preset::Search,
+        Preset::List,
+    ];
+
+    /// The name used in `#[cached(ttl = "...")]`.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::Preset::VeryLong.name(), "very_long");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Preset::Short => "short",
+            Preset::Medium => "medium",
+            Preset::Long => "long",
+            Preset::VeryLong => "very_long",
+            Preset::UserContext => "user_context",
+            Preset::Dashboard => "dashboard",
+            Preset::Report => "report",
+            Preset::Search => "search",
+            Preset::List => "list",
+        }
+    }
+
+    /// The built-in value, before any run-time override.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert_eq!(cache_core::Preset::Dashboard.default_duration(), Duration::from_secs(120));
+    /// ```
+    pub const fn default_duration(self) -> Duration {
+        Duration::from_secs(match self {
+            Preset::Short => 60,
+            Preset::Medium => 300,
+            Preset::Long => 3600,
+            Preset::VeryLong => 86_400,
+            Preset::UserContext => 900,
+            Preset::Dashboard => 120,
+            Preset::Report => 1800,
+            Preset::Search => 600,
+            Preset::List => 300,
+        })
+    }
+
+    /// Looks a preset up by its attribute name.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::Preset::from_name("long"), Some(cache_core::Preset::Long));
+    /// assert_eq!(cache_core::Preset::from_name("Long"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The environment variable that overrides this preset, e.g. `CACHE_TTL_MEDIUM`.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::Preset::Search.env_var(), "CACHE_TTL_SEARCH");
+    /// ```
+    pub const fn env_var(self) -> &'static str {
+        match self {
+            Preset::Short => "CACHE_TTL_SHORT",
+            Preset::Medium => "CACHE_TTL_MEDIUM",
+            Preset::Long => "CACHE_TTL_LONG",
+            Preset::VeryLong => "CACHE_TTL_VERY_LONG",
+            Preset::UserContext => "CACHE_TTL_USER_CONTEXT",
+            Preset::Dashboard => "CACHE_TTL_DASHBOARD",
+            Preset::Report => "CACHE_TTL_REPORT",
+            Preset::Search => "CACHE_TTL_SEARCH",
+            Preset::List => "CACHE_TTL_LIST",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How long an entry lives: the cache's default, a preset, or a fixed duration.
+///
+/// Presets and the default are resolved against the cache's configuration
+/// when the entry is written, so run-time overrides apply.
+///
+/// ```
+/// use cache_core::{Preset, Ttl};
+/// use std::time::Duration;
+///
+/// let a: Ttl = Preset::Short.into();
+/// let b: Ttl = Duration::from_secs(90).into();
+/// assert_eq!(a, Ttl::Preset(Preset::Short));
+/// assert_eq!(b, Ttl::Fixed(Duration::from_secs(90)));
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Ttl {
+    /// The cache's default TTL (`CACHE_DEFAULT_TTL`, else the `medium` preset).
+    #[default]
+    Default,
+    /// A named preset.
+    Preset(Preset),
+    /// A fixed duration.
+    Fixed(Duration),
+}
+
+impl From<Preset> for Ttl {
+    fn from(p: Preset) -> Self {
+        Ttl::Preset(p)
+    }
+}
+
+impl From<Duration> for Ttl {
+    fn from(d: Duration) -> Self {
+        Ttl::Fixed(d)
+    }
+}
+
+/// Why a duration string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// Nothing to parse.
+    #[error("empty duration")]
+    Empty,
+    /// Not of the form `90s`, `15m`, `2h`, `1d`, `1h30m`, `250ms` or whole seconds.
+    #[error(
+        "`{0}` is not a duration: expected e.g. 90s, 15m, 2h, 1d, 1h30m, 250ms or whole seconds"
+    )]
+    Syntax(String),
+    /// The duration is zero.
+    #[error("a TTL must be longer than zero")]
+    Zero,
+    /// The duration does not fit.
+    #[error("`{0}` is too long")]
+    Overflow(String),
+}
+
+/// Parses a duration: `"90s"`, `"15m"`, `"2h"`, `"1d"`, `"250ms"`, combinations
+/// such as `"1h30m"`, or bare whole seconds (`"300"`). Zero is refused.
+///
+/// ```
+/// use cache_core::parse_duration;
+/// use std::time::Duration;
+///
+/// assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+/// assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+/// assert!(parse_duration("5 minutes").is_err());
+/// assert!(parse_duration("0s").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    let syntax = || DurationError::Syntax(text.to_owned());
+    let overflow = || DurationError::Overflow(text.to_owned());
+    let total_ms: u64 = if s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .ok()
+            .and_then(|secs| secs.checked_mul(1000))
+            .ok_or_else(overflow)?
+    } else {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        let mut total: u64 = 0;
+        while i < bytes.len() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if start == i {
+                return Err(syntax());
+            }
+            let n: u64 = s[start..i].parse().map_err(|_| overflow())?;
+            let unit_start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let unit_ms: u64 = match &s[unit_start..i] {
+                "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return Err(syntax()),
+            };
+            let part = n.checked_mul(unit_ms).ok_or_else(overflow)?;
+            total = total.checked_add(part).ok_or_else(overflow)?;
+        }
+        total
+    };
+    if total_ms == 0 {
+        return Err(DurationError::Zero);
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+/// Resolved TTL values for one cache.
+#[derive(Debug, Clone)]
+pub(crate) struct TtlTable {
+    pub(crate) presets: [Duration; 9],
+    pub(crate) default: Duration,
+}
+
+impl TtlTable {
+    pub(crate) fn resolve(&self, ttl: Ttl) -> Duration {
+        match ttl {
+            Ttl::Default => self.default,
+            Ttl::Preset(p) => self.presets[p.index()],
+            Ttl::Fixed(d) => d,
+        }
+    }
+}
+
+impl Default for TtlTable {
+    fn default() -> Self {
+        TtlTable {
+            presets: Preset::ALL.map(Preset::default_duration),
+            default: Preset::Medium.default_duration(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_indices_follow_all() {
+        for (i, p) in Preset::ALL.into_iter().enumerate() {
+            assert_eq!(p.index(), i);
+            assert_eq!(Preset::from_name(p.name()), Some(p));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 1h1s "), Ok(Duration::from_secs(3601)));
+        assert_eq!(parse_duration(""), Err(DurationError::Empty));
+        assert_eq!(parse_duration("0"), Err(DurationError::Zero));
+        assert!(matches!(
+            parse_duration("1x"),
+            Err(DurationError::Syntax(_))
+        ));
+        assert!(matches!(parse_duration("m"), Err(DurationError::Syntax(_))));
+        assert!(matches!(
+            parse_duration("-5s"),
+            Err(DurationError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_duration("99999999999999999999d"),
+            Err(DurationError::Overflow(_))
+        ));
+    }
+}

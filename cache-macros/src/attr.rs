@@ -1,0 +1,261 @@
+//! Attribute arguments, parsed as tokens (not re-parsed strings), each option
+//! set at most once, every mistake collected and reported at its own span.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::{Expr, LitBool, LitInt, LitStr, Path, Token};
+
+use crate::ttl::Ttl;
+
+mod kw {
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(key);
+    syn::custom_keyword!(cache);
+    syn::custom_keyword!(cache_none);
+    syn::custom_keyword!(unless);
+}
+
+/// Collects errors so all of them are reported at once.
+#[derive(Default)]
+pub(crate) struct Errors(Vec<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, e: syn::Error) {
+        self.0.push(e);
+    }
+
+    pub(crate) fn at(&mut self, span: Span, msg: impl std::fmt::Display) {
+        self.0.push(syn::Error::new(span, msg));
+    }
+
+    pub(crate) fn combine(self) -> Option<syn::Error> {
+        self.0.into_iter().reduce(|mut a, b| {
+            a.combine(b);
+            a
+        })
+    }
+}
+
+/// An option that may be given once (`serde_derive`'s `Attr<T>`).
+pub(crate) struct Once<T> {
+    name: &'static str,
+    value: Option<(Span, T)>,
+}
+
+impl<T> Once<T> {
+    fn new(name: &'static str) -> Self {
+        Once { name, value: None }
+    }
+
+    fn set(&mut self, span: Span, value: T, errors: &mut Errors) {
+        if self.value.is_some() {
+            errors.at(span, format!("duplicate `{}` option", self.name));
+        } else {
+            self.value = Some((span, value));
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.value.as_ref().map(|(_, v)| v)
+    }
+
+    pub(crate) fn span(&self) -> Option<Span> {
+        self.value.as_ref().map(|(s, _)| *s)
+    }
+
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.value.take().map(|(_, v)| v)
+    }
+}
+
+/// `crate = "path"`: where the runtime is, for renamed dependencies.
+fn parse_crate(
+    input: ParseStream<'_>,
+    slot: &mut Once<Path>,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    let tok: Token![crate] = input.parse()?;
+    input.parse::<Token![=]>()?;
+    let lit: LitStr = input.parse()?;
+    match lit.parse_with(Path::parse_mod_style) {
+        Ok(mut path) => {
+            if path.leading_colon.is_none() {
+                path.leading_colon = Some(Token![::](lit.span()));
+            }
+            slot.set(tok.span, path, errors);
+        }
+        Err(_) => errors.at(lit.span(), format!("`{}` is not a crate path", lit.value())),
+    }
+    Ok(())
+}
+
+fn parse_cache_name(
+    input: ParseStream<'_>,
+    slot: &mut Once<LitStr>,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    let tok: kw::cache = input.parse()?;
+    input.parse::<Token![=]>()?;
+    let lit: LitStr = input.parse()?;
+    if lit.value().trim().is_empty() {
+        errors.at(lit.span(), "a cache name cannot be empty");
+    }
+    slot.set(tok.span, lit, errors);
+    Ok(())
+}
+
+/// Reports an unknown option and skips its value, so later options are still checked.
+fn unknown_option(input: ParseStream<'_>, valid: &[&str], errors: &mut Errors) -> syn::Result<()> {
+    let ident: syn::Ident = syn::ext::IdentExt::parse_any(input)?;
+    let name = ident.to_string();
+    let hint = match crate::nearest(&name, valid) {
+        Some(n) => format!("; did you mean `{n}`?"),
+        None => String::new(),
+    };
+    errors.at(
+        ident.span(),
+        format!(
+            "unknown option `{name}`{hint}\nvalid options: {}",
+            valid.join(", ")
+        ),
+    );
+    if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        input.parse::<Expr>()?;
+    }
+    Ok(())
+}
+
+fn comma(input: ParseStream<'_>) -> syn::Result<bool> {
+    if input.is_empty() {
+        return Ok(false);
+    }
+    input.parse::<Token![,]>()?;
+    Ok(!input.is_empty())
+}
+
+/// `#[cached(...)]`.
+pub(crate) struct CachedArgs {
+    pub(crate) ttl: Once<Ttl>,
+    pub(crate) key: Once<LitStr>,
+    pub(crate) cache: Once<LitStr>,
+    pub(crate) cache_none: Once<bool>,
+    pub(crate) unless: Once<Expr>,
+    pub(crate) krate: Once<Path>,
+    pub(crate) errors: Errors,
+}
+
+const CACHED_OPTIONS: &[&str] = &["ttl", "key", "cache", "cache_none", "unless", "crate"];
+
+impl Parse for CachedArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = CachedArgs {
+            ttl: Once::new("ttl"),
+            key: Once::new("key"),
+            cache: Once::new("cache"),
+            cache_none: Once::new("cache_none"),
+            unless: Once::new("unless"),
+            krate: Once::new("crate"),
+            errors: Errors::default(),
+        };
+        let errors = &mut args.errors;
+        if input.is_empty() {
+            return Ok(args);
+        }
+        loop {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::ttl) {
+                let tok: kw::ttl = input.parse()?;
+                input.parse::<Token![=]>()?;
+                if input.peek(LitInt) {
+                    let lit: LitInt = input.parse()?;
+                    match lit.base10_parse::<u64>() {
+                        Ok(0) => errors.at(lit.span(), "a TTL must be longer than zero"),
+                        Ok(secs) => match secs.checked_mul(1000) {
+                            Some(ms) => args.ttl.set(tok.span, Ttl::Millis(ms), errors),
+                            None => errors.at(lit.span(), "TTL is too long"),
+                        },
+                        Err(e) => errors.push(e),
+                    }
+                } else {
+                    let lit: LitStr = input.parse()?;
+                    match Ttl::from_str(&lit.value()) {
+                        Ok(ttl) => args.ttl.set(tok.span, ttl, errors),
+                        Err(msg) => errors.at(lit.span(), msg),
+                    }
+                }
+            } else if lookahead.peek(kw::key) {
+                let tok: kw::key = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                args.key.set(tok.span, lit, errors);
+            } else if lookahead.peek(kw::cache_none) {
+                let tok: kw::cache_none = input.parse()?;
+                let value = if input.peek(Token![=]) {
+                    input.parse::<Token![=]>()?;
+                    input.parse::<LitBool>()?.value
+                } else {
+                    true
+                };
+                args.cache_none.set(tok.span, value, errors);
+            } else if lookahead.peek(kw::cache) {
+                parse_cache_name(input, &mut args.cache, errors)?;
+            } else if lookahead.peek(kw::unless) {
+                let tok: kw::unless = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let expr: Expr = input.parse()?;
+                args.unless.set(tok.span, expr, errors);
+            } else if lookahead.peek(Token![crate]) {
+                parse_crate(input, &mut args.krate, errors)?;
+            } else if input.peek(syn::Ident) {
+                unknown_option(input, CACHED_OPTIONS, errors)?;
+            } else {
+                return Err(lookahead.error());
+            }
+            if !comma(input)? {
+                break;
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// `#[invalidates("pattern", ..., cache = "...", crate = "...")]`.
+pub(crate) struct InvalidatesArgs {
+    pub(crate) patterns: Vec<LitStr>,
+    pub(crate) cache: Once<LitStr>,
+    pub(crate) krate: Once<Path>,
+    pub(crate) errors: Errors,
+}
+
+const INVALIDATES_OPTIONS: &[&str] = &["cache", "crate"];
+
+impl Parse for InvalidatesArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = InvalidatesArgs {
+            patterns: Vec::new(),
+            cache: Once::new("cache"),
+            krate: Once::new("crate"),
+            errors: Errors::default(),
+        };
+        let errors = &mut args.errors;
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(LitStr) {
+                args.patterns.push(input.parse()?);
+            } else if lookahead.peek(kw::cache) {
+                parse_cache_name(input, &mut args.cache, errors)?;
+            } else if lookahead.peek(Token![crate]) {
+                parse_crate(input, &mut args.krate, errors)?;
+            } else if input.peek(syn::Ident) {
+                unknown_option(input, INVALIDATES_OPTIONS, errors)?;
+            } else {
+                return Err(lookahead.error());
+            }
+            if !comma(input)? {
+                break;
+            }
+        }
+        Ok(args)
+    }
+}

@@ -1,0 +1,112 @@
+//! What the attributes need to know about the function they annotate.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Stmt, Type};
+
+use crate::attr::Errors;
+
+/// How the return value is cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReturnKind {
+    /// `Result<T, E>` (also `io::Result<T>`, `anyhow::Result<T>`): `Ok` stored.
+    Result,
+    /// `Option<T>`: `Some` stored, `None` with `cache_none`.
+    Option,
+    /// Anything else: stored.
+    Plain,
+}
+
+/// A non-receiver parameter.
+pub(crate) struct Param {
+    /// The name placeholders and default keys use.
+    pub(crate) ident: Ident,
+    /// True if the user named it (a destructuring pattern gets a generated name).
+    pub(crate) named: bool,
+    pub(crate) ty_span: Span,
+}
+
+pub(crate) struct FnInfo {
+    pub(crate) receiver: bool,
+    pub(crate) params: Vec<Param>,
+    pub(crate) kind: ReturnKind,
+    pub(crate) ret_ty: TokenStream,
+    pub(crate) ret_span: Span,
+    /// `let PATTERN = __cache_argN;` for destructured parameters, run first in the body.
+    pub(crate) rebinds: Vec<Stmt>,
+}
+
+/// Checks the function is `async` and gives destructured parameters names.
+pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnInfo {
+    if item.sig.asyncness.is_none() {
+        errors.at(
+            item.sig.fn_token.span,
+            format!("`#[{attr}]` applies to `async fn` only: make the function `async`"),
+        );
+    }
+    let mut receiver = false;
+    let mut params = Vec::new();
+    let mut rebinds = Vec::new();
+    for (i, arg) in item.sig.inputs.iter_mut().enumerate() {
+        match arg {
+            FnArg::Receiver(_) => receiver = true,
+            FnArg::Typed(pt) => {
+                let ty_span = pt.ty.span();
+                match &*pt.pat {
+                    Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                        params.push(Param {
+                            ident: pi.ident.clone(),
+                            named: true,
+                            ty_span,
+                        })
+                    }
+                    _ => {
+                        let ident = format_ident!("__cache_arg{}", i);
+                        let pat = std::mem::replace(
+                            &mut *pt.pat,
+                            Pat::Ident(syn::PatIdent {
+                                attrs: Vec::new(),
+                                by_ref: None,
+                                mutability: None,
+                                ident: ident.clone(),
+                                subpat: None,
+                            }),
+                        );
+                        rebinds.push(syn::parse_quote!(let #pat = #ident;));
+                        params.push(Param {
+                            ident,
+                            named: false,
+                            ty_span,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let (ret_ty, ret_span, kind) = match &item.sig.output {
+        ReturnType::Default => (quote!(()), item.sig.ident.span(), ReturnKind::Plain),
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span(), kind_of(ty)),
+    };
+    FnInfo {
+        receiver,
+        params,
+        kind,
+        ret_ty,
+        ret_span,
+        rebinds,
+    }
+}
+
+fn kind_of(ty: &Type) -> ReturnKind {
+    match ty {
+        Type::Paren(p) => kind_of(&p.elem),
+        Type::Group(g) => kind_of(&g.elem),
+        Type::Path(p) if p.qself.is_none() => match p.path.segments.last() {
+            Some(seg) if seg.ident == "Result" => ReturnKind::Result,
+            Some(seg) if seg.ident == "Option" => ReturnKind::Option,
+            _ => ReturnKind::Plain,
+        },
+        _ => ReturnKind::Plain,
+    }
+}

@@ -1,0 +1,77 @@
+#![forbid(unsafe_code)]
+//! The `#[cached]` and `#[invalidates]` attributes. Use them through
+//! `cache_core`, which re-exports them and documents them in full.
+//!
+//! Each entry point is one line: parsing, checks and code generation work on
+//! `proc_macro2` tokens in their own modules, so they are unit-testable.
+
+mod attr;
+mod expand;
+mod item;
+mod template;
+mod ttl;
+
+use proc_macro::TokenStream;
+
+/// Caches an async function's result. See the `cache_core` crate docs.
+///
+/// ```ignore
+/// #[cached(ttl = "medium", key = "employee:<id>")]
+/// async fn get_employee(id: u64) -> Result<Employee, DbError> { /* ... */ }
+/// ```
+///
+/// Options: `ttl` (a preset name, a duration string or whole seconds),
+/// `key` (a template; default: the function path and every argument),
+/// `cache` (a named cache), `cache_none` (store `None` too), `unless` (a
+/// predicate over the value: `true` skips storing it), `crate` (the runtime's
+/// path if renamed).
+#[proc_macro_attribute]
+pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::cached(args.into(), item.into()).into()
+}
+
+/// Invalidates keys or patterns after an async function succeeds.
+///
+/// ```ignore
+/// #[invalidates("employee:<id>", "user:<id>:*")]
+/// async fn update_employee(id: u64, change: Change) -> Result<(), DbError> { /* ... */ }
+/// ```
+#[proc_macro_attribute]
+pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::invalidates(args.into(), item.into()).into()
+}
+
+/// The candidate closest to `name` by edit distance, if close enough to be a typo.
+pub(crate) fn nearest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (levenshtein(name, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nearest_names() {
+        let names = ["short", "medium", "long", "very_long", "user_context"];
+        assert_eq!(super::nearest("mediun", &names), Some("medium"));
+        assert_eq!(super::nearest("usercontext", &names), Some("user_context"));
+        assert_eq!(super::nearest("zzzzzz", &names), None);
+    }
+}

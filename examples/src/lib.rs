@@ -1,0 +1,1 @@
+//! Runnable examples for cache-core; see `examples/README.md`.

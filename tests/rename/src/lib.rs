@@ -1,0 +1,1 @@
+//! Holds the `crate = "..."` override test; see `tests/rename.rs`.

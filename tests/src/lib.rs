@@ -1,0 +1,1 @@
+//! Integration, fault and compile-fail suites for the cache workspace.
