@@ -49,7 +49,7 @@ const KEPT_HEAD: usize = 32;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be used in a cache key: it does not implement `std::fmt::Display`",
     label = "placeholder value must implement `Display`",
-    note = "implement `Display` for `{Self}`, or name a field that does, e.g. `<user.id>`"
+    note = "implement `Display` for the value's type, or name a field that has it, e.g. `<user.id>`"
 )]
 pub trait KeyValue {
     /// Writes the value's text form.
@@ -66,7 +66,7 @@ impl<T: Display + ?Sized> KeyValue for T {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a default cache key: it does not implement `serde::Serialize`",
     label = "argument type must implement `Serialize`",
-    note = "give the function a `key = \"...\"` template naming what to key on, or derive `Serialize` for `{Self}`"
+    note = "give the function a `key = \"...\"` template naming what to key on, or derive `Serialize` for the argument's type"
 )]
 pub trait KeyArg {
     /// Appends the argument to a key.

@@ -72,8 +72,12 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let kind = kind_ident(info.kind);
     let body = async_body(&func, &info);
-    let run =
-        quote_spanned!(info.ret_span=> #krate::__private::run::<#krate::__private::#kind, _, _, _>);
+    // Every token of the callee carries the return type's span, so "cannot be
+    // cached" points at the return type rather than at the attribute.
+    let run = respan(
+        quote!(#krate::__private::run::<#krate::__private::#kind, _, _, _>),
+        info.ret_span,
+    );
 
     let ItemFn {
         attrs, vis, sig, ..
@@ -172,6 +176,22 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
             __cache_ret
         }
     }
+}
+
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }
 
 fn krate(path: Option<Path>) -> Path {

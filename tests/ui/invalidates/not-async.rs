@@ -1,0 +1,8 @@
+use cache_core::invalidates;
+
+#[invalidates("user:<id>:*")]
+fn update(id: u64) {
+    let _ = id;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use cache_core::cached;
+
+#[cached]
+struct Employee;
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_core::cached;
+
+#[cached(key = "tenant:<self.tenant>:<id>")]
+async fn get(id: u64) -> u64 {
+    id
+}
+
+fn main() {}
