@@ -242,7 +242,7 @@ impl Cache {
         }
         let key = self.full_key(key);
         let c = &self.inner.counters;
-        match self.inner.l1.get::<T>(&key).await {
+        match self.inner.l1.get::<T>(&key) {
             Lookup::Hit(v) => {
                 bump(&c.l1_hits);
                 Ok(Some(v))
@@ -258,7 +258,7 @@ impl Cache {
                     ty = std::any::type_name::<T>(),
                     "cache entry of another type: removed"
                 );
-                self.inner.l1.remove(&key).await;
+                self.inner.l1.remove(&key);
                 Ok(None)
             }
         }
@@ -272,7 +272,7 @@ impl Cache {
     /// None from the in-process tier (see [`get`](Self::get)).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), cache_core::Error> {
     /// use std::time::Duration;
     /// let cache = cache_core::Cache::builder().build().await?;
     /// cache.set("k", &vec![1, 2, 3], Duration::from_secs(30)).await?;
@@ -290,7 +290,7 @@ impl Cache {
         }
         let ttl = self.resolve_ttl(ttl.into());
         let entry = Entry::new(Arc::new(value.clone()), ttl);
-        self.inner.l1.insert(self.full_key(key), entry).await;
+        self.inner.l1.insert(self.full_key(key), entry);
         bump(&self.inner.counters.sets);
         Ok(())
     }
@@ -316,7 +316,7 @@ impl Cache {
         }
         let key = self.full_key(key);
         self.inner.log.record(Arc::new(Glob::exact_key(&key)));
-        let removed = self.inner.l1.remove(&key).await;
+        let removed = self.inner.l1.remove(&key);
         bump(&self.inner.counters.deletes);
         Ok(removed)
     }
@@ -339,7 +339,7 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(false);
         }
-        Ok(self.inner.l1.entry(&self.full_key(key)).await.is_some())
+        Ok(self.inner.l1.entry(&self.full_key(key)).is_some())
     }
 
     /// The time `key` has left, or `None` if it is absent.
@@ -358,7 +358,7 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(None);
         }
-        let entry = self.inner.l1.entry(&self.full_key(key)).await;
+        let entry = self.inner.l1.entry(&self.full_key(key));
         Ok(entry.and_then(|e| e.remaining(Instant::now())))
     }
 
@@ -369,7 +369,7 @@ impl Cache {
     /// None from the in-process tier (see [`get`](Self::get)).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), cache_core::Error> {
     /// use std::time::Duration;
     /// let cache = cache_core::Cache::builder().build().await?;
     /// cache.set("k", &1u8, Duration::from_secs(10)).await?;
@@ -383,7 +383,7 @@ impl Cache {
             return Ok(false);
         }
         let ttl = self.resolve_ttl(ttl.into());
-        Ok(self.inner.l1.retime(&self.full_key(key), ttl).await)
+        Ok(self.inner.l1.retime(&self.full_key(key), ttl))
     }
 
     /// Removes every key matching `pattern` (Redis glob syntax: `*`, `?`,
@@ -420,7 +420,7 @@ impl Cache {
     pub(crate) async fn invalidate_full(&self, full_pattern: &str) -> u64 {
         let glob = Arc::new(Glob::new(full_pattern));
         self.inner.log.record(Arc::clone(&glob));
-        let removed = self.inner.l1.remove_matching(&glob).await;
+        let removed = self.inner.l1.remove_matching(&glob);
         let c = &self.inner.counters;
         bump(&c.invalidations);
         c.invalidated_entries.fetch_add(removed, Relaxed);
@@ -447,7 +447,7 @@ impl Cache {
             return Ok(());
         }
         self.inner.log.record(Arc::new(Glob::new("*")));
-        self.inner.l1.clear().await;
+        self.inner.l1.clear();
         bump(&self.inner.counters.invalidations);
         Ok(())
     }
@@ -538,7 +538,7 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn stats(&self) -> Stats {
-        self.inner.l1.sync().await;
+        self.inner.l1.sync();
         stats::snapshot(
             "memory",
             self.inner.enabled,
@@ -562,9 +562,9 @@ impl Cache {
         let status = if self.inner.enabled {
             let key = "\u{0}health-probe".to_owned();
             let probe = Entry::new(Arc::new(started), Duration::from_secs(1));
-            self.inner.l1.insert(key.clone(), probe).await;
-            let ok = self.inner.l1.get::<std::time::Instant>(&key).await;
-            self.inner.l1.remove(&key).await;
+            self.inner.l1.insert(key.clone(), probe);
+            let ok = self.inner.l1.get::<std::time::Instant>(&key);
+            self.inner.l1.remove(&key);
             match ok {
                 Lookup::Hit(t) if t == started => HealthStatus::Healthy,
                 _ => HealthStatus::Degraded,
@@ -581,6 +581,19 @@ impl Cache {
     }
 
     // ----- the engine -------------------------------------------------------
+
+    /// A live value of type `V` under `key`, counted as a hit; `None` otherwise
+    /// (misses are counted by the slow path that follows).
+    #[inline]
+    pub(crate) fn l1_hit<V: Clone + 'static>(&self, key: &str) -> Option<V> {
+        match self.inner.l1.get::<V>(key) {
+            Lookup::Hit(v) => {
+                bump(&self.inner.counters.l1_hits);
+                Some(v)
+            }
+            Lookup::Miss | Lookup::WrongType => None,
+        }
+    }
 
     /// Get-or-compute for the attributes and the manual API. `key: None`
     /// means the cache is disabled: just run `fut`.
@@ -602,7 +615,7 @@ impl Cache {
         };
         let inner = &*self.inner;
         let fns = spec.site;
-        match inner.l1.get::<K::Value>(&key).await {
+        match inner.l1.get::<K::Value>(&key) {
             Lookup::Hit(v) => {
                 bump(&inner.counters.l1_hits);
                 if let Some(f) = fns {
@@ -624,7 +637,7 @@ impl Cache {
             match inner.flights.join(&key) {
                 Join::Leader(leader) => {
                     // A leader that finished between our read and our join may have stored it.
-                    if let Some(e) = inner.l1.entry(&key).await {
+                    if let Some(e) = inner.l1.entry(&key) {
                         if let Some(v) = e.value.downcast_ref::<K::Value>() {
                             let v = v.clone();
                             leader.complete(e);
@@ -654,7 +667,7 @@ impl Cache {
                             .await;
                     }
                     Waited::Retry => {
-                        if let Lookup::Hit(v) = inner.l1.get::<K::Value>(&key).await {
+                        if let Lookup::Hit(v) = inner.l1.get::<K::Value>(&key) {
                             bump(&inner.counters.l1_hits);
                             if let Some(f) = fns {
                                 bump(&f.hits);
@@ -716,9 +729,9 @@ impl Cache {
         let store = (spec.cache_none || !K::is_none(&result)) && !unless(value);
         let entry = Entry::new(Arc::new(value.clone()), self.resolve_ttl(spec.ttl));
         if store {
-            inner.l1.insert(key.clone(), Arc::clone(&entry)).await;
+            inner.l1.insert(key.clone(), Arc::clone(&entry));
             if inner.log.invalidated_since(start_epoch, &key) {
-                inner.l1.remove(&key).await;
+                inner.l1.remove(&key);
                 bump(&inner.counters.skipped_stores);
                 return result;
             }
@@ -745,8 +758,7 @@ pub(crate) struct Spec<'a> {
 impl L1 {
     /// Re-arms `key` with a new TTL, keeping its value. Atomic with respect to
     /// concurrent writes of the same key.
-    pub(crate) async fn retime(&self, key: &str, ttl: Duration) -> bool {
+    pub(crate) fn retime(&self, key: &str, ttl: Duration) -> bool {
         self.update_live(key, |e: &Shared| Entry::new(Arc::clone(&e.value), ttl))
-            .await
     }
 }

@@ -217,7 +217,7 @@ impl KeyBuilder {
 /// Replaces `buf[start..]` with its first `keep` bytes (at a char boundary),
 /// `~` and 32 hex digits of the BLAKE3 hash of the whole of it.
 fn shorten(buf: &mut String, start: usize, keep: usize) {
-    let hash = blake3::hash(buf[start..].as_bytes());
+    let hash = blake3::hash(&buf.as_bytes()[start..]);
     let mut cut = start + keep.min(buf.len() - start);
     while !buf.is_char_boundary(cut) {
         cut -= 1;

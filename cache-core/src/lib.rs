@@ -51,6 +51,7 @@
 //! - `macros` (default): re-exports [`cached`] and [`invalidates`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod builder;
 mod cache;

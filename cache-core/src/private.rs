@@ -249,6 +249,20 @@ pub fn resolve_invalidate(site: &'static InvalidateSite) -> CacheHandle {
     site.target.resolve()
 }
 
+/// The hit fast path of every `#[cached]` function: runs before the body's
+/// future or the engine's state machine is built, so a hit costs a lookup and
+/// a clone.
+#[inline]
+pub fn hit<K, R>(handle: &CacheHandle, site: &'static Site, key: &str) -> Option<R>
+where
+    K: Kind<R>,
+    K::Value: Clone + 'static,
+{
+    let v = handle.l1_hit::<K::Value>(key)?;
+    bump(&site.counters.for_cache(handle).hits);
+    Some(K::rebuild(v))
+}
+
 /// The body of every `#[cached]` function. `key` is `None` when the cache is disabled.
 pub async fn run<K, R, F, U>(
     handle: CacheHandle,

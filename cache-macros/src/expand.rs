@@ -98,6 +98,13 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
             } else {
                 ::core::option::Option::None
             };
+            if let ::core::option::Option::Some(__cache_k) = &__cache_key {
+                if let ::core::option::Option::Some(__cache_hit) =
+                    #krate::__private::hit::<#krate::__private::#kind, _>(&__cache_handle, &__CACHE_SITE, __cache_k)
+                {
+                    return __cache_hit;
+                }
+            }
             #run(__cache_handle, &__CACHE_SITE, __cache_key, #body, #unless).await
         }
     }

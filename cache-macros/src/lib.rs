@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 //! The `#[cached]` and `#[invalidates]` attributes. Use them through
 //! `cache_core`, which re-exports them and documents them in full.
 //!
