@@ -77,6 +77,11 @@ pub use ttl::{DurationError, Preset, Ttl, parse_duration};
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use cache_macros::{cached, invalidates};
 
+/// The workspace README's examples, run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::private::*;

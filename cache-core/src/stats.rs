@@ -342,8 +342,9 @@ pub struct Health {
     pub status: HealthStatus,
     /// `memory` or `redis`.
     pub backend: &'static str,
-    /// How long the probe (a write and read of a private key) took.
-    #[serde(serialize_with = "micros")]
+    /// How long the probe (a write and read of a private key) took;
+    /// serialized as `latency_us`.
+    #[serde(rename = "latency_us", serialize_with = "micros")]
     pub latency: Duration,
     /// Entries in the in-process tier.
     pub entries: u64,
