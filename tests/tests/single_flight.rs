@@ -38,6 +38,14 @@ impl Origin {
     }
 }
 
+fn spawn_load(
+    cache: &Cache,
+    origin: &Arc<Origin>,
+) -> tokio::task::JoinHandle<Result<String, OriginError>> {
+    let origin = Arc::clone(origin);
+    tokio::spawn(cache.scope(async move { origin.load(1).await }))
+}
+
 async fn run_callers(
     cache: &Cache,
     origin: &Arc<Origin>,
@@ -119,17 +127,11 @@ async fn every_caller_gets_its_own_error_when_the_origin_keeps_failing() {
 async fn a_cancelled_leader_does_not_strand_followers() {
     let cache = Cache::builder().build_blocking().unwrap();
     let origin = Origin::new(0);
-    let leader = {
-        let origin = Arc::clone(&origin);
-        tokio::spawn(cache.scope(async move { origin.load(1).await }))
-    };
+    let leader = spawn_load(&cache, &origin);
     while origin.calls.load(SeqCst) == 0 {
         tokio::task::yield_now().await;
     }
-    let follower = {
-        let origin = Arc::clone(&origin);
-        tokio::spawn(cache.scope(async move { origin.load(1).await }))
-    };
+    let follower = spawn_load(&cache, &origin);
     leader.abort();
     assert!(leader.await.unwrap_err().is_cancelled());
     // The follower takes over: it becomes the leader and calls the origin.
@@ -148,18 +150,12 @@ async fn waiting_is_bounded() {
         .build_blocking()
         .unwrap();
     let origin = Origin::new(0);
-    let stuck = {
-        let origin = Arc::clone(&origin);
-        tokio::spawn(cache.scope(async move { origin.load(1).await }))
-    };
+    let stuck = spawn_load(&cache, &origin);
     while origin.calls.load(SeqCst) == 0 {
         tokio::task::yield_now().await;
     }
     // The leader never finishes; after the bound the follower computes itself.
-    let follower = {
-        let origin = Arc::clone(&origin);
-        tokio::spawn(cache.scope(async move { origin.load(1).await }))
-    };
+    let follower = spawn_load(&cache, &origin);
     while origin.calls.load(SeqCst) < 2 {
         tokio::time::advance(Duration::from_millis(500)).await;
     }
