@@ -1,1 +1,4 @@
-//! Integration, fault and compile-fail suites for the cache workspace.
+//! Integration, fault and compile-fail suites for the cache workspace, and
+//! the support they share.
+
+pub mod redis_server;

@@ -1,0 +1,121 @@
+//! Connection settings.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Default time to establish a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Default time to wait for one command's answer. Small on purpose: a cache
+/// that makes callers wait on a slow Redis is worse than a miss (redis-rs's own
+/// default, 500 ms, is too long for a cache).
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Where Redis is and how long to wait for it.
+///
+/// The URL takes the usual forms: `redis://host:port/db`,
+/// `redis://:password@host/0`, `redis://user:password@host/2` (ACL), and
+/// `rediss://...` for TLS (feature `tls`). `Debug` never shows the password.
+///
+/// ```
+/// use cache_redis::RedisConfig;
+/// use std::time::Duration;
+///
+/// let config = RedisConfig::new("redis://app:s3cret@10.0.0.5:6380/2")
+///     .op_timeout(Duration::from_millis(50));
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The server URL.
+    pub url: String,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time to wait for one command's answer.
+    pub op_timeout: Duration,
+    /// `COUNT` hint of each `SCAN` step in pattern deletion.
+    pub scan_count: usize,
+}
+
+impl RedisConfig {
+    /// Settings for `url`, with the default timeouts.
+    pub fn new(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            url: url.into(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            scan_count: 1000,
+        }
+    }
+
+    /// Sets the connect timeout.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the per-command timeout.
+    #[must_use]
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Sets the `SCAN` `COUNT` hint.
+    #[must_use]
+    pub fn scan_count(mut self, count: usize) -> Self {
+        self.scan_count = count.max(1);
+        self
+    }
+
+    /// The URL with its password replaced by `***`, for logs and errors.
+    ///
+    /// ```
+    /// let c = cache_redis::RedisConfig::new("redis://user:pw@host:1/0");
+    /// assert_eq!(c.redacted_url(), "redis://user:***@host:1/0");
+    /// ```
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("op_timeout", &self.op_timeout)
+            .field("scan_count", &self.scan_count)
+            .finish()
+    }
+}
+
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let redacted = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_owned() };
+    format!("{}{}{}", &url[..scheme_end], redacted, &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact("redis://u:pw@h/0"), "redis://u:***@h/0");
+        assert_eq!(redact("rediss://token@h"), "rediss://***@h");
+        assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(redact("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+    }
+}

@@ -1,0 +1,36 @@
+//! Errors.
+
+use std::time::Duration;
+
+/// What can go wrong talking to Redis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL could not be parsed (the message never contains the password).
+    #[error("invalid Redis URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Redis did not answer in time.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Redis answered with an error, or the connection failed.
+    #[error("Redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl StoreError {
+    /// True for timeouts and connection failures (as opposed to a command error).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Redis(e) => {
+                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+            }
+            StoreError::InvalidUrl { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! A private `redis-server` for one test: free port, temporary directory, no
+//! persistence, killed on drop. Tests use it to kill, pause (SIGSTOP) and
+//! restart Redis. Its log is printed when the test fails.
+//!
+//! When `redis-server` is missing the suites are skipped with instructions,
+//! unless `CACHE_REQUIRE_REDIS=1` (set by `.ci/run`), where that is a failure.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+const INSTALL_HINT: &str = "install it to run the Redis suites: `sudo apt-get install redis-server` (Debian/Ubuntu), \
+`brew install redis` (macOS), or point REDIS_SERVER_BIN at a binary";
+
+/// A running private Redis.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("REDIS_SERVER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join("redis-server"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl RedisServer {
+    /// Starts a server, or `None` (after printing why) when `redis-server` is
+    /// missing and `CACHE_REQUIRE_REDIS` is not `1`.
+    ///
+    /// # Panics
+    ///
+    /// If the binary is missing under `CACHE_REQUIRE_REDIS=1`, or the server
+    /// does not become ready.
+    pub fn start() -> Option<RedisServer> {
+        let Some(binary) = find_binary() else {
+            if std::env::var("CACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
+                panic!("redis-server not found and CACHE_REQUIRE_REDIS=1: {INSTALL_HINT}");
+            }
+            eprintln!("SKIPPED: redis-server not found; {INSTALL_HINT}. Set CACHE_REQUIRE_REDIS=1 to make this a failure.");
+            return None;
+        };
+        let mut dir = tempfile::Builder::new().prefix("cache-redis-test-").tempdir().expect("temp dir");
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let mut server = RedisServer { child: None, port: free_port(), binary: binary.clone(), dir };
+            match server.spawn() {
+                Ok(()) => return Some(server),
+                Err(e) => {
+                    last_error = e;
+                    dir = server.take_dir();
+                }
+            }
+        }
+        panic!("redis-server did not start: {last_error}");
+    }
+
+    fn take_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new(&self.binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("exited with {status}; log:\n{}", self.log()));
+                }
+            }
+            if ping(self.port) {
+                return Ok(());
+            }
+            // Polling an external process for readiness: there is no event to await.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stop();
+        Err(format!("not ready after 10 s; log:\n{}", self.log()))
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port, kept across [`restart`](Self::restart).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn pid(&self) -> Option<Pid> {
+        let id = self.child.as_ref()?.id();
+        Pid::from_raw(i32::try_from(id).ok()?)
+    }
+
+    /// SIGSTOP: the server hangs (connections stay open, nothing answers).
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            kill_process(pid, Signal::STOP).expect("SIGSTOP");
+        }
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            kill_process(pid, Signal::CONT).expect("SIGCONT");
+        }
+    }
+
+    /// SIGKILL: connections are refused until [`restart`](Self::restart).
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the server again on the same port (empty: nothing is persisted).
+    ///
+    /// # Panics
+    ///
+    /// If it does not come back.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn() {
+            panic!("redis-server did not restart on port {}: {e}", self.port);
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)) {
+                // A paused server must be continued to die promptly.
+                let _ = kill_process(pid, Signal::CONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- redis-server log (port {}) ---\n{}", self.port, self.log());
+        }
+        self.stop();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
