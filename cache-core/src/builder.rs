@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use crate::Cache;
+use crate::codec::{CodecConfig, Compression, Format};
 use crate::error::{ConfigError, Error};
+use crate::l2::{L2, RedisConfig};
 use crate::ttl::{Preset, TtlTable, parse_duration};
 
 /// Default number of in-process entries (`CACHE_MAX_SIZE_MEMORY`).
@@ -17,6 +19,7 @@ const MAX_PREFIX_LEN: usize = 64;
 
 #[derive(Debug, Clone, Default)]
 struct Settings {
+    redis_url: Option<String>,
     enabled: Option<bool>,
     key_prefix: Option<String>,
     default_ttl: Option<Duration>,
@@ -29,6 +32,7 @@ struct Settings {
 ///
 /// | variable | setting | default |
 /// |---|---|---|
+/// | `REDIS_URL` | [`redis_url`](Self::redis_url) | none: in-process only |
 /// | `CACHE_ENABLED` | [`enabled`](Self::enabled) | `true` (`false` makes every attribute a pass-through) |
 /// | `CACHE_KEY_PREFIX` | [`key_prefix`](Self::key_prefix) | `cache` |
 /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl) | the `medium` preset |
@@ -60,6 +64,13 @@ pub struct CacheBuilder {
     explicit: Settings,
     env: Settings,
     flight_wait: Option<Duration>,
+    l1_enabled: Option<bool>,
+    l1_ttl: Option<Duration>,
+    codec: CodecConfig,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisConfig>,
+    redis_connect_timeout: Option<Duration>,
+    redis_op_timeout: Option<Duration>,
     error: Option<ConfigError>,
 }
 
@@ -112,6 +123,89 @@ impl CacheBuilder {
         self
     }
 
+    /// Puts Redis behind the in-process tier as the shared tier (L2):
+    /// `redis://[user:password@]host:port/db`, or `rediss://` with feature `tls`.
+    /// Nothing is connected until first use, so a cache can start while Redis is down.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder().redis_url("redis://127.0.0.1:6379/0").build().await?;
+    /// assert_eq!(cache.backend(), "redis");
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.explicit.redis_url = Some(url.into());
+        self
+    }
+
+    /// Full Redis connection settings (timeouts, `SCAN` batch size).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, config: cache_redis::RedisConfig) -> Self {
+        self.redis = Some(config);
+        self
+    }
+
+    /// How long one Redis command may take before the call goes on without it
+    /// (default 100 ms).
+    pub fn redis_op_timeout(mut self, timeout: Duration) -> Self {
+        self.redis_op_timeout = Some(timeout);
+        self
+    }
+
+    /// How long connecting to Redis may take (default 1 s).
+    pub fn redis_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.redis_connect_timeout = Some(timeout);
+        self
+    }
+
+    /// The default format of values in the shared tier (default postcard);
+    /// `#[cached(format = "...")]` overrides it per function.
+    pub fn format(mut self, format: Format) -> Self {
+        self.codec.format = format;
+        self
+    }
+
+    /// When values are compressed with zstd (default: above the threshold).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.codec.compression = compression;
+        self
+    }
+
+    /// Serialized size above which `Compression::Auto` compresses (default 1 KiB).
+    pub fn compression_threshold(mut self, bytes: usize) -> Self {
+        self.codec.threshold = bytes;
+        self
+    }
+
+    /// zstd level (default 3).
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.codec.level = level;
+        self
+    }
+
+    /// Largest serialized value stored in, or accepted from, the shared tier
+    /// (default 8 MiB). Larger values stay in-process only; larger entries, and
+    /// compressed frames declaring more, are refused as corrupt.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.codec.max_size = bytes;
+        self
+    }
+
+    /// `false` keeps no in-process copies: every lookup goes to the shared
+    /// tier (default `true`).
+    pub fn l1_enabled(mut self, enabled: bool) -> Self {
+        self.l1_enabled = Some(enabled);
+        self
+    }
+
+    /// Caps how long in-process copies live (default: as long as the entry).
+    /// Shorter caps bound how stale an instance can be if a backplane message is lost.
+    pub fn l1_ttl(mut self, ttl: Duration) -> Self {
+        self.l1_ttl = Some(ttl);
+        self
+    }
+
     /// Reads the `CACHE_*` variables from the process environment.
     pub fn from_env(self) -> Self {
         self.from_env_with(|name| std::env::var(name).ok())
@@ -128,6 +222,9 @@ impl CacheBuilder {
     /// ```
     pub fn from_env_with(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("REDIS_URL") {
+            self.env.redis_url = Some(v.trim().to_owned());
+        }
         if let Some(v) = get("CACHE_ENABLED") {
             match parse_bool(&v) {
                 Some(b) => self.env.enabled = Some(b),
@@ -187,8 +284,64 @@ impl CacheBuilder {
 
     /// Builds the cache without `.await` (for the in-process tier, which
     /// needs no I/O). Same errors as [`build`](Self::build).
+    ///
+    /// A cache with Redis must be built inside a Tokio runtime (its backplane
+    /// runs as a task).
     pub fn build_blocking(self) -> Result<Cache, Error> {
-        Ok(Cache::from_config(self.resolve()?))
+        let redis = self.redis_settings()?;
+        let config = self.resolve()?;
+        let Some((source, redis)) = redis else {
+            return Ok(Cache::from_config(config));
+        };
+        let url = redacted(&redis);
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(config_error(
+                source,
+                &url,
+                "a cache with Redis must be built inside a Tokio runtime",
+            ));
+        }
+        let l2 = L2::connect(redis, config.codec, &config.key_prefix)
+            .map_err(|e| config_error(source, &url, &e.to_string()))?;
+        Ok(Cache::assemble(config, Some(l2)))
+    }
+
+    /// The Redis settings, if any, and where they came from.
+    #[cfg(feature = "redis")]
+    fn redis_settings(&self) -> Result<Option<(&'static str, RedisConfig)>, Error> {
+        let (source, mut config) = if let Some(c) = &self.redis {
+            ("builder.redis", c.clone())
+        } else if let Some(url) = &self.explicit.redis_url {
+            ("builder.redis_url", RedisConfig::new(url.clone()))
+        } else if let Some(url) = &self.env.redis_url {
+            ("REDIS_URL", RedisConfig::new(url.clone()))
+        } else {
+            return Ok(None);
+        };
+        if let Some(t) = self.redis_op_timeout {
+            config.op_timeout = t;
+        }
+        if let Some(t) = self.redis_connect_timeout {
+            config.connect_timeout = t;
+        }
+        Ok(Some((source, config)))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn redis_settings(&self) -> Result<Option<(&'static str, RedisConfig)>, Error> {
+        match (&self.explicit.redis_url, &self.env.redis_url) {
+            (Some(_), _) => Err(config_error(
+                "builder.redis_url",
+                "...",
+                "cache-core was built without its `redis` feature",
+            )),
+            (None, Some(_)) => Err(config_error(
+                "REDIS_URL",
+                "...",
+                "cache-core was built without its `redis` feature",
+            )),
+            (None, None) => Ok(None),
+        }
     }
 
     pub(crate) fn resolve(mut self) -> Result<Config, Error> {
@@ -246,6 +399,20 @@ impl CacheBuilder {
                 "expected a positive number of entries",
             ));
         }
+        if self.codec.max_size == 0 {
+            return Err(config_error(
+                "builder.max_value_size",
+                "0",
+                "expected a positive number of bytes",
+            ));
+        }
+        if !(1..=22).contains(&self.codec.level) {
+            return Err(config_error(
+                "builder.compression_level",
+                &self.codec.level.to_string(),
+                "zstd levels run from 1 to 22",
+            ));
+        }
         Ok(Config {
             name: self.name,
             enabled: ex.enabled.or(env.enabled).unwrap_or(true),
@@ -253,6 +420,9 @@ impl CacheBuilder {
             ttls,
             max_entries,
             flight_wait: self.flight_wait.unwrap_or(DEFAULT_FLIGHT_WAIT),
+            l1_enabled: self.l1_enabled.unwrap_or(true),
+            l1_ttl: self.l1_ttl,
+            codec: self.codec,
         })
     }
 }
@@ -266,6 +436,19 @@ pub(crate) struct Config {
     pub(crate) ttls: TtlTable,
     pub(crate) max_entries: u64,
     pub(crate) flight_wait: Duration,
+    pub(crate) l1_enabled: bool,
+    pub(crate) l1_ttl: Option<Duration>,
+    pub(crate) codec: CodecConfig,
+}
+
+#[cfg(feature = "redis")]
+fn redacted(c: &RedisConfig) -> String {
+    c.redacted_url()
+}
+
+#[cfg(not(feature = "redis"))]
+fn redacted(_: &RedisConfig) -> String {
+    String::new()
 }
 
 fn config_error(source: &str, value: &str, reason: &str) -> Error {

@@ -11,12 +11,14 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::builder::{CacheBuilder, Config};
+use crate::codec::{Compression, Format};
 use crate::error::Error;
 use crate::flight::{Flights, Join, Leader, Waited};
 use crate::glob::Glob;
 use crate::invalidation::InvalidationLog;
 use crate::key::{KeyBuilder, cap_key};
 use crate::l1::{Entry, L1, Lookup, Shared};
+use crate::l2::{BackplaneStatus, L2, Read};
 use crate::registry;
 use crate::stats::{self, Counters, FnCounters, FnRegistry, Health, HealthStatus, Stats, bump};
 use crate::ttl::{Ttl, TtlTable};
@@ -41,7 +43,10 @@ pub(crate) struct Inner {
     prefix: String,
     ttls: TtlTable,
     flight_wait: Duration,
+    l1_enabled: bool,
+    l1_ttl: Option<Duration>,
     l1: L1,
+    l2: Option<L2>,
     flights: Flights,
     log: InvalidationLog,
     pub(crate) counters: Counters,
@@ -88,8 +93,14 @@ impl Cache {
         CacheBuilder::new()
     }
 
+    /// A cache without a shared tier.
     pub(crate) fn from_config(c: Config) -> Cache {
-        Cache {
+        Cache::assemble(c, None)
+    }
+
+    /// A cache over `l2`, if given; starts its backplane (needs a Tokio runtime).
+    pub(crate) fn assemble(c: Config, l2: Option<L2>) -> Cache {
+        let cache = Cache {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Relaxed),
                 name: c.name,
@@ -97,12 +108,42 @@ impl Cache {
                 prefix: c.key_prefix,
                 ttls: c.ttls,
                 flight_wait: c.flight_wait,
+                l1_enabled: c.l1_enabled,
+                l1_ttl: c.l1_ttl,
                 l1: L1::new(c.max_entries),
+                l2,
                 flights: Flights::new(),
                 log: InvalidationLog::default(),
                 counters: Counters::default(),
                 functions: FnRegistry::default(),
             }),
+        };
+        if let Some(l2) = &cache.inner.l2 {
+            l2.start_backplane(Arc::downgrade(&cache.inner));
+        }
+        cache
+    }
+
+    /// The backplane's state, if the cache has a shared tier: whether it is
+    /// subscribed, how often it (re)subscribed, how many messages from other
+    /// instances it applied. A `watch` receiver, so readiness checks and tests
+    /// can await a change instead of polling.
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::builder().build_blocking()?;
+    /// assert!(cache.backplane().is_none(), "in-process only");
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    pub fn backplane(&self) -> Option<tokio::sync::watch::Receiver<BackplaneStatus>> {
+        self.inner.l2.as_ref().map(L2::status)
+    }
+
+    /// `redis` with a shared tier, else `memory`.
+    pub fn backend(&self) -> &'static str {
+        if self.inner.l2.is_some() {
+            "redis"
+        } else {
+            "memory"
         }
     }
 
@@ -218,14 +259,17 @@ impl Cache {
 
     // ----- manual API -------------------------------------------------------
 
-    /// The value under `key`, if present, live and of type `T`.
+    /// The value under `key`, if present, live and of type `T`: from the
+    /// in-process tier, else from the shared tier (then kept in-process for
+    /// no longer than it has left there).
     ///
-    /// An entry of another type is treated as absent and removed.
+    /// An entry of another type, or bytes that do not decode, count as absent
+    /// and are removed.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier; the `Result` is for tiers that can fail
-    /// in strict mode.
+    /// None in the default mode: a failing shared tier is a miss (counted in
+    /// `errors`). The `Result` is for strict mode.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -241,35 +285,76 @@ impl Cache {
             return Ok(None);
         }
         let key = self.full_key(key);
-        let c = &self.inner.counters;
-        match self.inner.l1.get::<T>(&key) {
-            Lookup::Hit(v) => {
-                bump(&c.l1_hits);
-                Ok(Some(v))
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        if inner.l1_enabled {
+            match inner.l1.get::<T>(&key) {
+                Lookup::Hit(v) => {
+                    bump(&c.l1_hits);
+                    return Ok(Some(v));
+                }
+                Lookup::Miss => {}
+                Lookup::WrongType => {
+                    tracing::debug!(
+                        key,
+                        ty = std::any::type_name::<T>(),
+                        "cache entry of another type: removed"
+                    );
+                    inner.l1.remove(&key);
+                    if inner.l2.is_none() {
+                        bump(&c.misses);
+                        return Ok(None);
+                    }
+                }
             }
-            Lookup::Miss => {
-                bump(&c.misses);
-                Ok(None)
+        }
+        if let Some(l2) = &inner.l2 {
+            let start = inner.log.epoch();
+            match l2.read::<T>(&key, 0, inner.l1_enabled).await {
+                Read::Hit(v, left) => {
+                    bump(&c.l2_hits);
+                    self.fill_l1(
+                        &key,
+                        &v,
+                        inner.l1_ttl(self.resolve_ttl(Ttl::Default), left, None),
+                        start,
+                    );
+                    return Ok(Some(v));
+                }
+                Read::Miss => {}
+                Read::Invalid(e) => {
+                    bump(&c.errors);
+                    tracing::debug!(key, error = %e, "cache entry does not decode: removed");
+                }
+                Read::Unavailable(e) => inner.tier_error("get", &key, &e),
             }
-            Lookup::WrongType => {
-                bump(&c.misses);
-                tracing::debug!(
-                    key,
-                    ty = std::any::type_name::<T>(),
-                    "cache entry of another type: removed"
-                );
-                self.inner.l1.remove(&key);
-                Ok(None)
-            }
+        }
+        bump(&c.misses);
+        Ok(None)
+    }
+
+    /// Keeps a copy of a value read from the shared tier, unless an
+    /// invalidation since `start` may have removed it.
+    fn fill_l1<T: CacheValue>(&self, key: &str, value: &T, ttl: Duration, start: u64) {
+        let inner = &*self.inner;
+        if !inner.l1_enabled || ttl.is_zero() {
+            return;
+        }
+        inner
+            .l1
+            .insert(key.to_owned(), Entry::new(Arc::new(value.clone()), ttl));
+        if inner.log.invalidated_since(start, key) {
+            inner.l1.remove(key);
         }
     }
 
     /// Stores `value` under `key` for `ttl` (a [`Preset`](crate::Preset), a
-    /// `Duration`, or [`Ttl::Default`]).
+    /// `Duration`, or [`Ttl::Default`]), in both tiers; other instances drop
+    /// their in-process copies.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier (see [`get`](Self::get)).
+    /// None in the default mode (see [`get`](Self::get)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), cache_core::Error> {
@@ -289,18 +374,47 @@ impl Cache {
             return Ok(());
         }
         let ttl = self.resolve_ttl(ttl.into());
-        let entry = Entry::new(Arc::new(value.clone()), ttl);
-        self.inner.l1.insert(self.full_key(key), entry);
-        bump(&self.inner.counters.sets);
+        let key = self.full_key(key);
+        self.store(&key, value, ttl, &Spec::manual(Ttl::Fixed(ttl)))
+            .await;
         Ok(())
     }
 
-    /// Removes `key`; true if a live entry was there. A computation of `key`
-    /// already under way will not store its (now stale) result.
+    /// Writes both tiers (shared first, so a reader that misses in-process finds it).
+    async fn store<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        spec: &Spec<'_>,
+    ) -> Shared {
+        let inner = &*self.inner;
+        if let Some(l2) = &inner.l2 {
+            match l2.encode(value, spec.version, spec.format, spec.compression) {
+                Ok(bytes) => match l2.write(key, &bytes, ttl).await {
+                    Ok(()) => l2.announce_key(key),
+                    Err(e) => inner.tier_error("set", key, &e),
+                },
+                Err(e) => inner.tier_error("encode", key, &e),
+            }
+        }
+        let entry = Entry::new(
+            Arc::new(value.clone()),
+            inner.l1_ttl(ttl, None, spec.l1_ttl),
+        );
+        if inner.l1_enabled {
+            inner.l1.insert(key.to_owned(), Arc::clone(&entry));
+        }
+        bump(&inner.counters.sets);
+        entry
+    }
+
+    /// Removes `key` from both tiers; true if it was there. A computation of
+    /// `key` already under way will not store its (now stale) result.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier (see [`get`](Self::get)).
+    /// None in the default mode (see [`get`](Self::get)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -314,18 +428,26 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(false);
         }
+        let inner = &*self.inner;
         let key = self.full_key(key);
-        self.inner.log.record(Arc::new(Glob::exact_key(&key)));
-        let removed = self.inner.l1.remove(&key);
-        bump(&self.inner.counters.deletes);
+        inner.log.record(Arc::new(Glob::exact_key(&key)));
+        let mut removed = inner.l1.remove(&key);
+        if let Some(l2) = &inner.l2 {
+            match l2.remove(&key).await {
+                Ok(n) => removed = n > 0,
+                Err(e) => inner.tier_error("delete", &key, &e),
+            }
+            l2.announce_key(&key);
+        }
+        bump(&inner.counters.deletes);
         Ok(removed)
     }
 
-    /// Whether a live entry is under `key` (of any type).
+    /// Whether a live entry is under `key` (of any type), in either tier.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier (see [`get`](Self::get)).
+    /// None in the default mode (see [`get`](Self::get)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -339,14 +461,26 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(false);
         }
-        Ok(self.inner.l1.entry(&self.full_key(key)).is_some())
+        let inner = &*self.inner;
+        let key = self.full_key(key);
+        if inner.l1_enabled && inner.l1.entry(&key).is_some() {
+            return Ok(true);
+        }
+        if let Some(l2) = &inner.l2 {
+            match l2.exists(&key).await {
+                Ok(found) => return Ok(found),
+                Err(e) => inner.tier_error("exists", &key, &e),
+            }
+        }
+        Ok(false)
     }
 
-    /// The time `key` has left, or `None` if it is absent.
+    /// The time `key` has left, or `None` if it is absent. With a shared tier,
+    /// that tier's answer (the source of truth) when it is reachable.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier (see [`get`](Self::get)).
+    /// None in the default mode (see [`get`](Self::get)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -358,15 +492,25 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(None);
         }
-        let entry = self.inner.l1.entry(&self.full_key(key));
-        Ok(entry.and_then(|e| e.remaining(Instant::now())))
+        let inner = &*self.inner;
+        let key = self.full_key(key);
+        if let Some(l2) = &inner.l2 {
+            match l2.ttl(&key).await {
+                Ok(left) => return Ok(left),
+                Err(e) => inner.tier_error("ttl", &key, &e),
+            }
+        }
+        Ok(inner
+            .l1
+            .entry(&key)
+            .and_then(|e| e.remaining(Instant::now())))
     }
 
     /// Gives `key` a new TTL from now; false if it is absent.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier (see [`get`](Self::get)).
+    /// None in the default mode (see [`get`](Self::get)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), cache_core::Error> {
@@ -382,21 +526,32 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(false);
         }
+        let inner = &*self.inner;
         let ttl = self.resolve_ttl(ttl.into());
-        Ok(self.inner.l1.retime(&self.full_key(key), ttl))
+        let key = self.full_key(key);
+        let local = inner.l1.retime(&key, inner.l1_ttl(ttl, None, None));
+        if let Some(l2) = &inner.l2 {
+            match l2.expire(&key, ttl).await {
+                Ok(found) => return Ok(found),
+                Err(e) => inner.tier_error("expire", &key, &e),
+            }
+        }
+        Ok(local)
     }
 
     /// Removes every key matching `pattern` (Redis glob syntax: `*`, `?`,
-    /// `[a-z]`, `\x`), within this cache's prefix; returns how many entries
-    /// went. A pattern without wildcards removes one key. Computations of
-    /// matching keys already under way will not store their results.
+    /// `[a-z]`, `\x`), within this cache's prefix, from both tiers and from
+    /// every other instance's in-process tier; returns how many entries went
+    /// (counted in the shared tier when there is one). A pattern without
+    /// wildcards removes one key. Computations of matching keys already under
+    /// way will not store their results.
     ///
     /// Build patterns from user input with [`KeyBuilder`], which escapes
     /// values so they cannot widen the pattern.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier (see [`get`](Self::get)).
+    /// None in the default mode (see [`get`](Self::get)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -418,21 +573,34 @@ impl Cache {
     }
 
     pub(crate) async fn invalidate_full(&self, full_pattern: &str) -> u64 {
+        let inner = &*self.inner;
         let glob = Arc::new(Glob::new(full_pattern));
-        self.inner.log.record(Arc::clone(&glob));
-        let removed = self.inner.l1.remove_matching(&glob);
-        let c = &self.inner.counters;
+        inner.log.record(Arc::clone(&glob));
+        let mut removed = inner.l1.remove_matching(&glob);
+        if let Some(l2) = &inner.l2 {
+            match l2.remove_matching(full_pattern).await {
+                Ok(n) => removed = n,
+                Err(e) => inner.tier_error("invalidate", full_pattern, &e),
+            }
+            if let Err(e) = l2.announce_pattern(full_pattern).await {
+                inner.tier_error("announce", full_pattern, &e);
+            }
+        }
+        let c = &inner.counters;
         bump(&c.invalidations);
         c.invalidated_entries.fetch_add(removed, Relaxed);
         tracing::debug!(pattern = full_pattern, removed, "cache invalidated");
         removed
     }
 
-    /// Removes every entry of this cache. Computations under way will not store.
+    /// Removes every entry of this cache, in both tiers (in Redis: the keys
+    /// under this cache's prefix; with an empty prefix Redis keys cannot be
+    /// told apart from others', so only the in-process tiers are cleared).
+    /// Computations under way will not store.
     ///
     /// # Errors
     ///
-    /// None from the in-process tier (see [`get`](Self::get)).
+    /// None in the default mode (see [`get`](Self::get)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -446,9 +614,16 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(());
         }
-        self.inner.log.record(Arc::new(Glob::new("*")));
-        self.inner.l1.clear();
-        bump(&self.inner.counters.invalidations);
+        let inner = &*self.inner;
+        if inner.l2.is_some() && !inner.prefix.is_empty() {
+            self.invalidate_full(&format!("{}:*", inner.prefix)).await;
+        } else {
+            if inner.l2.is_some() {
+                tracing::warn!("clear() with an empty key prefix leaves Redis untouched");
+            }
+            inner.forget_everything_local();
+            bump(&inner.counters.invalidations);
+        }
         Ok(())
     }
 
@@ -478,11 +653,7 @@ impl Cache {
         F: Future<Output = T>,
     {
         let key = self.inner.enabled.then(|| self.full_key(key));
-        let spec = Spec {
-            ttl: ttl.into(),
-            cache_none: false,
-            site: None,
-        };
+        let spec = Spec::manual(ttl.into());
         Ok(self
             .get_or_compute::<crate::private::PlainKind, T, F, _>(key, spec, init, |_| false)
             .await)
@@ -516,18 +687,15 @@ impl Cache {
         F: Future<Output = Result<T, E>>,
     {
         let key = self.inner.enabled.then(|| self.full_key(key));
-        let spec = Spec {
-            ttl: ttl.into(),
-            cache_none: false,
-            site: None,
-        };
+        let spec = Spec::manual(ttl.into());
         self.get_or_compute::<crate::private::ResultKind, _, F, _>(key, spec, init, |_| false)
             .await
     }
 
     // ----- observability ----------------------------------------------------
 
-    /// A snapshot of the counters, overall and per annotated function.
+    /// A snapshot of the counters, overall and per annotated function, with
+    /// Redis's used memory and key count when it is reachable.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -538,17 +706,36 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn stats(&self) -> Stats {
-        self.inner.l1.sync();
-        stats::snapshot(
-            "memory",
-            self.inner.enabled,
-            &self.inner.counters,
-            &self.inner.functions,
-            self.inner.l1.entry_count(),
-        )
+        let inner = &*self.inner;
+        inner.l1.sync();
+        let mut stats = stats::snapshot(
+            self.backend(),
+            inner.enabled,
+            &inner.counters,
+            &inner.functions,
+            inner.l1.entry_count(),
+        );
+        if let Some(l2) = &inner.l2 {
+            stats.backplane = Some(*l2.status().borrow());
+            stats.redis = Some(match l2.info().await {
+                Ok((used_memory, keys)) => stats::RedisStats {
+                    reachable: true,
+                    used_memory,
+                    keys,
+                },
+                Err(_) => stats::RedisStats {
+                    reachable: false,
+                    used_memory: 0,
+                    keys: 0,
+                },
+            });
+        }
+        stats
     }
 
-    /// Probes the backend with a write and a read of a private key, timing it.
+    /// Probes the backend and times it: with Redis, a `PING` (`Degraded` if it
+    /// fails: calls are then served from the in-process tier); without, a write
+    /// and read of a private in-process key.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -558,34 +745,48 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn health(&self) -> Health {
+        let inner = &*self.inner;
         let started = std::time::Instant::now();
-        let status = if self.inner.enabled {
+        let mut error = None;
+        let status = if !inner.enabled {
+            HealthStatus::Disabled
+        } else if let Some(l2) = &inner.l2 {
+            match l2.ping().await {
+                Ok(_) => HealthStatus::Healthy,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    HealthStatus::Degraded
+                }
+            }
+        } else {
             let key = "\u{0}health-probe".to_owned();
             let probe = Entry::new(Arc::new(started), Duration::from_secs(1));
-            self.inner.l1.insert(key.clone(), probe);
-            let ok = self.inner.l1.get::<std::time::Instant>(&key);
-            self.inner.l1.remove(&key);
+            inner.l1.insert(key.clone(), probe);
+            let ok = inner.l1.get::<std::time::Instant>(&key);
+            inner.l1.remove(&key);
             match ok {
                 Lookup::Hit(t) if t == started => HealthStatus::Healthy,
                 _ => HealthStatus::Degraded,
             }
-        } else {
-            HealthStatus::Disabled
         };
         Health {
             status,
-            backend: "memory",
+            backend: self.backend(),
             latency: started.elapsed(),
-            entries: self.inner.l1.entry_count(),
+            entries: inner.l1.entry_count(),
+            error,
         }
     }
 
     // ----- the engine -------------------------------------------------------
 
-    /// A live value of type `V` under `key`, counted as a hit; `None` otherwise
-    /// (misses are counted by the slow path that follows).
+    /// A live in-process value of type `V` under `key`, counted as a hit;
+    /// `None` otherwise (misses are counted by the slow path that follows).
     #[inline]
     pub(crate) fn l1_hit<V: Clone + 'static>(&self, key: &str) -> Option<V> {
+        if !self.inner.l1_enabled {
+            return None;
+        }
         match self.inner.l1.get::<V>(key) {
             Lookup::Hit(v) => {
                 bump(&self.inner.counters.l1_hits);
@@ -615,41 +816,71 @@ impl Cache {
         };
         let inner = &*self.inner;
         let fns = spec.site;
-        match inner.l1.get::<K::Value>(&key) {
-            Lookup::Hit(v) => {
-                bump(&inner.counters.l1_hits);
-                if let Some(f) = fns {
-                    bump(&f.hits);
+        let hit = |v: K::Value| {
+            if let Some(f) = fns {
+                bump(&f.hits);
+            }
+            K::rebuild(v)
+        };
+        if inner.l1_enabled {
+            match inner.l1.get::<K::Value>(&key) {
+                Lookup::Hit(v) => {
+                    bump(&inner.counters.l1_hits);
+                    return hit(v);
                 }
-                return K::rebuild(v);
+                Lookup::WrongType => {
+                    tracing::debug!(
+                        key,
+                        ty = std::any::type_name::<K::Value>(),
+                        "cache entry of another type: recomputing"
+                    );
+                }
+                Lookup::Miss => {}
             }
-            Lookup::WrongType => {
-                tracing::debug!(
-                    key,
-                    ty = std::any::type_name::<K::Value>(),
-                    "cache entry of another type: recomputing"
-                );
-            }
-            Lookup::Miss => {}
         }
         let deadline = Instant::now() + inner.flight_wait;
         loop {
             match inner.flights.join(&key) {
                 Join::Leader(leader) => {
+                    let start = inner.log.epoch();
                     // A leader that finished between our read and our join may have stored it.
-                    if let Some(e) = inner.l1.entry(&key) {
+                    if let Some(e) = inner.l1_enabled.then(|| inner.l1.entry(&key)).flatten() {
                         if let Some(v) = e.value.downcast_ref::<K::Value>() {
                             let v = v.clone();
                             leader.complete(e);
                             bump(&inner.counters.l1_hits);
-                            if let Some(f) = fns {
-                                bump(&f.hits);
+                            return hit(v);
+                        }
+                    }
+                    if let Some(l2) = &inner.l2 {
+                        match l2
+                            .read::<K::Value>(&key, spec.version, inner.l1_enabled)
+                            .await
+                        {
+                            Read::Hit(v, left) => {
+                                bump(&inner.counters.l2_hits);
+                                let ttl =
+                                    inner.l1_ttl(self.resolve_ttl(spec.ttl), left, spec.l1_ttl);
+                                let entry = Entry::new(Arc::new(v.clone()), ttl);
+                                if inner.l1_enabled && !ttl.is_zero() {
+                                    inner.l1.insert(key.clone(), Arc::clone(&entry));
+                                    if inner.log.invalidated_since(start, &key) {
+                                        inner.l1.remove(&key);
+                                    }
+                                }
+                                leader.complete(entry);
+                                return hit(v);
                             }
-                            return K::rebuild(v);
+                            Read::Miss => {}
+                            Read::Invalid(e) => {
+                                bump(&inner.counters.errors);
+                                tracing::debug!(key, error = %e, "cache entry does not decode: removed, recomputing");
+                            }
+                            Read::Unavailable(e) => inner.tier_error("get", &key, &e),
                         }
                     }
                     return self
-                        .compute::<K, R, F, U>(key, spec, Some(leader), fut, unless)
+                        .compute::<K, R, F, U>(key, spec, start, Some(leader), fut, unless)
                         .await;
                 }
                 Join::Follower(follower) => match follower.wait(deadline).await {
@@ -662,24 +893,22 @@ impl Cache {
                             return K::rebuild(v.clone());
                         }
                         // Another type under the same key: compute our own.
+                        let start = inner.log.epoch();
                         return self
-                            .compute::<K, R, F, U>(key, spec, None, fut, unless)
+                            .compute::<K, R, F, U>(key, spec, start, None, fut, unless)
                             .await;
                     }
                     Waited::Retry => {
-                        if let Lookup::Hit(v) = inner.l1.get::<K::Value>(&key) {
-                            bump(&inner.counters.l1_hits);
-                            if let Some(f) = fns {
-                                bump(&f.hits);
-                            }
-                            return K::rebuild(v);
+                        if let Some(v) = self.l1_hit::<K::Value>(&key) {
+                            return hit(v);
                         }
                     }
                     Waited::TimedOut => {
                         bump(&inner.counters.flight_timeouts);
                         tracing::debug!(key, "single-flight wait reached its bound; computing");
+                        let start = inner.log.epoch();
                         return self
-                            .compute::<K, R, F, U>(key, spec, None, fut, unless)
+                            .compute::<K, R, F, U>(key, spec, start, None, fut, unless)
                             .await;
                     }
                 },
@@ -687,10 +916,13 @@ impl Cache {
         }
     }
 
+    /// Runs the origin and stores what it returned, unless an invalidation
+    /// since `start` (the epoch before anything was read) says it is stale.
     async fn compute<K, R, F, U>(
         &self,
         key: String,
         spec: Spec<'_>,
+        start: u64,
         leader: Option<Leader<'_>>,
         fut: F,
         unless: U,
@@ -707,7 +939,6 @@ impl Cache {
         if let Some(f) = fns {
             bump(&f.misses);
         }
-        let start_epoch = inner.log.epoch();
         let started = Instant::now();
         let result = fut.await;
         if let Some(f) = fns {
@@ -721,29 +952,68 @@ impl Cache {
             drop(leader); // followers retry with their own calls
             return result;
         };
-        if inner.log.invalidated_since(start_epoch, &key) {
+        if inner.log.invalidated_since(start, &key) {
             // Computed from data an invalidation has since replaced.
             bump(&inner.counters.skipped_stores);
             return result;
         }
         let store = (spec.cache_none || !K::is_none(&result)) && !unless(value);
-        let entry = Entry::new(Arc::new(value.clone()), self.resolve_ttl(spec.ttl));
-        if store {
-            inner.l1.insert(key.clone(), Arc::clone(&entry));
-            if inner.log.invalidated_since(start_epoch, &key) {
+        let entry = if store {
+            let entry = self
+                .store(&key, value, self.resolve_ttl(spec.ttl), &spec)
+                .await;
+            if inner.log.invalidated_since(start, &key) {
                 inner.l1.remove(&key);
+                if let Some(l2) = &inner.l2 {
+                    if let Err(e) = l2.remove(&key).await {
+                        inner.tier_error("delete", &key, &e);
+                    }
+                }
                 bump(&inner.counters.skipped_stores);
                 return result;
             }
-            bump(&inner.counters.sets);
             if let Some(f) = fns {
                 bump(&f.sets);
             }
-        }
+            entry
+        } else {
+            Entry::new(Arc::new(value.clone()), Duration::ZERO)
+        };
         if let Some(l) = leader {
             l.complete(entry);
         }
         result
+    }
+}
+
+impl Inner {
+    /// Drops everything in the in-process tier and makes racing computations
+    /// discard their results (after a backplane gap).
+    pub(crate) fn forget_everything_local(&self) {
+        self.log.record(Arc::new(Glob::new("*")));
+        self.l1.clear();
+    }
+
+    /// Applies another instance's write or invalidation to the in-process tier.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn apply_remote(&self, glob: &Glob) {
+        self.log.record(Arc::new(glob.clone()));
+        self.l1.remove_matching(glob);
+    }
+
+    /// The TTL of an in-process copy: never beyond the shared tier's time left
+    /// (`left`) nor the configured in-process cap.
+    fn l1_ttl(&self, ttl: Duration, left: Option<Duration>, cap: Option<Duration>) -> Duration {
+        let mut t = left.map_or(ttl, |l| l.min(ttl));
+        if let Some(c) = cap.or(self.l1_ttl) {
+            t = t.min(c);
+        }
+        t
+    }
+
+    fn tier_error(&self, op: &'static str, key: &str, error: &dyn std::fmt::Display) {
+        bump(&self.counters.errors);
+        tracing::warn!(op, key, %error, "shared cache tier failed; continuing without it");
     }
 }
 
@@ -753,6 +1023,24 @@ pub(crate) struct Spec<'a> {
     pub(crate) ttl: Ttl,
     pub(crate) cache_none: bool,
     pub(crate) site: Option<&'a FnCounters>,
+    pub(crate) format: Option<Format>,
+    pub(crate) compression: Option<Compression>,
+    pub(crate) version: u32,
+    pub(crate) l1_ttl: Option<Duration>,
+}
+
+impl Spec<'_> {
+    pub(crate) fn manual(ttl: Ttl) -> Spec<'static> {
+        Spec {
+            ttl,
+            cache_none: false,
+            site: None,
+            format: None,
+            compression: None,
+            version: 0,
+            l1_ttl: None,
+        }
+    }
 }
 
 impl L1 {

@@ -55,12 +55,19 @@
 
 mod builder;
 mod cache;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod codec;
 mod error;
 mod flight;
 mod glob;
 mod invalidation;
 mod key;
 mod l1;
+#[cfg(feature = "redis")]
+mod l2;
+#[cfg(not(feature = "redis"))]
+#[path = "l2_off.rs"]
+mod l2;
 mod private;
 mod registry;
 mod stats;
@@ -68,9 +75,16 @@ mod ttl;
 
 pub use builder::{CacheBuilder, DEFAULT_FLIGHT_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX};
 pub use cache::{Cache, CacheValue};
+pub use codec::{Compression, Format};
 pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use stats::{FunctionKind, FunctionStats, Health, HealthStatus, Stats};
+pub use l2::BackplaneStatus;
+pub use stats::{FunctionKind, FunctionStats, Health, HealthStatus, RedisStats, Stats};
+
+/// The Redis tier's own crate, for its connection settings ([`RedisConfig`](cache_redis::RedisConfig)).
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use cache_redis;
 pub use ttl::{DurationError, Preset, Ttl, parse_duration};
 
 #[cfg(feature = "macros")]

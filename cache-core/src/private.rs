@@ -11,6 +11,7 @@ use crate::key::KeyBuilder;
 use crate::registry;
 use crate::stats::{FnCounters, FunctionKind, bump};
 
+pub use crate::codec::{Compression, Format};
 pub use crate::ttl::{Preset, Ttl};
 pub use core::time::Duration;
 
@@ -184,6 +185,10 @@ impl SiteCounters {
 pub struct Site {
     ttl: Ttl,
     cache_none: bool,
+    format: Option<Format>,
+    compression: Option<Compression>,
+    version: u32,
+    l1_ttl: Option<Duration>,
     target: Target,
     counters: SiteCounters,
 }
@@ -200,6 +205,10 @@ impl Site {
         Site {
             ttl,
             cache_none,
+            format: None,
+            compression: None,
+            version: 0,
+            l1_ttl: None,
             target: Target::new(cache),
             counters: SiteCounters {
                 function,
@@ -208,6 +217,32 @@ impl Site {
                 first: OnceLock::new(),
             },
         }
+    }
+}
+
+impl Site {
+    /// `format = "..."`.
+    pub const fn format(mut self, format: Format) -> Site {
+        self.format = Some(format);
+        self
+    }
+
+    /// `compress = "..."`.
+    pub const fn compress(mut self, compression: Compression) -> Site {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// `version = N`.
+    pub const fn version(mut self, version: u32) -> Site {
+        self.version = version;
+        self
+    }
+
+    /// `l1_ttl = "..."`.
+    pub const fn l1_ttl(mut self, ttl: Duration) -> Site {
+        self.l1_ttl = Some(ttl);
+        self
     }
 }
 
@@ -285,6 +320,10 @@ where
         ttl: site.ttl,
         cache_none: site.cache_none,
         site: Some(&counters),
+        format: site.format,
+        compression: site.compression,
+        version: site.version,
+        l1_ttl: site.l1_ttl,
     };
     handle
         .get_or_compute::<K, R, F, U>(key, spec, fut, unless)

@@ -29,8 +29,8 @@ fn lazy(name: Option<&str>) -> Cache {
     if let Some(n) = name {
         builder = builder.name(n);
     }
-    match builder.resolve() {
-        Ok(config) => Cache::from_config(config),
+    match builder.build_blocking() {
+        Ok(cache) => cache,
         Err(error) => {
             tracing::error!(%error, cache = name.unwrap_or("default"),
                 "cache configuration from the environment is invalid; caching is disabled until it is fixed");
@@ -38,8 +38,8 @@ fn lazy(name: Option<&str>) -> Cache {
             if let Some(n) = name {
                 off = off.name(n);
             }
-            match off.resolve() {
-                Ok(config) => Cache::from_config(config),
+            match off.build_blocking() {
+                Ok(cache) => cache,
                 Err(_) => unreachable_config(),
             }
         }
@@ -56,6 +56,9 @@ fn unreachable_config() -> Cache {
         ttls: Default::default(),
         max_entries: 1,
         flight_wait: crate::builder::DEFAULT_FLIGHT_WAIT,
+        l1_enabled: true,
+        l1_ttl: None,
+        codec: Default::default(),
     })
 }
 

@@ -11,6 +11,8 @@ use serde::Serialize;
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) l1_hits: AtomicU64,
+    pub(crate) l2_hits: AtomicU64,
+    pub(crate) backplane_applied: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) sets: AtomicU64,
@@ -119,7 +121,7 @@ pub enum FunctionKind {
 #[non_exhaustive]
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
-    /// `memory` (in-process only) or, later, `redis`.
+    /// `memory` (in-process only) or `redis`.
     pub backend: &'static str,
     /// False when the cache is a pass-through (`CACHE_ENABLED=false`).
     pub enabled: bool,
@@ -153,8 +155,26 @@ pub struct Stats {
     pub hit_rate: f64,
     /// Entries in the in-process tier (approximate: moka counts lazily).
     pub entries: u64,
+    /// Messages from other instances applied to the in-process tier.
+    pub backplane_applied: u64,
+    /// The backplane subscription, with a shared tier.
+    pub backplane: Option<crate::l2::BackplaneStatus>,
+    /// Redis's own figures, with a shared tier.
+    pub redis: Option<RedisStats>,
     /// Per annotated function, labelled by key template or pattern, sorted by function.
     pub functions: Vec<FunctionStats>,
+}
+
+/// What Redis reports about itself, in [`Stats::redis`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RedisStats {
+    /// Whether Redis answered (the figures are 0 otherwise).
+    pub reachable: bool,
+    /// `used_memory`, in bytes.
+    pub used_memory: u64,
+    /// Keys in the database (all of them, not only this cache's).
+    pub keys: u64,
 }
 
 /// Counters of one annotated function.
@@ -191,9 +211,10 @@ pub(crate) fn snapshot(
     entries: u64,
 ) -> Stats {
     let l1_hits = c.l1_hits.load(Relaxed);
+    let l2_hits = c.l2_hits.load(Relaxed);
     let misses = c.misses.load(Relaxed);
     let coalesced = c.coalesced.load(Relaxed);
-    let hits = l1_hits;
+    let hits = l1_hits + l2_hits;
     let lookups = hits + misses + coalesced;
     let mut functions: Vec<FunctionStats> = fns
         .all()
@@ -225,7 +246,7 @@ pub(crate) fn snapshot(
         enabled,
         hits,
         l1_hits,
-        l2_hits: 0,
+        l2_hits,
         misses,
         coalesced,
         sets: c.sets.load(Relaxed),
@@ -242,6 +263,9 @@ pub(crate) fn snapshot(
             (hits + coalesced) as f64 / lookups as f64
         },
         entries,
+        backplane_applied: c.backplane_applied.load(Relaxed),
+        backplane: None,
+        redis: None,
         functions,
     }
 }
@@ -272,6 +296,29 @@ impl fmt::Display for Stats {
             self.origin_errors,
             self.entries
         )?;
+        if let Some(r) = &self.redis {
+            let bp = self.backplane.map_or("off", |b| {
+                if b.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+            });
+            if r.reachable {
+                writeln!(
+                    f,
+                    "redis: {} keys, {:.1} MiB used | backplane {bp}, {} messages applied",
+                    r.keys,
+                    r.used_memory as f64 / (1024.0 * 1024.0),
+                    self.backplane_applied
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "redis: unreachable (serving from memory) | backplane {bp}"
+                )?;
+            }
+        }
         if self.functions.is_empty() {
             return Ok(());
         }
@@ -348,6 +395,8 @@ pub struct Health {
     pub latency: Duration,
     /// Entries in the in-process tier.
     pub entries: u64,
+    /// Why the probe failed, if it did.
+    pub error: Option<String>,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -102,7 +102,11 @@ pub(crate) fn redact(url: &str) -> String {
     };
     let userinfo = &rest[..at];
     let user = userinfo.split(':').next().unwrap_or_default();
-    let redacted = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_owned() };
+    let redacted = if userinfo.contains(':') {
+        format!("{user}:***")
+    } else {
+        "***".to_owned()
+    };
     format!("{}{}{}", &url[..scheme_end], redacted, &rest[at..])
 }
 

@@ -28,7 +28,10 @@ impl StoreError {
         match self {
             StoreError::Timeout(_) => true,
             StoreError::Redis(e) => {
-                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
             }
             StoreError::InvalidUrl { .. } => false,
         }

@@ -30,7 +30,9 @@ struct Inner {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,8 +88,15 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config).map_err(invalid)?;
-        Ok(RedisStore { inner: Arc::new(Inner { client, manager, config }) })
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(invalid)?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                manager,
+                config,
+            }),
+        })
     }
 
     /// The settings in use.
@@ -149,7 +158,13 @@ impl RedisStore {
         let mut con = self.connection();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(async move {
-            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).query_async::<()>(&mut con).await
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut con)
+                .await
         })
         .await
     }
@@ -164,7 +179,8 @@ impl RedisStore {
             return Ok(0);
         }
         let mut con = self.connection();
-        self.run(async move { redis::cmd("UNLINK").arg(keys).query_async(&mut con).await }).await
+        self.run(async move { redis::cmd("UNLINK").arg(keys).query_async(&mut con).await })
+            .await
     }
 
     /// `EXISTS key`.
@@ -243,7 +259,8 @@ impl RedisStore {
     /// [`StoreError`] on timeout or a Redis failure.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), StoreError> {
         let mut con = self.connection();
-        self.run(async move { con.publish::<_, _, ()>(channel, payload).await }).await
+        self.run(async move { con.publish::<_, _, ()>(channel, payload).await })
+            .await
     }
 
     /// Round-trips a `PING` and times it.
@@ -254,7 +271,8 @@ impl RedisStore {
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let mut con = self.connection();
         let started = Instant::now();
-        self.run(async move { redis::cmd("PING").query_async::<()>(&mut con).await }).await?;
+        self.run(async move { redis::cmd("PING").query_async::<()>(&mut con).await })
+            .await?;
         Ok(started.elapsed())
     }
 
@@ -266,7 +284,14 @@ impl RedisStore {
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
         let mut con = self.connection();
         let (info, keys): (String, u64) = self
-            .run(async move { redis::pipe().cmd("INFO").arg("memory").cmd("DBSIZE").query_async(&mut con).await })
+            .run(async move {
+                redis::pipe()
+                    .cmd("INFO")
+                    .arg("memory")
+                    .cmd("DBSIZE")
+                    .query_async(&mut con)
+                    .await
+            })
             .await?;
         let used_memory = info
             .lines()
@@ -279,6 +304,10 @@ impl RedisStore {
     /// Subscribes to `channel` on a dedicated connection that reconnects by
     /// itself; see [`Subscription`].
     pub fn subscribe(&self, channel: &str) -> Subscription {
-        Subscription::start(self.inner.client.clone(), channel.to_owned(), self.inner.config.clone())
+        Subscription::start(
+            self.inner.client.clone(),
+            channel.to_owned(),
+            self.inner.config.clone(),
+        )
     }
 }

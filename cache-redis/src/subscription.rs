@@ -60,10 +60,11 @@ async fn run(client: Client, channel: String, config: RedisConfig, tx: mpsc::Sen
     let mut subscribed_before = false;
     loop {
         let attempt = async {
-            let mut pubsub = tokio::time::timeout(config.connect_timeout, client.get_async_pubsub())
-                .await
-                .ok()?
-                .ok()?;
+            let mut pubsub =
+                tokio::time::timeout(config.connect_timeout, client.get_async_pubsub())
+                    .await
+                    .ok()?
+                    .ok()?;
             tokio::time::timeout(config.connect_timeout, pubsub.subscribe(&channel))
                 .await
                 .ok()?
@@ -72,13 +73,23 @@ async fn run(client: Client, channel: String, config: RedisConfig, tx: mpsc::Sen
         };
         if let Some(pubsub) = attempt.await {
             backoff = MIN_BACKOFF;
-            if tx.send(Event::Subscribed { resumed: subscribed_before }).await.is_err() {
+            if tx
+                .send(Event::Subscribed {
+                    resumed: subscribed_before,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
             subscribed_before = true;
             let mut stream = pubsub.into_on_message();
             while let Some(msg) = stream.next().await {
-                if tx.send(Event::Message(msg.get_payload_bytes().to_vec())).await.is_err() {
+                if tx
+                    .send(Event::Message(msg.get_payload_bytes().to_vec()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -54,13 +54,23 @@ impl RedisServer {
             if std::env::var("CACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("redis-server not found and CACHE_REQUIRE_REDIS=1: {INSTALL_HINT}");
             }
-            eprintln!("SKIPPED: redis-server not found; {INSTALL_HINT}. Set CACHE_REQUIRE_REDIS=1 to make this a failure.");
+            eprintln!(
+                "SKIPPED: redis-server not found; {INSTALL_HINT}. Set CACHE_REQUIRE_REDIS=1 to make this a failure."
+            );
             return None;
         };
-        let mut dir = tempfile::Builder::new().prefix("cache-redis-test-").tempdir().expect("temp dir");
+        let mut dir = tempfile::Builder::new()
+            .prefix("cache-redis-test-")
+            .tempdir()
+            .expect("temp dir");
         let mut last_error = String::new();
         for _ in 0..5 {
-            let mut server = RedisServer { child: None, port: free_port(), binary: binary.clone(), dir };
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+                binary: binary.clone(),
+                dir,
+            };
             match server.spawn() {
                 Ok(()) => return Some(server),
                 Err(e) => {
@@ -183,14 +193,20 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- redis-server log (port {}) ---\n{}", self.port, self.log());
+            eprintln!(
+                "--- redis-server log (port {}) ---\n{}",
+                self.port,
+                self.log()
+            );
         }
         self.stop();
     }
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));

@@ -7,17 +7,23 @@ use tests::redis_server::RedisServer;
 
 #[tokio::test]
 async fn commands_round_trip() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
     assert!(store.ping().await.is_ok());
     store.set("a", b"1", Duration::from_secs(60)).await.unwrap();
     assert_eq!(store.get("a").await.unwrap(), Some(b"1".to_vec()));
     let (v, ttl) = store.get_with_ttl("a").await.unwrap().unwrap();
     assert_eq!(v, b"1");
-    assert!(matches!(ttl, KeyTtl::Expires(d) if d > Duration::from_secs(59) && d <= Duration::from_secs(60)));
+    assert!(
+        matches!(ttl, KeyTtl::Expires(d) if d > Duration::from_secs(59) && d <= Duration::from_secs(60))
+    );
     assert!(store.exists("a").await.unwrap());
     assert!(store.expire("a", Duration::from_secs(5)).await.unwrap());
-    assert!(matches!(store.ttl("a").await.unwrap(), KeyTtl::Expires(d) if d <= Duration::from_secs(5)));
+    assert!(
+        matches!(store.ttl("a").await.unwrap(), KeyTtl::Expires(d) if d <= Duration::from_secs(5))
+    );
     assert_eq!(store.ttl("missing").await.unwrap(), KeyTtl::Missing);
     assert_eq!(store.unlink(&["a", "missing"]).await.unwrap(), 1);
     assert_eq!(store.get_with_ttl("a").await.unwrap(), None);
@@ -25,11 +31,19 @@ async fn commands_round_trip() {
 
 #[tokio::test]
 async fn delete_matching_scans_in_batches() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let store = RedisStore::new(RedisConfig::new(server.url()).scan_count(7)).unwrap();
     for i in 0..100 {
-        store.set(&format!("user:1:{i}"), b"x", Duration::from_secs(60)).await.unwrap();
-        store.set(&format!("user:10:{i}"), b"x", Duration::from_secs(60)).await.unwrap();
+        store
+            .set(&format!("user:1:{i}"), b"x", Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .set(&format!("user:10:{i}"), b"x", Duration::from_secs(60))
+            .await
+            .unwrap();
     }
     assert_eq!(store.delete_matching("user:1:*").await.unwrap(), 100);
     assert_eq!(store.info().await.unwrap().keys, 100);
@@ -38,7 +52,9 @@ async fn delete_matching_scans_in_batches() {
 
 #[tokio::test]
 async fn subscription_reports_messages_and_resumes_after_restart() {
-    let Some(mut server) = RedisServer::start() else { return };
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
     let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
     let mut sub = store.subscribe("events");
     assert_eq!(sub.next().await, Some(Event::Subscribed { resumed: false }));
@@ -51,8 +67,12 @@ async fn subscription_reports_messages_and_resumes_after_restart() {
 
 #[tokio::test]
 async fn a_hung_server_costs_one_timeout_not_a_hang() {
-    let Some(server) = RedisServer::start() else { return };
-    let store = RedisStore::new(RedisConfig::new(server.url()).op_timeout(Duration::from_millis(50))).unwrap();
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store =
+        RedisStore::new(RedisConfig::new(server.url()).op_timeout(Duration::from_millis(50)))
+            .unwrap();
     store.ping().await.unwrap();
     server.pause();
     let err = store.get("a").await.unwrap_err();
@@ -64,7 +84,11 @@ async fn a_hung_server_costs_one_timeout_not_a_hang() {
 #[tokio::test]
 async fn starting_without_redis_is_not_an_error() {
     // Nothing listens on this port: construction succeeds, commands fail fast.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let store = RedisStore::new(RedisConfig::new(format!("redis://127.0.0.1:{port}/0"))).unwrap();
     let err = store.get("a").await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");

@@ -1,0 +1,98 @@
+//! Stand-in for the shared tier when the `redis` feature is off: an
+//! uninhabited type with the same surface, so call sites need no `cfg`.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::cache::Inner;
+use crate::codec::{CodecConfig, Compression, DecodeError, EncodeError, Format};
+
+/// Never constructed.
+#[derive(Debug, thiserror::Error)]
+#[error("the redis feature is off")]
+pub(crate) struct TierError;
+
+/// Never constructed.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisConfig;
+
+pub(crate) enum Read<V> {
+    Hit(V, Option<Duration>),
+    Miss,
+    Invalid(DecodeError),
+    Unavailable(TierError),
+}
+
+/// State of the backplane subscription (always absent without the `redis` feature).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackplaneStatus {
+    /// The subscription is active.
+    pub connected: bool,
+    /// Times the subscription was (re)established.
+    pub subscriptions: u64,
+    /// Messages from other instances applied so far.
+    pub applied: u64,
+}
+
+#[derive(Debug)]
+pub(crate) enum L2 {}
+
+#[allow(clippy::unused_async)]
+impl L2 {
+    pub(crate) fn connect(_: RedisConfig, _: CodecConfig, _: &str) -> Result<L2, TierError> {
+        Err(TierError)
+    }
+    pub(crate) fn status(&self) -> watch::Receiver<BackplaneStatus> {
+        match *self {}
+    }
+    pub(crate) async fn read<V: DeserializeOwned>(&self, _: &str, _: u32, _: bool) -> Read<V> {
+        match *self {}
+    }
+    pub(crate) fn encode<V: Serialize>(
+        &self,
+        _: &V,
+        _: u32,
+        _: Option<Format>,
+        _: Option<Compression>,
+    ) -> Result<Vec<u8>, EncodeError> {
+        match *self {}
+    }
+    pub(crate) async fn write(&self, _: &str, _: &[u8], _: Duration) -> Result<(), TierError> {
+        match *self {}
+    }
+    pub(crate) async fn remove(&self, _: &str) -> Result<u64, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn remove_matching(&self, _: &str) -> Result<u64, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn exists(&self, _: &str) -> Result<bool, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn ttl(&self, _: &str) -> Result<Option<Duration>, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn expire(&self, _: &str, _: Duration) -> Result<bool, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
+        match *self {}
+    }
+    pub(crate) fn announce_key(&self, _: &str) {
+        match *self {}
+    }
+    pub(crate) async fn announce_pattern(&self, _: &str) -> Result<(), TierError> {
+        match *self {}
+    }
+    pub(crate) fn start_backplane(&self, _: Weak<Inner>) {
+        match *self {}
+    }
+}
