@@ -844,13 +844,13 @@ impl Cache {
                 Join::Leader(leader) => {
                     let start = inner.log.epoch();
                     // A leader that finished between our read and our join may have stored it.
-                    if let Some(e) = inner.l1_enabled.then(|| inner.l1.entry(&key)).flatten() {
-                        if let Some(v) = e.value.downcast_ref::<K::Value>() {
-                            let v = v.clone();
-                            leader.complete(e);
-                            bump(&inner.counters.l1_hits);
-                            return hit(v);
-                        }
+                    if let Some(e) = inner.l1_enabled.then(|| inner.l1.entry(&key)).flatten()
+                        && let Some(v) = e.value.downcast_ref::<K::Value>()
+                    {
+                        let v = v.clone();
+                        leader.complete(e);
+                        bump(&inner.counters.l1_hits);
+                        return hit(v);
                     }
                     if let Some(l2) = &inner.l2 {
                         match l2
@@ -964,10 +964,10 @@ impl Cache {
                 .await;
             if inner.log.invalidated_since(start, &key) {
                 inner.l1.remove(&key);
-                if let Some(l2) = &inner.l2 {
-                    if let Err(e) = l2.remove(&key).await {
-                        inner.tier_error("delete", &key, &e);
-                    }
+                if let Some(l2) = &inner.l2
+                    && let Err(e) = l2.remove(&key).await
+                {
+                    inner.tier_error("delete", &key, &e);
                 }
                 bump(&inner.counters.skipped_stores);
                 return result;

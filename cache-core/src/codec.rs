@@ -394,7 +394,7 @@ mod tests {
     }
 
     fn formats() -> Vec<Format> {
-        let mut v = vec![Format::Postcard, Format::Json, Format::MessagePack];
+        let v = vec![Format::Postcard, Format::Json, Format::MessagePack];
         #[cfg(feature = "bincode")]
         v.push(Format::Bincode);
         v

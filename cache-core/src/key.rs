@@ -191,22 +191,23 @@ impl KeyBuilder {
         let Some(start) = self.pending.take() else {
             return;
         };
-        if let Some(c) = next {
-            if keeps(c) && self.buf[start..].contains(c) {
-                let mut escaped = String::with_capacity(self.buf.len() - start + 8);
-                let mut utf8 = [0u8; 4];
-                for ch in self.buf[start..].chars() {
-                    if ch == c {
-                        for b in ch.encode_utf8(&mut utf8).bytes() {
-                            push_pct(&mut escaped, b);
-                        }
-                    } else {
-                        escaped.push(ch);
+        if let Some(c) = next
+            && keeps(c)
+            && self.buf[start..].contains(c)
+        {
+            let mut escaped = String::with_capacity(self.buf.len() - start + 8);
+            let mut utf8 = [0u8; 4];
+            for ch in self.buf[start..].chars() {
+                if ch == c {
+                    for b in ch.encode_utf8(&mut utf8).bytes() {
+                        push_pct(&mut escaped, b);
                     }
+                } else {
+                    escaped.push(ch);
                 }
-                self.buf.truncate(start);
-                self.buf.push_str(&escaped);
             }
+            self.buf.truncate(start);
+            self.buf.push_str(&escaped);
         }
         if self.buf.len() - start > MAX_VALUE_LEN {
             shorten(&mut self.buf, start, KEPT_HEAD);

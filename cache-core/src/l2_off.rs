@@ -20,6 +20,7 @@ pub(crate) struct TierError;
 #[derive(Debug, Clone)]
 pub(crate) struct RedisConfig;
 
+#[allow(dead_code)] // never built: the feature is off
 pub(crate) enum Read<V> {
     Hit(V, Option<Duration>),
     Miss,

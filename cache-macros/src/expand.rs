@@ -47,13 +47,13 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
         },
         None => default_key(&func, &info),
     };
-    if let (Some(true), Some(span)) = (args.cache_none.get(), args.cache_none.span()) {
-        if info.kind != ReturnKind::Option {
-            errors.at(
-                span,
-                "`cache_none` applies to functions returning `Option<T>`",
-            );
-        }
+    if let (Some(true), Some(span)) = (args.cache_none.get(), args.cache_none.span())
+        && info.kind != ReturnKind::Option
+    {
+        errors.at(
+            span,
+            "`cache_none` applies to functions returning `Option<T>`",
+        );
     }
     if let Some(e) = errors.combine() {
         return with_error(e, original);

@@ -141,23 +141,23 @@ fn check_widening(segments: &[Segment]) -> Result<(), String> {
     for (i, seg) in segments.iter().enumerate() {
         let Segment::Hole(p) = seg else { continue };
         let wild = |c: Option<char>| matches!(c, Some('*' | '?' | '[' | ']'));
-        if let Some(Segment::Lit(next)) = segments.get(i + 1) {
-            if wild(next.chars().next()) {
-                return Err(format!(
-                    "a wildcard right after `<{}>` would also match keys of other values (`4*` matches `42`); put a separator between them, e.g. `<{}>:*`",
-                    p.text(),
-                    p.text()
-                ));
-            }
+        if let Some(Segment::Lit(next)) = segments.get(i + 1)
+            && wild(next.chars().next())
+        {
+            return Err(format!(
+                "a wildcard right after `<{}>` would also match keys of other values (`4*` matches `42`); put a separator between them, e.g. `<{}>:*`",
+                p.text(),
+                p.text()
+            ));
         }
-        if let Some(Segment::Lit(prev)) = i.checked_sub(1).and_then(|j| segments.get(j)) {
-            if wild(prev.chars().last()) {
-                return Err(format!(
-                    "a wildcard right before `<{}>` would also match keys of other values (`*2` matches `42`); put a separator between them, e.g. `*:<{}>`",
-                    p.text(),
-                    p.text()
-                ));
-            }
+        if let Some(Segment::Lit(prev)) = i.checked_sub(1).and_then(|j| segments.get(j))
+            && wild(prev.chars().last())
+        {
+            return Err(format!(
+                "a wildcard right before `<{}>` would also match keys of other values (`*2` matches `42`); put a separator between them, e.g. `*:<{}>`",
+                p.text(),
+                p.text()
+            ));
         }
     }
     Ok(())
