@@ -340,12 +340,10 @@ impl Cache {
         if !inner.l1_enabled || ttl.is_zero() {
             return;
         }
+        let entry = Entry::new(Arc::new(value.clone()), ttl);
         inner
-            .l1
-            .insert(key.to_owned(), Entry::new(Arc::new(value.clone()), ttl));
-        if inner.log.invalidated_since(start, key) {
-            inner.l1.remove(key);
-        }
+            .log
+            .insert_unless_invalidated(start, key, || inner.l1.insert(key.to_owned(), entry));
     }
 
     /// Stores `value` under `key` for `ttl` (a [`Preset`](crate::Preset), a
@@ -375,24 +373,31 @@ impl Cache {
         }
         let ttl = self.resolve_ttl(ttl.into());
         let key = self.full_key(key);
-        self.store(&key, value, ttl, &Spec::manual(Ttl::Fixed(ttl)))
+        self.store(&key, value, ttl, &Spec::manual(Ttl::Fixed(ttl)), None)
             .await;
         Ok(())
     }
 
-    /// Writes both tiers (shared first, so a reader that misses in-process finds it).
+    /// Writes both tiers (shared first, so a reader that misses in-process
+    /// finds it). With `guard: Some(start)` (a computed value), nothing stays
+    /// stored if an invalidation since `start` matched the key; then `None`.
     async fn store<T: CacheValue>(
         &self,
         key: &str,
         value: &T,
         ttl: Duration,
         spec: &Spec<'_>,
-    ) -> Shared {
+        guard: Option<u64>,
+    ) -> Option<Shared> {
         let inner = &*self.inner;
+        let mut written = false;
         if let Some(l2) = &inner.l2 {
             match l2.encode(value, spec.version, spec.format, spec.compression) {
                 Ok(bytes) => match l2.write(key, &bytes, ttl).await {
-                    Ok(()) => l2.announce_key(key),
+                    Ok(()) => {
+                        written = true;
+                        l2.announce_key(key);
+                    }
                     Err(e) => inner.tier_error("set", key, &e),
                 },
                 Err(e) => inner.tier_error("encode", key, &e),
@@ -402,11 +407,31 @@ impl Cache {
             Arc::new(value.clone()),
             inner.l1_ttl(ttl, None, spec.l1_ttl),
         );
-        if inner.l1_enabled {
-            inner.l1.insert(key.to_owned(), Arc::clone(&entry));
+        let kept = match (guard, inner.l1_enabled) {
+            (None, true) => {
+                inner.l1.insert(key.to_owned(), Arc::clone(&entry));
+                true
+            }
+            (None, false) => true,
+            (Some(start), true) => {
+                let e = Arc::clone(&entry);
+                inner
+                    .log
+                    .insert_unless_invalidated(start, key, || inner.l1.insert(key.to_owned(), e))
+            }
+            (Some(start), false) => !inner.log.invalidated_since(start, key),
+        };
+        if !kept {
+            if written
+                && let Some(l2) = &inner.l2
+                && let Err(e) = l2.remove(key).await
+            {
+                inner.tier_error("delete", key, &e);
+            }
+            return None;
         }
         bump(&inner.counters.sets);
-        entry
+        Some(entry)
     }
 
     /// Removes `key` from both tiers; true if it was there. A computation of
@@ -838,7 +863,7 @@ impl Cache {
                 Lookup::Miss => {}
             }
         }
-        let deadline = Instant::now() + inner.flight_wait;
+        let deadline = crate::l1::deadline(Instant::now(), inner.flight_wait);
         loop {
             match inner.flights.join(&key) {
                 Join::Leader(leader) => {
@@ -848,7 +873,7 @@ impl Cache {
                         && let Some(v) = e.value.downcast_ref::<K::Value>()
                     {
                         let v = v.clone();
-                        leader.complete(e);
+                        leader.complete(e, start);
                         bump(&inner.counters.l1_hits);
                         return hit(v);
                     }
@@ -863,12 +888,12 @@ impl Cache {
                                     inner.l1_ttl(self.resolve_ttl(spec.ttl), left, spec.l1_ttl);
                                 let entry = Entry::new(Arc::new(v.clone()), ttl);
                                 if inner.l1_enabled && !ttl.is_zero() {
-                                    inner.l1.insert(key.clone(), Arc::clone(&entry));
-                                    if inner.log.invalidated_since(start, &key) {
-                                        inner.l1.remove(&key);
-                                    }
+                                    let e = Arc::clone(&entry);
+                                    inner.log.insert_unless_invalidated(start, &key, || {
+                                        inner.l1.insert(key.clone(), e);
+                                    });
                                 }
-                                leader.complete(entry);
+                                leader.complete(entry, start);
                                 return hit(v);
                             }
                             Read::Miss => {}
@@ -884,7 +909,12 @@ impl Cache {
                         .await;
                 }
                 Join::Follower(follower) => match follower.wait(deadline).await {
-                    Waited::Done(shared) => {
+                    Waited::Done(shared, leader_start) => {
+                        if inner.log.invalidated_since(leader_start, &key) {
+                            // Computed from data read before an invalidation we
+                            // may have seen return: not ours to take.
+                            continue;
+                        }
                         if let Some(v) = shared.value.downcast_ref::<K::Value>() {
                             bump(&inner.counters.coalesced);
                             if let Some(f) = fns {
@@ -959,19 +989,13 @@ impl Cache {
         }
         let store = (spec.cache_none || !K::is_none(&result)) && !unless(value);
         let entry = if store {
-            let entry = self
-                .store(&key, value, self.resolve_ttl(spec.ttl), &spec)
-                .await;
-            if inner.log.invalidated_since(start, &key) {
-                inner.l1.remove(&key);
-                if let Some(l2) = &inner.l2
-                    && let Err(e) = l2.remove(&key).await
-                {
-                    inner.tier_error("delete", &key, &e);
-                }
+            let Some(entry) = self
+                .store(&key, value, self.resolve_ttl(spec.ttl), &spec, Some(start))
+                .await
+            else {
                 bump(&inner.counters.skipped_stores);
                 return result;
-            }
+            };
             if let Some(f) = fns {
                 bump(&f.sets);
             }
@@ -980,7 +1004,7 @@ impl Cache {
             Entry::new(Arc::new(value.clone()), Duration::ZERO)
         };
         if let Some(l) = leader {
-            l.complete(entry);
+            l.complete(entry, start);
         }
         result
     }

@@ -22,8 +22,10 @@ const SHARDS: usize = 64;
 #[derive(Clone)]
 enum State {
     Running,
-    /// The leader's value (stored or not): followers take it.
-    Done(Shared),
+    /// The leader's value (stored or not) and the invalidation epoch its
+    /// computation started at: followers take it unless an invalidation since
+    /// then matched the key.
+    Done(Shared, u64),
     /// The leader failed, was cancelled or panicked: followers retry.
     Abandoned,
 }
@@ -49,7 +51,7 @@ pub(crate) enum Join<'a> {
 
 /// What a follower's wait ended with.
 pub(crate) enum Waited {
-    Done(Shared),
+    Done(Shared, u64),
     Retry,
     TimedOut,
 }
@@ -113,9 +115,10 @@ pub(crate) struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    /// Publishes the value to the followers and ends the flight.
-    pub(crate) fn complete(mut self, value: Shared) {
-        self.end(State::Done(value));
+    /// Publishes the value, computed from data read after invalidation epoch
+    /// `start`, to the followers and ends the flight.
+    pub(crate) fn complete(mut self, value: Shared, start: u64) {
+        self.end(State::Done(value, start));
     }
 
     fn end(&mut self, state: State) {
@@ -146,7 +149,7 @@ impl Follower {
             Err(_) => Waited::TimedOut,
             Ok(Err(_)) => Waited::Retry,
             Ok(Ok(state)) => match &*state {
-                State::Done(v) => Waited::Done(Arc::clone(v)),
+                State::Done(v, start) => Waited::Done(Arc::clone(v), *start),
                 State::Running | State::Abandoned => Waited::Retry,
             },
         }
@@ -178,9 +181,12 @@ mod tests {
         let f = Flights::new();
         let l = leader(f.join("k"));
         let w = follower(f.join("k"));
-        l.complete(Entry::new(Arc::new(7u32), Duration::from_secs(1)));
+        l.complete(Entry::new(Arc::new(7u32), Duration::from_secs(1)), 3);
         match w.wait(Instant::now() + Duration::from_secs(5)).await {
-            Waited::Done(v) => assert_eq!(v.value.downcast_ref::<u32>(), Some(&7)),
+            Waited::Done(v, start) => {
+                assert_eq!(v.value.downcast_ref::<u32>(), Some(&7));
+                assert_eq!(start, 3);
+            }
             _ => panic!("expected the value"),
         }
         assert_eq!(f.len(), 0);

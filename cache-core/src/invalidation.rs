@@ -6,8 +6,15 @@
 //! and after storing, asks whether an invalidation since then matched its
 //! key. If one did, the value is not stored (or is removed again). The log is
 //! bounded: a computation older than the oldest record assumes it was
-//! invalidated. SeqCst fences on both sides make "store, then check" and
-//! "record, then remove" see each other.
+//! invalidated.
+//!
+//! In-process stores go through [`InvalidationLog::insert_unless_invalidated`],
+//! which checks and inserts while holding the lock that [`record`] takes:
+//! either the insert comes first (and the invalidation's removal, which runs
+//! after `record`, deletes it), or the check sees the record. So once an
+//! invalidation has returned, no racing computation's value is visible.
+//!
+//! [`record`]: InvalidationLog::record
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst, fence};
@@ -47,6 +54,26 @@ impl InvalidationLog {
             return false;
         }
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::matched(&recent, start, key)
+    }
+
+    /// Runs `insert` unless an invalidation since `start` matched `key`,
+    /// atomically with respect to [`record`](Self::record). Returns whether it ran.
+    pub(crate) fn insert_unless_invalidated(
+        &self,
+        start: u64,
+        key: &str,
+        insert: impl FnOnce(),
+    ) -> bool {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.epoch.load(SeqCst) != start && Self::matched(&recent, start, key) {
+            return false;
+        }
+        insert();
+        true
+    }
+
+    fn matched(recent: &VecDeque<(u64, Arc<Glob>)>, start: u64, key: &str) -> bool {
         match recent.front() {
             // Records after `start` were dropped: assume the worst.
             Some((oldest, _)) if *oldest > start + 1 => true,

@@ -7,14 +7,19 @@
 //! digits, `_`, `-`, `.` and non-ASCII characters are kept; every other ASCII
 //! byte (`:`, `*`, `?`, `[`, `]`, `\`, `%`, `~`, spaces, …) becomes `%XX`. In
 //! addition, the character that follows a value in the template is escaped
-//! inside that value, so `<from>-<to>` escapes `-` in `from`. Hence:
+//! inside that value, and so is the character that precedes it, so
+//! `<from>-<to>` escapes `-` in both values. Hence:
 //!
 //! * **No collisions:** a value can never contain the literal that ends it, so
 //!   each key splits back into exactly one tuple of values
 //!   (`org="a:b", name="c"` ≠ `org="a", name="b:c"`).
 //! * **No widened patterns:** escaped values never contain glob
 //!   metacharacters, so `user:<id>:*` with `id = "*"` matches only the keys of
-//!   the user whose id is the one-character string `*`.
+//!   the user whose id is the one-character string `*`; nor the literal text
+//!   around them, so `report:*-<slug>` cannot match inside another slug.
+//!
+//! Templates cannot contain `%` or `~` (they mark escapes and hashes); the
+//! attributes reject them at compile time.
 //!
 //! # Length
 //!
@@ -98,8 +103,9 @@ impl<T: Serialize + ?Sized> KeyArg for T {
 #[derive(Debug, Default, Clone)]
 pub struct KeyBuilder {
     buf: String,
-    /// Start of the last value, until the text after it is known.
-    pending: Option<usize>,
+    /// Start of the last value and the character before it, until the text
+    /// after it is known.
+    pending: Option<(usize, Option<char>)>,
 }
 
 impl KeyBuilder {
@@ -149,10 +155,11 @@ impl KeyBuilder {
     pub fn push_value<V: KeyValue + ?Sized>(&mut self, value: &V) {
         self.seal(None);
         let start = self.buf.len();
+        let before = self.buf.chars().next_back();
         // Writing into a String cannot fail; a Display impl that reports an
         // error leaves what it wrote, which is still a deterministic key.
         let _ = value.write_key(&mut Escaper { out: &mut self.buf });
-        self.pending = Some(start);
+        self.pending = Some((start, before));
     }
 
     /// Appends a function argument for a default key (see the module docs).
@@ -164,6 +171,7 @@ impl KeyBuilder {
     fn push_serialize<V: Serialize + ?Sized>(&mut self, value: &V) {
         self.seal(None);
         let start = self.buf.len();
+        let before = self.buf.chars().next_back();
         let scalar = value.serialize(ScalarWriter {
             out: &mut Escaper { out: &mut self.buf },
         });
@@ -177,7 +185,7 @@ impl KeyBuilder {
             self.buf.push('~');
             self.buf.push_str(&hash.to_hex()[..32]);
         }
-        self.pending = Some(start);
+        self.pending = Some((start, before));
     }
 
     #[doc(hidden)]
@@ -185,22 +193,22 @@ impl KeyBuilder {
         self.build()
     }
 
-    /// Closes the pending value: escapes the character that follows it, then
-    /// shortens it if it is too long.
+    /// Closes the pending value: escapes the characters that precede and
+    /// follow it, then shortens it if it is too long.
     fn seal(&mut self, next: Option<char>) {
-        let Some(start) = self.pending.take() else {
+        let Some((start, before)) = self.pending.take() else {
             return;
         };
-        if let Some(c) = next
-            && keeps(c)
-            && self.buf[start..].contains(c)
-        {
+        let a = before.filter(|c| keeps(*c));
+        let b = next.filter(|c| keeps(*c));
+        let special = |ch: char| Some(ch) == a || Some(ch) == b;
+        if (a.is_some() || b.is_some()) && self.buf[start..].contains(special) {
             let mut escaped = String::with_capacity(self.buf.len() - start + 8);
             let mut utf8 = [0u8; 4];
             for ch in self.buf[start..].chars() {
-                if ch == c {
-                    for b in ch.encode_utf8(&mut utf8).bytes() {
-                        push_pct(&mut escaped, b);
+                if special(ch) {
+                    for byte in ch.encode_utf8(&mut utf8).bytes() {
+                        push_pct(&mut escaped, byte);
                     }
                 } else {
                     escaped.push(ch);
@@ -406,7 +414,7 @@ mod tests {
         let a = tpl(&[("r:", Some("1-2")), ("-", Some("3"))]);
         let b = tpl(&[("r:", Some("1")), ("-", Some("2-3"))]);
         assert_eq!(a, "cache:r:1%2D2-3");
-        assert_eq!(b, "cache:r:1-2-3");
+        assert_eq!(b, "cache:r:1-2%2D3");
         assert_ne!(a, b);
         let u = tpl(&[("x:", Some("é")), ("é", Some("y"))]);
         assert_eq!(u, "cache:x:%C3%A9éy");

@@ -33,11 +33,19 @@ pub(crate) struct Entry {
 
 pub(crate) type Shared = Arc<Entry>;
 
+/// TTLs are capped at ten years, so deadlines never overflow `Instant`.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// `now + d`, saturating at `now + MAX_TTL`.
+pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(MAX_TTL)).unwrap_or(now)
+}
+
 impl Entry {
     pub(crate) fn new(value: Arc<dyn Any + Send + Sync>, ttl: Duration) -> Shared {
         Arc::new(Entry {
             value,
-            expires_at: Instant::now() + ttl,
+            expires_at: deadline(Instant::now(), ttl),
         })
     }
 

@@ -74,6 +74,95 @@ impl<T> Kind<T> for PlainKind {
     }
 }
 
+/// Picks the [`Kind`] of a return type by trait resolution, so type aliases
+/// (`type ApiResult<T> = Result<T, ApiError>`) are seen through. Autoref
+/// specialization: called as `(&&Probe::<R>::new()).cache_kind()`, method
+/// lookup first tries `Self = &Probe<R>` (the `Result`/`Option` impls), then,
+/// after a deref, `Self = Probe<R>` (the fallback).
+pub mod kind {
+    use std::marker::PhantomData;
+
+    use super::{OptionKind, PlainKind, ResultKind};
+
+    /// Carries a return type to the probe traits.
+    #[derive(Debug)]
+    pub struct Probe<R>(PhantomData<fn() -> R>);
+
+    impl<R> Probe<R> {
+        /// A probe for `R`.
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Probe<R> {
+            Probe(PhantomData)
+        }
+    }
+
+    /// The chosen kind, as a value.
+    #[derive(Debug)]
+    pub struct Tag<K>(PhantomData<fn() -> K>);
+
+    impl<K> Clone for Tag<K> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+
+    impl<K> Copy for Tag<K> {}
+
+    /// `Result<T, E>` (through any alias).
+    pub trait ResultProbe {
+        /// The kind.
+        fn cache_kind(&self) -> Tag<ResultKind> {
+            Tag(PhantomData)
+        }
+    }
+
+    impl<T, E> ResultProbe for &Probe<Result<T, E>> {}
+
+    /// `Option<T>` (through any alias).
+    pub trait OptionProbe {
+        /// The kind.
+        fn cache_kind(&self) -> Tag<OptionKind> {
+            Tag(PhantomData)
+        }
+    }
+
+    impl<T> OptionProbe for &Probe<Option<T>> {}
+
+    /// Anything else.
+    pub trait PlainProbe {
+        /// The kind.
+        fn cache_kind(&self) -> Tag<PlainKind> {
+            Tag(PhantomData)
+        }
+    }
+
+    impl<R> PlainProbe for Probe<R> {}
+
+    /// Implemented by `Option<T>` only: `cache_none` needs it.
+    #[diagnostic::on_unimplemented(
+        message = "`cache_none` applies to functions returning `Option<T>`, not `{Self}`",
+        label = "remove `cache_none`, or return an `Option`"
+    )]
+    pub trait IsOption {}
+
+    impl<T> IsOption for Option<T> {}
+
+    /// Compile-time check behind `cache_none`.
+    pub const fn assert_option<R: IsOption>() {}
+}
+
+/// The path of the function whose body calls this with the type name of a
+/// closure defined in it: `crate::module::Type::method` or
+/// `<crate::T as crate::Trait>::method`, with generic arguments
+/// (`crate::total<crate::Orders>`). Stable across processes of one build.
+pub fn fn_path(closure_type_name: &'static str) -> &'static str {
+    let mut s = closure_type_name;
+    while let Some(rest) = s.strip_suffix("::{{closure}}") {
+        s = rest;
+    }
+    s
+}
+
 /// `unless` when the attribute has none.
 pub fn never<T: ?Sized>(_: &T) -> bool {
     false
@@ -288,7 +377,7 @@ pub fn resolve_invalidate(site: &'static InvalidateSite) -> CacheHandle {
 /// future or the engine's state machine is built, so a hit costs a lookup and
 /// a clone.
 #[inline]
-pub fn hit<K, R>(handle: &CacheHandle, site: &'static Site, key: &str) -> Option<R>
+pub fn hit<K, R>(_: kind::Tag<K>, handle: &CacheHandle, site: &'static Site, key: &str) -> Option<R>
 where
     K: Kind<R>,
     K::Value: Clone + 'static,
@@ -300,6 +389,7 @@ where
 
 /// The body of every `#[cached]` function. `key` is `None` when the cache is disabled.
 pub async fn run<K, R, F, U>(
+    _: kind::Tag<K>,
     handle: CacheHandle,
     site: &'static Site,
     key: Option<String>,
@@ -333,6 +423,7 @@ where
 /// Applies `#[invalidates]` patterns after the function returned `result`
 /// (nothing on `Err`). `patterns` is `None` when the cache is disabled.
 pub async fn invalidate_after<K, R, P>(
+    _: kind::Tag<K>,
     handle: CacheHandle,
     site: &'static InvalidateSite,
     patterns: Option<P>,

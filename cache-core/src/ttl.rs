@@ -265,12 +265,14 @@ pub(crate) struct TtlTable {
 }
 
 impl TtlTable {
+    /// The duration, capped at ten years.
     pub(crate) fn resolve(&self, ttl: Ttl) -> Duration {
-        match ttl {
+        let d = match ttl {
             Ttl::Default => self.default,
             Ttl::Preset(p) => self.presets[p.index()],
             Ttl::Fixed(d) => d,
-        }
+        };
+        d.min(crate::l1::MAX_TTL)
     }
 }
 

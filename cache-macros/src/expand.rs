@@ -10,7 +10,7 @@ use quote::{quote, quote_spanned};
 use syn::{Ident, ItemFn, LitStr, Path};
 
 use crate::attr::{CachedArgs, Errors, InvalidatesArgs};
-use crate::item::{self, FnInfo, ReturnKind};
+use crate::item::{self, FnInfo};
 use crate::template::{self, Mode, Placeholder, Segment, Template};
 
 /// On error, emit the function unchanged next to the errors, so users see
@@ -45,16 +45,8 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                 (TokenStream::new(), String::new())
             }
         },
-        None => default_key(&func, &info),
+        None => default_key(&func, &info, &krate),
     };
-    if let (Some(true), Some(span)) = (args.cache_none.get(), args.cache_none.span())
-        && info.kind != ReturnKind::Option
-    {
-        errors.at(
-            span,
-            "`cache_none` applies to functions returning `Option<T>`",
-        );
-    }
     if let Some(e) = errors.combine() {
         return with_error(e, original);
     }
@@ -70,14 +62,25 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
         Some(expr) => quote!(#expr),
         None => quote!(#krate::__private::never),
     };
-    let kind = kind_ident(info.kind);
+    let kind = kind_probe(&krate, &info);
+    // `cache_none` on a return type that is not an `Option` (through any alias)
+    // is a type error pointing at the option.
+    let cache_none_check = match (args.cache_none.get(), args.cache_none.span()) {
+        (Some(true), Some(span)) => {
+            let ret = &info.ret_ty;
+            respan(
+                quote!(const _: () = #krate::__private::kind::assert_option::<#ret>();),
+                span,
+            )
+        }
+        _ => TokenStream::new(),
+    };
+    // The kind decides what must be cacheable: point "cannot be cached" at the return type.
+    let kind_arg = Ident::new("__cache_kind", Span::call_site().located_at(info.ret_span));
     let body = async_body(&func, &info);
     // Every token of the callee carries the return type's span, so "cannot be
     // cached" points at the return type rather than at the attribute.
-    let run = respan(
-        quote!(#krate::__private::run::<#krate::__private::#kind, _, _, _>),
-        info.ret_span,
-    );
+    let run = respan(quote!(#krate::__private::run), info.ret_span);
 
     let ItemFn {
         attrs, vis, sig, ..
@@ -92,6 +95,8 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                 #cache,
                 #cache_none,
             );
+            #cache_none_check
+            let __cache_kind = #kind;
             let __cache_handle = #krate::__private::resolve(&__CACHE_SITE);
             let __cache_key = if __cache_handle.enabled() {
                 ::core::option::Option::Some(#key_code)
@@ -100,12 +105,12 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
             };
             if let ::core::option::Option::Some(__cache_k) = &__cache_key {
                 if let ::core::option::Option::Some(__cache_hit) =
-                    #krate::__private::hit::<#krate::__private::#kind, _>(&__cache_handle, &__CACHE_SITE, __cache_k)
+                    #krate::__private::hit(__cache_kind, &__cache_handle, &__CACHE_SITE, __cache_k)
                 {
                     return __cache_hit;
                 }
             }
-            #run(__cache_handle, &__CACHE_SITE, __cache_key, #body, #unless).await
+            #run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless).await
         }
     }
 }
@@ -151,7 +156,7 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
         .collect::<Vec<_>>()
         .join(", ");
     let cache = option_str(args.cache.get());
-    let kind = kind_ident(info.kind);
+    let kind = kind_probe(&krate, &info);
     let ret_ty = &info.ret_ty;
     let body = async_body(&func, &info);
 
@@ -166,6 +171,7 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
                 #label,
                 #cache,
             );
+            let __cache_kind = #kind;
             let __cache_handle = #krate::__private::resolve_invalidate(&__CACHE_SITE);
             let __cache_patterns = if __cache_handle.enabled() {
                 ::core::option::Option::Some([#(#patterns),*])
@@ -173,7 +179,8 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
                 ::core::option::Option::None
             };
             let __cache_ret: #ret_ty = #body.await;
-            #krate::__private::invalidate_after::<#krate::__private::#kind, _, _>(
+            #krate::__private::invalidate_after(
+                __cache_kind,
                 __cache_handle,
                 &__CACHE_SITE,
                 __cache_patterns,
@@ -212,13 +219,16 @@ fn option_str(lit: Option<&LitStr>) -> TokenStream {
     }
 }
 
-fn kind_ident(kind: ReturnKind) -> Ident {
-    let name = match kind {
-        ReturnKind::Result => "ResultKind",
-        ReturnKind::Option => "OptionKind",
-        ReturnKind::Plain => "PlainKind",
-    };
-    Ident::new(name, Span::call_site())
+/// An expression whose type tells the runtime how the return type is cached
+/// (`Result`, `Option` or plain), decided by trait resolution so that type
+/// aliases are seen through.
+fn kind_probe(krate: &Path, info: &FnInfo) -> TokenStream {
+    let ret = &info.ret_ty;
+    quote!({
+        #[allow(unused_imports)]
+        use #krate::__private::kind::{OptionProbe as _, PlainProbe as _, ResultProbe as _};
+        (&&#krate::__private::kind::Probe::<#ret>::new()).cache_kind()
+    })
 }
 
 /// The body as an `async move` block typed with the declared return type.
@@ -244,7 +254,10 @@ fn build_key(t: &Template, info: &FnInfo, errors: &mut Errors) -> TokenStream {
         match seg {
             Segment::Lit(text) => stmts.push(quote!(__cache_kb.push_lit(#text);)),
             Segment::Hole(p) => match value_expr(p, info, span) {
-                Ok(expr) => stmts.push(quote_spanned!(span=> __cache_kb.push_value(&(#expr));)),
+                Ok(expr) => {
+                    let at = Span::call_site().located_at(span);
+                    stmts.push(quote_spanned!(at=> __cache_kb.push_value(&(#expr));));
+                }
                 Err(msg) => errors.at(span, msg),
             },
         }
@@ -258,21 +271,23 @@ fn build_key(t: &Template, info: &FnInfo, errors: &mut Errors) -> TokenStream {
 
 /// The expression a placeholder reads, or why it names nothing.
 fn value_expr(p: &Placeholder, info: &FnInfo, span: Span) -> Result<TokenStream, String> {
+    // Reuse the signature's own tokens (their hygiene), located at the literal.
     let root = if p.root == "self" {
-        if !info.receiver {
+        let Some(self_span) = info.receiver else {
             return Err(format!(
                 "`<{}>` uses `self`, but this function has no `self` receiver",
                 p.text()
             ));
-        }
-        let s = Ident::new("self", span);
+        };
+        let s = Ident::new("self", self_span.located_at(span));
         quote!(#s)
-    } else if info.params.iter().any(|x| x.named && x.ident == p.root) {
-        let id = Ident::new(&p.root, span);
+    } else if let Some(param) = info.params.iter().find(|x| x.named && x.ident == p.root) {
+        let mut id = param.ident.clone();
+        id.set_span(param.ident.span().located_at(span));
         quote!(#id)
     } else {
         let mut available: Vec<String> = Vec::new();
-        if info.receiver {
+        if info.receiver.is_some() {
             available.push("self".into());
         }
         available.extend(
@@ -309,26 +324,33 @@ fn value_expr(p: &Placeholder, info: &FnInfo, span: Span) -> Result<TokenStream,
             quote!(#idx)
         }
         Err(_) => {
-            let id = Ident::new(f, span);
+            // `<e.type>` names a field declared `r#type`.
+            let id = if syn::parse_str::<Ident>(f).is_ok() {
+                Ident::new(f, span)
+            } else {
+                Ident::new_raw(f, span)
+            };
             quote!(#id)
         }
     });
     Ok(quote!(#root #(. #fields)*))
 }
 
-/// Without `key`: the function path, then every argument (serde-encoded).
-fn default_key(func: &ItemFn, info: &FnInfo) -> (TokenStream, String) {
-    let name = func.sig.ident.to_string();
-    let mut label = name.clone();
-    let args = info.params.iter().map(|p| {
+/// Without `key`: the function's full path (with its `impl` type, trait and
+/// generic arguments, from the type name of a closure defined in the body),
+/// then every argument (serde-encoded).
+fn default_key(func: &ItemFn, info: &FnInfo, krate: &Path) -> (TokenStream, String) {
+    let mut label = func.sig.ident.to_string();
+    let mut args = Vec::new();
+    for p in &info.params {
         let id = &p.ident;
         label.push_str(&format!(":<{id}>"));
-        quote_spanned!(p.ty_span=> __cache_kb.push_lit(":"); __cache_kb.push_arg(&(#id));)
-    });
-    let args: Vec<TokenStream> = args.collect();
+        let at = Span::call_site().located_at(p.ty_span);
+        args.push(quote_spanned!(at=> __cache_kb.push_lit(":"); __cache_kb.push_arg(&(#id));));
+    }
     let code = quote!({
         let mut __cache_kb = __cache_handle.key_builder();
-        __cache_kb.push_lit(::core::concat!(::core::module_path!(), "::", #name));
+        __cache_kb.push_lit(#krate::__private::fn_path(::core::any::type_name_of_val(&|| ())));
         #(#args)*
         __cache_kb.finish()
     });

@@ -3,20 +3,9 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Stmt, Type};
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Stmt};
 
 use crate::attr::Errors;
-
-/// How the return value is cached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReturnKind {
-    /// `Result<T, E>` (also `io::Result<T>`, `anyhow::Result<T>`): `Ok` stored.
-    Result,
-    /// `Option<T>`: `Some` stored, `None` with `cache_none`.
-    Option,
-    /// Anything else: stored.
-    Plain,
-}
 
 /// A non-receiver parameter.
 pub(crate) struct Param {
@@ -28,9 +17,9 @@ pub(crate) struct Param {
 }
 
 pub(crate) struct FnInfo {
-    pub(crate) receiver: bool,
+    /// The span of the `self` token, if there is a receiver.
+    pub(crate) receiver: Option<Span>,
     pub(crate) params: Vec<Param>,
-    pub(crate) kind: ReturnKind,
     pub(crate) ret_ty: TokenStream,
     pub(crate) ret_span: Span,
     /// `let PATTERN = __cache_argN;` for destructured parameters, run first in the body.
@@ -45,22 +34,20 @@ pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnI
             format!("`#[{attr}]` applies to `async fn` only: make the function `async`"),
         );
     }
-    let mut receiver = false;
+    let mut receiver = None;
     let mut params = Vec::new();
     let mut rebinds = Vec::new();
     for (i, arg) in item.sig.inputs.iter_mut().enumerate() {
         match arg {
-            FnArg::Receiver(_) => receiver = true,
+            FnArg::Receiver(r) => receiver = Some(r.self_token.span),
             FnArg::Typed(pt) => {
                 let ty_span = pt.ty.span();
                 match &*pt.pat {
-                    Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
-                        params.push(Param {
-                            ident: pi.ident.clone(),
-                            named: true,
-                            ty_span,
-                        })
-                    }
+                    Pat::Ident(pi) if pi.subpat.is_none() => params.push(Param {
+                        ident: pi.ident.clone(),
+                        named: true,
+                        ty_span,
+                    }),
                     _ => {
                         let ident = format_ident!("__cache_arg{}", i);
                         let pat = std::mem::replace(
@@ -84,29 +71,15 @@ pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnI
             }
         }
     }
-    let (ret_ty, ret_span, kind) = match &item.sig.output {
-        ReturnType::Default => (quote!(()), item.sig.ident.span(), ReturnKind::Plain),
-        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span(), kind_of(ty)),
+    let (ret_ty, ret_span) = match &item.sig.output {
+        ReturnType::Default => (quote!(()), item.sig.ident.span()),
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
     FnInfo {
         receiver,
         params,
-        kind,
         ret_ty,
         ret_span,
         rebinds,
-    }
-}
-
-fn kind_of(ty: &Type) -> ReturnKind {
-    match ty {
-        Type::Paren(p) => kind_of(&p.elem),
-        Type::Group(g) => kind_of(&g.elem),
-        Type::Path(p) if p.qself.is_none() => match p.path.segments.last() {
-            Some(seg) if seg.ident == "Result" => ReturnKind::Result,
-            Some(seg) if seg.ident == "Option" => ReturnKind::Option,
-            _ => ReturnKind::Plain,
-        },
-        _ => ReturnKind::Plain,
     }
 }

@@ -38,7 +38,7 @@ pub(crate) enum Segment {
     Hole(Placeholder),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Template {
     pub(crate) lit: LitStr,
     pub(crate) segments: Vec<Segment>,
@@ -80,6 +80,11 @@ pub(crate) fn parse(lit: &LitStr, mode: Mode) -> syn::Result<Template> {
                 rest = &rest[end + 1..];
             }
             '>' => return Err(err(format!("unmatched `>` in `{text}`"))),
+            '%' | '~' => {
+                return Err(err(format!(
+                    "`{c}` cannot appear in a template (`{text}`): it marks escaped and hashed values in keys"
+                )));
+            }
             c if mode == Mode::Key && GLOB.contains(&c) => {
                 return Err(err(format!(
                     "a key template cannot contain `{c}` (`{text}`): glob characters belong in `#[invalidates]` patterns"
@@ -204,6 +209,8 @@ mod tests {
         assert!(err("<a><b>", Mode::Key).contains("touch"));
         assert!(err("a:*", Mode::Key).contains("glob"));
         assert!(err("a>b", Mode::Key).contains("unmatched"));
+        assert!(err("r:<a>%<b>", Mode::Key).contains("cannot appear"));
+        assert!(err("t:<a>~x", Mode::Pattern).contains("cannot appear"));
         assert!(err("u:<id>*", Mode::Pattern).contains("right after"));
         assert!(err("u*<id>:x", Mode::Pattern).contains("right before"));
         assert!(parse(&lit("u:<id>:*"), Mode::Pattern).is_ok());
