@@ -396,7 +396,13 @@ impl Cache {
                 Ok(bytes) => match l2.write(key, &bytes, ttl).await {
                     Ok(()) => {
                         written = true;
-                        l2.announce_key(key);
+                        // An explicit overwrite may replace copies other
+                        // instances hold. A computed value cannot: it follows a
+                        // miss in Redis, and no in-process copy outlives the
+                        // Redis key it was read from (see `Inner::l1_ttl`).
+                        if guard.is_none() {
+                            l2.announce_key(key);
+                        }
                     }
                     Err(e) => inner.tier_error("set", key, &e),
                 },

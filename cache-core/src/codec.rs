@@ -394,10 +394,10 @@ mod tests {
     }
 
     fn formats() -> Vec<Format> {
-        let v = vec![Format::Postcard, Format::Json, Format::MessagePack];
+        let all = [Format::Postcard, Format::Json, Format::MessagePack];
         #[cfg(feature = "bincode")]
-        v.push(Format::Bincode);
-        v
+        let all = [all.as_slice(), &[Format::Bincode]].concat();
+        all.to_vec()
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! # Backplane
 //!
-//! Every write, delete and invalidation is published on
-//! `<prefix>:__backplane` with the writer's instance id. Each instance applies
+//! Every explicit write (`set`), delete and invalidation is published on
+//! `<prefix>:__backplane` with the writer's instance id. Values computed on a
+//! miss are not: they follow a miss in Redis, and an in-process copy never
+//! outlives the Redis key it was read from, so no instance can hold an older
+//! copy to drop. Each instance applies
 //! the others' messages to its in-process tier (its own are ignored) and
 //! records them in its invalidation log, so a computation racing a remote
 //! invalidation is not stored either. Pub/sub delivers nothing to a

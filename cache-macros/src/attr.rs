@@ -13,6 +13,75 @@ mod kw {
     syn::custom_keyword!(cache);
     syn::custom_keyword!(cache_none);
     syn::custom_keyword!(unless);
+    syn::custom_keyword!(format);
+    syn::custom_keyword!(version);
+    syn::custom_keyword!(compress);
+    syn::custom_keyword!(l1_ttl);
+}
+
+/// Value formats and the runtime variant each maps to.
+const FORMATS: [(&str, &str); 4] = [
+    ("postcard", "Postcard"),
+    ("json", "Json"),
+    ("msgpack", "MessagePack"),
+    ("bincode", "Bincode"),
+];
+const COMPRESSION: [(&str, &str); 3] = [("auto", "Auto"), ("always", "Always"), ("never", "Never")];
+
+/// A string option with a fixed set of names: the runtime variant, or an
+/// error at the literal that lists the names and suggests the nearest.
+fn one_of(
+    lit: &LitStr,
+    what: &str,
+    table: &[(&str, &'static str)],
+    errors: &mut Errors,
+) -> Option<(&'static str, Span)> {
+    let value = lit.value();
+    if let Some((_, variant)) = table.iter().find(|(n, _)| *n == value) {
+        return Some((variant, lit.span()));
+    }
+    let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+    let hint = match crate::nearest(&value, &names) {
+        Some(n) => format!("; did you mean `{n}`?"),
+        None => String::new(),
+    };
+    errors.at(
+        lit.span(),
+        format!(
+            "unknown {what} `{value}`{hint}\nvalid: {}",
+            names.join(", ")
+        ),
+    );
+    None
+}
+
+/// `"90s"`-style strings or whole seconds, in milliseconds.
+fn duration_ms(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Option<u64>> {
+    if input.peek(LitInt) {
+        let lit: LitInt = input.parse()?;
+        return Ok(match lit.base10_parse::<u64>() {
+            Ok(0) => {
+                errors.at(lit.span(), "a TTL must be longer than zero");
+                None
+            }
+            Ok(secs) => secs.checked_mul(1000).or_else(|| {
+                errors.at(lit.span(), "TTL is too long");
+                None
+            }),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        });
+    }
+    let lit: LitStr = input.parse()?;
+    Ok(match crate::ttl::parse_millis(&lit.value()) {
+        Ok(ms) => Some(ms),
+        Err(msg) => {
+            errors.at(lit.span(), msg);
+            None
+        }
+    })
 }
 
 /// Collects errors so all of them are reported at once.
@@ -142,10 +211,26 @@ pub(crate) struct CachedArgs {
     pub(crate) cache_none: Once<bool>,
     pub(crate) unless: Once<Expr>,
     pub(crate) krate: Once<Path>,
+    /// Runtime variant name and the literal's span.
+    pub(crate) format: Once<(&'static str, Span)>,
+    pub(crate) compress: Once<(&'static str, Span)>,
+    pub(crate) version: Once<u32>,
+    pub(crate) l1_ttl: Once<u64>,
     pub(crate) errors: Errors,
 }
 
-const CACHED_OPTIONS: &[&str] = &["ttl", "key", "cache", "cache_none", "unless", "crate"];
+const CACHED_OPTIONS: &[&str] = &[
+    "ttl",
+    "key",
+    "cache",
+    "cache_none",
+    "unless",
+    "format",
+    "compress",
+    "version",
+    "l1_ttl",
+    "crate",
+];
 
 impl Parse for CachedArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -156,6 +241,10 @@ impl Parse for CachedArgs {
             cache_none: Once::new("cache_none"),
             unless: Once::new("unless"),
             krate: Once::new("crate"),
+            format: Once::new("format"),
+            compress: Once::new("compress"),
+            version: Once::new("version"),
+            l1_ttl: Once::new("l1_ttl"),
             errors: Errors::default(),
         };
         let errors = &mut args.errors;
@@ -207,6 +296,34 @@ impl Parse for CachedArgs {
                 args.unless.set(tok.span, expr, errors);
             } else if lookahead.peek(Token![crate]) {
                 parse_crate(input, &mut args.krate, errors)?;
+            } else if lookahead.peek(kw::format) {
+                let tok: kw::format = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                if let Some(v) = one_of(&lit, "format", &FORMATS, errors) {
+                    args.format.set(tok.span, v, errors);
+                }
+            } else if lookahead.peek(kw::compress) {
+                let tok: kw::compress = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                if let Some(v) = one_of(&lit, "compression mode", &COMPRESSION, errors) {
+                    args.compress.set(tok.span, v, errors);
+                }
+            } else if lookahead.peek(kw::version) {
+                let tok: kw::version = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let lit: LitInt = input.parse()?;
+                match lit.base10_parse::<u32>() {
+                    Ok(v) => args.version.set(tok.span, v, errors),
+                    Err(e) => errors.push(e),
+                }
+            } else if lookahead.peek(kw::l1_ttl) {
+                let tok: kw::l1_ttl = input.parse()?;
+                input.parse::<Token![=]>()?;
+                if let Some(ms) = duration_ms(input, errors)? {
+                    args.l1_ttl.set(tok.span, ms, errors);
+                }
             } else if input.peek(syn::Ident) {
                 unknown_option(input, CACHED_OPTIONS, errors)?;
             } else {

@@ -58,6 +58,21 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let cache = option_str(args.cache.get());
     let cache_none = args.cache_none.get().copied().unwrap_or(false);
+    let mut site_options = TokenStream::new();
+    if let Some((variant, span)) = args.format.get() {
+        let v = Ident::new(variant, *span);
+        site_options.extend(quote!(.format(#krate::__private::Format::#v)));
+    }
+    if let Some((variant, span)) = args.compress.get() {
+        let v = Ident::new(variant, *span);
+        site_options.extend(quote!(.compress(#krate::__private::Compression::#v)));
+    }
+    if let Some(version) = args.version.get() {
+        site_options.extend(quote!(.version(#version)));
+    }
+    if let Some(ms) = args.l1_ttl.get() {
+        site_options.extend(quote!(.l1_ttl(#krate::__private::Duration::from_millis(#ms))));
+    }
     let unless = match args.unless.take() {
         Some(expr) => quote!(#expr),
         None => quote!(#krate::__private::never),
@@ -94,7 +109,7 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                 #ttl,
                 #cache,
                 #cache_none,
-            );
+            )#site_options;
             #cache_none_check
             let __cache_kind = #kind;
             let __cache_handle = #krate::__private::resolve(&__CACHE_SITE);
