@@ -685,8 +685,9 @@ impl Cache {
     {
         let key = self.inner.enabled.then(|| self.full_key(key));
         let spec = Spec::manual(ttl.into());
+        let init = std::pin::pin!(init);
         Ok(self
-            .get_or_compute::<crate::private::PlainKind, T, F, _>(key, spec, init, |_| false)
+            .get_or_compute::<crate::private::PlainKind, T, _, _>(key, spec, init, |_| false)
             .await)
     }
 
@@ -719,7 +720,8 @@ impl Cache {
     {
         let key = self.inner.enabled.then(|| self.full_key(key));
         let spec = Spec::manual(ttl.into());
-        self.get_or_compute::<crate::private::ResultKind, _, F, _>(key, spec, init, |_| false)
+        let init = std::pin::pin!(init);
+        self.get_or_compute::<crate::private::ResultKind, _, _, _>(key, spec, init, |_| false)
             .await
     }
 
@@ -892,14 +894,19 @@ impl Cache {
                                 bump(&inner.counters.l2_hits);
                                 let ttl =
                                     inner.l1_ttl(self.resolve_ttl(spec.ttl), left, spec.l1_ttl);
-                                let entry = Entry::new(Arc::new(v.clone()), ttl);
                                 if inner.l1_enabled && !ttl.is_zero() {
+                                    let entry = Entry::new(Arc::new(v.clone()), ttl);
                                     let e = Arc::clone(&entry);
                                     inner.log.insert_unless_invalidated(start, &key, || {
                                         inner.l1.insert(key.clone(), e);
                                     });
+                                    leader.complete(entry, start);
+                                } else {
+                                    leader.complete_with(
+                                        || Entry::new(Arc::new(v.clone()), ttl),
+                                        start,
+                                    );
                                 }
-                                leader.complete(entry, start);
                                 return hit(v);
                             }
                             Read::Miss => {}
@@ -1021,6 +1028,12 @@ impl Inner {
     /// discard their results (after a backplane gap).
     pub(crate) fn forget_everything_local(&self) {
         self.log.record(Arc::new(Glob::new("*")));
+        self.l1.clear();
+    }
+
+    /// Drops everything in the in-process tier.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn clear_local(&self) {
         self.l1.clear();
     }
 

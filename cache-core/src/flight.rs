@@ -121,6 +121,17 @@ impl Leader<'_> {
         self.end(State::Done(value, start));
     }
 
+    /// Like [`complete`](Self::complete), but builds the shared value only if
+    /// a follower is waiting (a follower that joins meanwhile retries).
+    pub(crate) fn complete_with(mut self, make: impl FnOnce() -> Shared, start: u64) {
+        let state = if self.slot.receiver_count() > 0 {
+            State::Done(make(), start)
+        } else {
+            State::Abandoned
+        };
+        self.end(state);
+    }
+
     fn end(&mut self, state: State) {
         self.finished = true;
         self.slot.send_replace(state);

@@ -260,8 +260,13 @@ impl L2 {
                 match event {
                     Event::Subscribed { resumed } => {
                         // Whatever was published while we were not listening is lost:
-                        // nothing in the in-process tier can be proven fresh.
-                        inner.forget_everything_local();
+                        // nothing in the in-process tier can be proven fresh. After a
+                        // gap, computations that straddled it do not store either.
+                        if resumed {
+                            inner.forget_everything_local();
+                        } else {
+                            inner.clear_local();
+                        }
                         status.send_modify(|s| {
                             s.connected = true;
                             s.subscriptions += 1;

@@ -125,7 +125,9 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                     return __cache_hit;
                 }
             }
-            #run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless).await
+            // Pinned here, the body's future never moves again: the engine gets a pointer.
+            let __cache_body = ::core::pin::pin!(#body);
+            #run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, #unless).await
         }
     }
 }

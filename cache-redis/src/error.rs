@@ -14,6 +14,9 @@ pub enum StoreError {
         /// Why it was refused.
         reason: String,
     },
+    /// Called outside a Tokio runtime (the connection runs as a task).
+    #[error("a Redis store must be created inside a Tokio runtime")]
+    NoRuntime,
     /// Redis did not answer in time.
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
@@ -33,7 +36,7 @@ impl StoreError {
                     || e.is_connection_refusal()
                     || e.is_timeout()
             }
-            StoreError::InvalidUrl { .. } => false,
+            StoreError::InvalidUrl { .. } | StoreError::NoRuntime => false,
         }
     }
 }

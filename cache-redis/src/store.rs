@@ -73,16 +73,22 @@ impl RedisStore {
     /// # Errors
     ///
     /// [`StoreError::InvalidUrl`] if the URL cannot be parsed or needs a
-    /// feature that is off (`rediss://` without `tls`).
+    /// feature that is off (`rediss://` without `tls`);
+    /// [`StoreError::NoRuntime`] outside a Tokio runtime.
     pub fn new(config: RedisConfig) -> Result<RedisStore, StoreError> {
         let invalid = |e: redis::RedisError| StoreError::InvalidUrl {
             url: redact(&config.url),
             reason: e.to_string(),
         };
         let client = Client::open(config.url.as_str()).map_err(invalid)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::NoRuntime);
+        }
+        // One timer per command: ours, in `run`, which also bounds waits for
+        // a reconnect; redis-rs's own response timer would be a second one.
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.op_timeout))
+            .set_response_timeout(None)
             // Reconnect attempts happen in the background of failed commands;
             // keep them few and short so they never hold a caller.
             .set_number_of_retries(1)

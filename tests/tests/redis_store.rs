@@ -101,3 +101,9 @@ fn bad_urls_are_refused_without_leaking_the_password() {
     assert!(msg.starts_with("invalid Redis URL"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
 }
+
+#[test]
+fn outside_a_runtime_is_an_error_not_a_panic() {
+    let err = RedisStore::new(RedisConfig::new("redis://127.0.0.1:1/0")).unwrap_err();
+    assert!(matches!(err, StoreError::NoRuntime), "{err}");
+}
