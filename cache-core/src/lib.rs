@@ -46,9 +46,18 @@
 //! 4. `Ok`/`Some`/plain values are stored for the TTL; `Err` never is (each
 //!    caller gets its own error), `None` only with `cache_none`.
 //!
+//! With a Redis URL (`REDIS_URL`, [`CacheBuilder::redis_url`]) Redis is the
+//! shared tier behind the in-process one: misses read it before computing,
+//! computed values are written to it, and invalidations reach every
+//! instance's in-process tier through a pub/sub backplane. A failing Redis
+//! makes calls misses, never errors.
+//!
 //! # Features
 //!
 //! - `macros` (default): re-exports [`cached`] and [`invalidates`].
+//! - `redis` (default): the Redis tier, through the `cache-redis` crate.
+//! - `tls`: `rediss://` URLs.
+//! - `bincode`: bincode 2 as a value [`Format`] (unmaintained upstream, RUSTSEC-2025-0141).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]

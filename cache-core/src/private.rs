@@ -387,6 +387,12 @@ where
     Some(K::rebuild(v))
 }
 
+/// Boxes a `#[cached]` function's slow path (see the expansion).
+#[inline]
+pub fn slow_path<F: Future>(fut: F) -> std::pin::Pin<Box<F>> {
+    Box::pin(fut)
+}
+
 /// The body of every `#[cached]` function. `key` is `None` when the cache is disabled.
 pub async fn run<K, R, F, U>(
     _: kind::Tag<K>,
@@ -405,6 +411,8 @@ where
     if key.is_none() {
         return fut.await;
     }
+    // Pinned once: the engine below gets a pointer, never a copy.
+    let fut = std::pin::pin!(fut);
     let counters = site.counters.for_cache(&handle);
     let spec = Spec {
         ttl: site.ttl,
@@ -416,7 +424,7 @@ where
         l1_ttl: site.l1_ttl,
     };
     handle
-        .get_or_compute::<K, R, F, U>(key, spec, fut, unless)
+        .get_or_compute::<K, R, _, U>(key, spec, fut, unless)
         .await
 }
 

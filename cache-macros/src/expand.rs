@@ -125,9 +125,10 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                     return __cache_hit;
                 }
             }
-            // Pinned here, the body's future never moves again: the engine gets a pointer.
-            let __cache_body = ::core::pin::pin!(#body);
-            #run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, #unless).await
+            // The slow path (engine and body) lives in one heap allocation made on
+            // a miss only: the function's own future stays a few words, so hits
+            // do not pay for moving a large state machine.
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless)).await
         }
     }
 }
