@@ -112,5 +112,8 @@ fn outside_a_runtime_is_an_error_not_a_panic() {
 async fn tls_urls_need_the_tls_feature() {
     let err = RedisStore::new(RedisConfig::new("rediss://:secret@localhost:6380/0")).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("invalid Redis URL rediss://:***@localhost"), "{msg}");
+    assert!(
+        msg.starts_with("invalid Redis URL rediss://:***@localhost"),
+        "{msg}"
+    );
 }
