@@ -24,32 +24,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::cache::Inner;
-use crate::codec::{self, CodecConfig, Compression, DecodeError, Format};
+use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
 use crate::stats::bump;
-
-/// What a read of the shared tier found.
-pub(crate) enum Read<V> {
-    /// The value and the time it has left.
-    Hit(V, Option<Duration>),
-    Miss,
-    /// Bytes that are not a value of this type: removed, treated as a miss.
-    Invalid(DecodeError),
-    /// Redis failed or timed out: treated as a miss.
-    Unavailable(TierError),
-}
-
-/// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BackplaneStatus {
-    /// The subscription is active.
-    pub connected: bool,
-    /// Times the subscription was (re)established; each cleared the in-process tier.
-    pub subscriptions: u64,
-    /// Messages from other instances applied so far.
-    pub applied: u64,
-}
+pub(crate) use crate::tier::{BackplaneStatus, Read};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Message {

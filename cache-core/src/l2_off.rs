@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::cache::Inner;
-use crate::codec::{CodecConfig, Compression, DecodeError, EncodeError, Format};
+use crate::codec::{CodecConfig, Compression, EncodeError, Format};
+pub(crate) use crate::tier::{BackplaneStatus, Read};
 
 /// Never constructed.
 #[derive(Debug, thiserror::Error)]
@@ -19,26 +20,6 @@ pub(crate) struct TierError;
 /// Never constructed.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisConfig;
-
-#[allow(dead_code)] // never built: the feature is off
-pub(crate) enum Read<V> {
-    Hit(V, Option<Duration>),
-    Miss,
-    Invalid(DecodeError),
-    Unavailable(TierError),
-}
-
-/// State of the backplane subscription (always absent without the `redis` feature).
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BackplaneStatus {
-    /// The subscription is active.
-    pub connected: bool,
-    /// Times the subscription was (re)established.
-    pub subscriptions: u64,
-    /// Messages from other instances applied so far.
-    pub applied: u64,
-}
 
 #[derive(Debug)]
 pub(crate) enum L2 {}

@@ -80,6 +80,7 @@ mod l2;
 mod private;
 mod registry;
 mod stats;
+mod tier;
 mod ttl;
 
 pub use builder::{CacheBuilder, DEFAULT_FLIGHT_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX};
@@ -87,8 +88,8 @@ pub use cache::{Cache, CacheValue};
 pub use codec::{Compression, Format};
 pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use l2::BackplaneStatus;
 pub use stats::{FunctionKind, FunctionStats, Health, HealthStatus, RedisStats, Stats};
+pub use tier::BackplaneStatus;
 
 /// The Redis tier's own crate, for its connection settings ([`RedisConfig`](cache_redis::RedisConfig)).
 #[cfg(feature = "redis")]

@@ -1,0 +1,32 @@
+//! Types shared by the Redis tier and its stand-in when the `redis` feature is off.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::codec::DecodeError;
+use crate::l2::TierError;
+
+/// What a read of the shared tier found.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // never built without the feature
+pub(crate) enum Read<V> {
+    /// The value and the time it has left.
+    Hit(V, Option<Duration>),
+    Miss,
+    /// Bytes that are not a value of this type: removed, treated as a miss.
+    Invalid(DecodeError),
+    /// Redis failed or timed out: treated as a miss.
+    Unavailable(TierError),
+}
+
+/// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackplaneStatus {
+    /// The subscription is active.
+    pub connected: bool,
+    /// Times the subscription was (re)established; each cleared the in-process tier.
+    pub subscriptions: u64,
+    /// Messages from other instances applied so far.
+    pub applied: u64,
+}
