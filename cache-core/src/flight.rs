@@ -5,32 +5,41 @@
 //! get its function's own error type, with no `Clone` bound: followers of a
 //! failed leader retry), they have no bounded wait, and they own the insert
 //! (we must decide per result whether to store, and check it against
-//! invalidations that raced the computation). It is a map of
-//! `tokio::sync::watch` channels, sharded to keep lock hold times tiny.
+//! invalidations that raced the computation). It is a sharded map of slots,
+//! each a mutex-guarded state, one `Notify` and a follower count (tokio's
+//! `watch` was measured: it wakes through eight `Notify`s on every flight end,
+//! followers or not).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::l1::Shared;
 
 const SHARDS: usize = 64;
 
-#[derive(Clone)]
 enum State {
     Running,
     /// The leader's value (stored or not) and the invalidation epoch its
     /// computation started at: followers take it unless an invalidation since
     /// then matched the key.
     Done(Shared, u64),
-    /// The leader failed, was cancelled or panicked: followers retry.
+    /// The leader failed, was cancelled or panicked, or nobody was waiting:
+    /// followers retry.
     Abandoned,
 }
 
-type Slot = Arc<watch::Sender<State>>;
+struct SlotInner {
+    state: Mutex<State>,
+    notify: Notify,
+    followers: AtomicUsize,
+}
+
+type Slot = Arc<SlotInner>;
 
 pub(crate) struct Flights {
     shards: Box<[Mutex<HashMap<String, Slot>>]>,
@@ -75,11 +84,16 @@ impl Flights {
     pub(crate) fn join(&self, key: &str) -> Join<'_> {
         let mut map = self.shard(key);
         if let Some(slot) = map.get(key) {
+            slot.followers.fetch_add(1, Ordering::Relaxed);
             return Join::Follower(Follower {
-                rx: slot.subscribe(),
+                slot: Arc::clone(slot),
             });
         }
-        let slot: Slot = Arc::new(watch::channel(State::Running).0);
+        let slot: Slot = Arc::new(SlotInner {
+            state: Mutex::new(State::Running),
+            notify: Notify::new(),
+            followers: AtomicUsize::new(0),
+        });
         map.insert(key.to_owned(), Arc::clone(&slot));
         Join::Leader(Leader {
             flights: self,
@@ -124,17 +138,22 @@ impl Leader<'_> {
     /// Like [`complete`](Self::complete), but builds the shared value only if
     /// a follower is waiting (a follower that joins meanwhile retries).
     pub(crate) fn complete_with(mut self, make: impl FnOnce() -> Shared, start: u64) {
-        let state = if self.slot.receiver_count() > 0 {
+        let waiting = self.slot.followers.load(Ordering::Relaxed) > 0;
+        self.end(if waiting {
             State::Done(make(), start)
         } else {
             State::Abandoned
-        };
-        self.end(state);
+        });
     }
 
     fn end(&mut self, state: State) {
         self.finished = true;
-        self.slot.send_replace(state);
+        *self
+            .slot
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = state;
+        self.slot.notify.notify_waiters();
         self.flights.remove(&self.key, &self.slot);
     }
 }
@@ -148,21 +167,29 @@ impl Drop for Leader<'_> {
 }
 
 pub(crate) struct Follower {
-    rx: watch::Receiver<State>,
+    slot: Slot,
 }
 
 impl Follower {
-    pub(crate) async fn wait(mut self, deadline: Instant) -> Waited {
-        let waited =
-            tokio::time::timeout_at(deadline, self.rx.wait_for(|s| !matches!(s, State::Running)))
-                .await;
-        match waited {
-            Err(_) => Waited::TimedOut,
-            Ok(Err(_)) => Waited::Retry,
-            Ok(Ok(state)) => match &*state {
-                State::Done(v, start) => Waited::Done(Arc::clone(v), *start),
-                State::Running | State::Abandoned => Waited::Retry,
-            },
+    pub(crate) async fn wait(self, deadline: Instant) -> Waited {
+        loop {
+            // Register for the wake-up before looking, so an end in between is not missed.
+            let notified = self.slot.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            match &*self
+                .slot
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
+                State::Running => {}
+                State::Done(v, start) => return Waited::Done(Arc::clone(v), *start),
+                State::Abandoned => return Waited::Retry,
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Waited::TimedOut;
+            }
         }
     }
 }
