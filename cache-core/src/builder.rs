@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::Cache;
+use crate::breaker::BreakerConfig;
 use crate::codec::{CodecConfig, Compression, Format};
 use crate::error::{ConfigError, Error};
 use crate::l2::{L2, RedisConfig};
@@ -71,6 +72,8 @@ pub struct CacheBuilder {
     redis: Option<RedisConfig>,
     redis_connect_timeout: Option<Duration>,
     redis_op_timeout: Option<Duration>,
+    breaker: BreakerConfig,
+    strict: bool,
     error: Option<ConfigError>,
 }
 
@@ -156,6 +159,24 @@ impl CacheBuilder {
     /// How long connecting to Redis may take (default 1 s).
     pub fn redis_connect_timeout(mut self, timeout: Duration) -> Self {
         self.redis_connect_timeout = Some(timeout);
+        self
+    }
+
+    /// The circuit breaker in front of Redis (default: open after 5
+    /// consecutive failures or half of the last 20 commands failing, probe
+    /// after 1 s).
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// `true` makes the manual API (`get`, `set`, `delete`, `exists`, `ttl`,
+    /// `expire`, `invalidate`, `clear`) return [`Error::Unavailable`] when
+    /// Redis fails or the breaker is open, instead of carrying on with the
+    /// in-process tier. Invalidations are still kept and replayed. The
+    /// attributes and `get_or_set` always degrade. Default `false`.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
         self
     }
 
@@ -289,6 +310,7 @@ impl CacheBuilder {
     /// runs as a task).
     pub fn build_blocking(self) -> Result<Cache, Error> {
         let redis = self.redis_settings()?;
+        let self_breaker = self.breaker;
         let config = self.resolve()?;
         let Some((source, redis)) = redis else {
             return Ok(Cache::from_config(config));
@@ -301,7 +323,7 @@ impl CacheBuilder {
                 "a cache with Redis must be built inside a Tokio runtime",
             ));
         }
-        let l2 = L2::connect(redis, config.codec, &config.key_prefix)
+        let l2 = L2::connect(redis, config.codec, self_breaker, &config.key_prefix)
             .map_err(|e| config_error(source, &url, &e.to_string()))?;
         Ok(Cache::assemble(config, Some(l2)))
     }
@@ -423,6 +445,7 @@ impl CacheBuilder {
             l1_enabled: self.l1_enabled.unwrap_or(true),
             l1_ttl: self.l1_ttl,
             codec: self.codec,
+            strict: self.strict,
         })
     }
 }
@@ -439,6 +462,7 @@ pub(crate) struct Config {
     pub(crate) l1_enabled: bool,
     pub(crate) l1_ttl: Option<Duration>,
     pub(crate) codec: CodecConfig,
+    pub(crate) strict: bool,
 }
 
 #[cfg(feature = "redis")]

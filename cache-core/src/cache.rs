@@ -47,6 +47,7 @@ pub(crate) struct Inner {
     l1_ttl: Option<Duration>,
     l1: L1,
     l2: Option<L2>,
+    strict: bool,
     flights: Flights,
     log: InvalidationLog,
     pub(crate) counters: Counters,
@@ -112,6 +113,7 @@ impl Cache {
                 l1_ttl: c.l1_ttl,
                 l1: L1::new(c.max_entries),
                 l2,
+                strict: c.strict,
                 flights: Flights::new(),
                 log: InvalidationLog::default(),
                 counters: Counters::default(),
@@ -326,7 +328,7 @@ impl Cache {
                     bump(&c.errors);
                     tracing::debug!(key, error = %e, "cache entry does not decode: removed");
                 }
-                Read::Unavailable(e) => inner.tier_error("get", &key, &e),
+                Read::Unavailable(e) => inner.tier_error("get", &key, &e)?,
             }
         }
         bump(&c.misses);
@@ -374,7 +376,7 @@ impl Cache {
         let ttl = self.resolve_ttl(ttl.into());
         let key = self.full_key(key);
         self.store(&key, value, ttl, &Spec::manual(Ttl::Fixed(ttl)), None)
-            .await;
+            .await?;
         Ok(())
     }
 
@@ -388,7 +390,7 @@ impl Cache {
         ttl: Duration,
         spec: &Spec<'_>,
         guard: Option<u64>,
-    ) -> Option<Shared> {
+    ) -> Result<Option<Shared>, Error> {
         let inner = &*self.inner;
         let mut written = false;
         if let Some(l2) = &inner.l2 {
@@ -404,9 +406,15 @@ impl Cache {
                             l2.announce_key(key);
                         }
                     }
-                    Err(e) => inner.tier_error("set", key, &e),
+                    // Strict mode fails a manual `set`; a computed value carries on.
+                    Err(e) => inner
+                        .tier_error("set", key, &e)
+                        .or_else(|e| if guard.is_none() { Err(e) } else { Ok(()) })?,
                 },
-                Err(e) => inner.tier_error("encode", key, &e),
+                Err(e) => {
+                    bump(&inner.counters.errors);
+                    tracing::warn!(key, error = %e, "value not stored in Redis");
+                }
             }
         }
         let entry = Entry::new(
@@ -430,14 +438,14 @@ impl Cache {
         if !kept {
             if written
                 && let Some(l2) = &inner.l2
-                && let Err(e) = l2.remove(key).await
+                && l2.remove(key).await.is_err()
             {
-                inner.tier_error("delete", key, &e);
+                l2.defer_key(key);
             }
-            return None;
+            return Ok(None);
         }
         bump(&inner.counters.sets);
-        Some(entry)
+        Ok(Some(entry))
     }
 
     /// Removes `key` from both tiers; true if it was there. A computation of
@@ -465,10 +473,16 @@ impl Cache {
         let mut removed = inner.l1.remove(&key);
         if let Some(l2) = &inner.l2 {
             match l2.remove(&key).await {
-                Ok(n) => removed = n > 0,
-                Err(e) => inner.tier_error("delete", &key, &e),
+                Ok(n) => {
+                    removed = n > 0;
+                    l2.announce_key(&key);
+                }
+                Err(e) => {
+                    // Kept and replayed (with its announcement) once Redis answers.
+                    l2.defer_key(&key);
+                    inner.tier_error("delete", &key, &e)?;
+                }
             }
-            l2.announce_key(&key);
         }
         bump(&inner.counters.deletes);
         Ok(removed)
@@ -500,7 +514,7 @@ impl Cache {
         if let Some(l2) = &inner.l2 {
             match l2.exists(&key).await {
                 Ok(found) => return Ok(found),
-                Err(e) => inner.tier_error("exists", &key, &e),
+                Err(e) => inner.tier_error("exists", &key, &e)?,
             }
         }
         Ok(false)
@@ -528,7 +542,7 @@ impl Cache {
         if let Some(l2) = &inner.l2 {
             match l2.ttl(&key).await {
                 Ok(left) => return Ok(left),
-                Err(e) => inner.tier_error("ttl", &key, &e),
+                Err(e) => inner.tier_error("ttl", &key, &e)?,
             }
         }
         Ok(inner
@@ -564,7 +578,7 @@ impl Cache {
         if let Some(l2) = &inner.l2 {
             match l2.expire(&key, ttl).await {
                 Ok(found) => return Ok(found),
-                Err(e) => inner.tier_error("expire", &key, &e),
+                Err(e) => inner.tier_error("expire", &key, &e)?,
             }
         }
         Ok(local)
@@ -600,28 +614,38 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(0);
         }
-        Ok(self.invalidate_full(&self.full_key(pattern)).await)
+        self.invalidate_full(&self.full_key(pattern)).await
     }
 
-    pub(crate) async fn invalidate_full(&self, full_pattern: &str) -> u64 {
+    /// Invalidates in both tiers and announces it; what cannot reach Redis is
+    /// kept and replayed. `Err` only in strict mode.
+    pub(crate) async fn invalidate_full(&self, full_pattern: &str) -> Result<u64, Error> {
         let inner = &*self.inner;
         let glob = Arc::new(Glob::new(full_pattern));
         inner.log.record(Arc::clone(&glob));
         let mut removed = inner.l1.remove_matching(&glob);
         if let Some(l2) = &inner.l2 {
-            match l2.remove_matching(full_pattern).await {
-                Ok(n) => removed = n,
-                Err(e) => inner.tier_error("invalidate", full_pattern, &e),
-            }
-            if let Err(e) = l2.announce_pattern(full_pattern).await {
-                inner.tier_error("announce", full_pattern, &e);
+            let outcome = match l2.remove_matching(full_pattern).await {
+                Ok(n) => {
+                    removed = n;
+                    l2.announce_pattern(full_pattern).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                l2.defer_pattern(full_pattern);
+                let c = &inner.counters;
+                bump(&c.invalidations);
+                c.invalidated_entries.fetch_add(removed, Relaxed);
+                inner.tier_error("invalidate", full_pattern, &e)?;
+                return Ok(removed);
             }
         }
         let c = &inner.counters;
         bump(&c.invalidations);
         c.invalidated_entries.fetch_add(removed, Relaxed);
         tracing::debug!(pattern = full_pattern, removed, "cache invalidated");
-        removed
+        Ok(removed)
     }
 
     /// Removes every entry of this cache, in both tiers (in Redis: the keys
@@ -647,7 +671,7 @@ impl Cache {
         }
         let inner = &*self.inner;
         if inner.l2.is_some() && !inner.prefix.is_empty() {
-            self.invalidate_full(&format!("{}:*", inner.prefix)).await;
+            self.invalidate_full(&format!("{}:*", inner.prefix)).await?;
         } else {
             if inner.l2.is_some() {
                 tracing::warn!("clear() with an empty key prefix leaves Redis untouched");
@@ -750,6 +774,8 @@ impl Cache {
         );
         if let Some(l2) = &inner.l2 {
             stats.backplane = Some(*l2.status().borrow());
+            stats.breaker = Some(l2.breaker_state());
+            stats.pending_invalidations = l2.pending();
             stats.redis = Some(match l2.info().await {
                 Ok((used_memory, keys)) => stats::RedisStats {
                     reachable: true,
@@ -781,11 +807,13 @@ impl Cache {
         let inner = &*self.inner;
         let started = std::time::Instant::now();
         let mut error = None;
+        let breaker = inner.l2.as_ref().map(L2::breaker_state);
         let status = if !inner.enabled {
             HealthStatus::Disabled
         } else if let Some(l2) = &inner.l2 {
             match l2.ping().await {
-                Ok(_) => HealthStatus::Healthy,
+                Ok(_) if l2.breaker_state() == crate::BreakerState::Closed => HealthStatus::Healthy,
+                Ok(_) => HealthStatus::Degraded,
                 Err(e) => {
                     error = Some(e.to_string());
                     HealthStatus::Degraded
@@ -807,6 +835,7 @@ impl Cache {
             backend: self.backend(),
             latency: started.elapsed(),
             entries: inner.l1.entry_count(),
+            breaker,
             error,
         }
     }
@@ -914,7 +943,9 @@ impl Cache {
                                 bump(&inner.counters.errors);
                                 tracing::debug!(key, error = %e, "cache entry does not decode: removed, recomputing");
                             }
-                            Read::Unavailable(e) => inner.tier_error("get", &key, &e),
+                            Read::Unavailable(e) => {
+                                let _ = inner.tier_error("get", &key, &e);
+                            }
                         }
                     }
                     return self
@@ -1002,7 +1033,7 @@ impl Cache {
         }
         let store = (spec.cache_none || !K::is_none(&result)) && !unless(value);
         let entry = if store {
-            let Some(entry) = self
+            let Ok(Some(entry)) = self
                 .store(&key, value, self.resolve_ttl(spec.ttl), &spec, Some(start))
                 .await
             else {
@@ -1054,9 +1085,33 @@ impl Inner {
         t
     }
 
-    fn tier_error(&self, op: &'static str, key: &str, error: &dyn std::fmt::Display) {
+    /// Counts and logs a failure of the shared tier; in strict mode, the
+    /// error the manual API returns (callers on the attribute path ignore it).
+    fn tier_error(
+        &self,
+        op: &'static str,
+        key: &str,
+        error: &crate::l2::TierError,
+    ) -> Result<(), Error> {
         bump(&self.counters.errors);
-        tracing::warn!(op, key, %error, "shared cache tier failed; continuing without it");
+        if error.is_failure() {
+            tracing::warn!(op, key, %error, "Redis failed; continuing with the in-process tier");
+        } else {
+            tracing::debug!(op, key, %error, "Redis skipped");
+        }
+        if self.strict {
+            return Err(Error::Unavailable {
+                op,
+                reason: error.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The shared tier, if any.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn l2(&self) -> Option<&L2> {
+        self.l2.as_ref()
     }
 }
 

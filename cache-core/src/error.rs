@@ -16,6 +16,14 @@ pub enum Error {
         "a cache named {0:?} is already installed (install caches at startup, before the first cached call)"
     )]
     AlreadyInstalled(String),
+    /// Strict mode only: Redis failed, timed out, or the circuit breaker is open.
+    #[error("cache {op} failed: Redis unavailable ({reason})")]
+    Unavailable {
+        /// The operation (`get`, `set`, ...).
+        op: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A refused configuration value, naming where it came from.

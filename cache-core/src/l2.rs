@@ -14,6 +14,17 @@
 //! disconnected subscriber, so whenever the subscription (re)starts the
 //! in-process tier is cleared: an entry that may have missed an invalidation
 //! is not served.
+//!
+//! # Failures
+//!
+//! Every command goes through the [circuit breaker](crate::breaker). An
+//! invalidation that cannot reach Redis (command failed, breaker open) is
+//! kept in a bounded queue: before any read of Redis is served again, and
+//! from a background task as soon as Redis answers, the queue is replayed:
+//! `UNLINK`/`SCAN`, then the backplane announcement, so a value invalidated
+//! during an outage is never read back. Past 10,000 queued invalidations the
+//! queue is replaced by "everything under this cache's prefix", the safe
+//! over-approximation.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -43,14 +54,65 @@ enum Op {
     Pattern(String),
 }
 
-pub(crate) use cache_redis::{RedisConfig, StoreError as TierError};
+pub(crate) use cache_redis::RedisConfig;
+use cache_redis::StoreError;
+
+use crate::breaker::{Breaker, BreakerConfig, BreakerState};
+
+/// Why the shared tier was not used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TierError {
+    #[error("circuit breaker open")]
+    BreakerOpen,
+    #[error("invalidations from an outage are still being replayed")]
+    Replaying,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TierError {
+    /// A failed command, as opposed to one not attempted (breaker open, replay pending).
+    pub(crate) fn is_failure(&self) -> bool {
+        matches!(self, TierError::Store(_))
+    }
+}
+
+const MAX_PENDING: usize = 10_000;
+
+/// An invalidation that has not reached Redis yet.
+#[derive(Debug, Clone)]
+enum Deferred {
+    Key(String),
+    Pattern(String),
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    items: std::collections::VecDeque<Deferred>,
+    overflow: bool,
+}
 
 pub(crate) struct L2 {
     store: RedisStore,
     codec: CodecConfig,
     instance: u64,
     channel: String,
+    /// `prefix:*`, or `*` without a prefix: what an overflowed queue deletes.
+    everything: String,
     status: watch::Sender<BackplaneStatus>,
+    breaker: Breaker,
+    pending: std::sync::Mutex<Pending>,
+    has_pending: std::sync::atomic::AtomicBool,
+    /// Shared with the replay task, which must not keep the cache alive.
+    pending_added: Arc<tokio::sync::Notify>,
+    replay: tokio::sync::Mutex<()>,
+}
+
+impl Drop for L2 {
+    fn drop(&mut self) {
+        // Wakes the replay task, which then finds the cache gone and ends.
+        self.pending_added.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for L2 {
@@ -66,16 +128,17 @@ impl L2 {
     pub(crate) fn connect(
         config: RedisConfig,
         codec: CodecConfig,
+        breaker: BreakerConfig,
         prefix: &str,
     ) -> Result<L2, TierError> {
-        Ok(L2::new(RedisStore::new(config)?, codec, prefix))
+        Ok(L2::new(RedisStore::new(config)?, codec, breaker, prefix))
     }
 
-    fn new(store: RedisStore, codec: CodecConfig, prefix: &str) -> L2 {
-        let channel = if prefix.is_empty() {
-            "__backplane".to_owned()
+    fn new(store: RedisStore, codec: CodecConfig, breaker: BreakerConfig, prefix: &str) -> L2 {
+        let (channel, everything) = if prefix.is_empty() {
+            ("__backplane".to_owned(), "*".to_owned())
         } else {
-            format!("{prefix}:__backplane")
+            (format!("{prefix}:__backplane"), format!("{prefix}:*"))
         };
         let (status, _) = watch::channel(BackplaneStatus {
             connected: false,
@@ -87,7 +150,142 @@ impl L2 {
             codec,
             instance: random_id(),
             channel,
+            everything,
             status,
+            breaker: Breaker::new(breaker),
+            pending: Default::default(),
+            has_pending: Default::default(),
+            pending_added: Arc::new(tokio::sync::Notify::new()),
+            replay: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Runs one Redis command through the breaker.
+    async fn guarded<T>(
+        &self,
+        command: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, TierError> {
+        let Some(permit) = self.breaker.allow() else {
+            return Err(TierError::BreakerOpen);
+        };
+        let result = command.await;
+        permit.record(!matches!(&result, Err(e) if e.is_unavailable()));
+        Ok(result?)
+    }
+
+    /// Queues an invalidation that did not reach Redis.
+    fn defer(&self, item: Deferred) {
+        let mut p = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !p.overflow {
+            if p.items.len() >= MAX_PENDING {
+                tracing::warn!(
+                    "more than {MAX_PENDING} invalidations queued during a Redis outage: \
+                     all of this cache's Redis keys will be dropped on recovery"
+                );
+                p.items.clear();
+                p.overflow = true;
+            } else {
+                p.items.push_back(item);
+            }
+        }
+        self.has_pending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(p);
+        self.pending_added.notify_one();
+    }
+
+    pub(crate) fn defer_key(&self, key: &str) {
+        self.defer(Deferred::Key(key.to_owned()));
+    }
+
+    pub(crate) fn defer_pattern(&self, pattern: &str) {
+        self.defer(Deferred::Pattern(pattern.to_owned()));
+    }
+
+    /// Invalidations queued and not yet replayed (`u64::MAX` after an overflow).
+    pub(crate) fn pending(&self) -> u64 {
+        let p = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.overflow {
+            u64::MAX
+        } else {
+            p.items.len() as u64
+        }
+    }
+
+    /// Replays queued invalidations; true once none is left.
+    pub(crate) async fn replay_pending(&self) -> bool {
+        if !self.has_pending.load(std::sync::atomic::Ordering::SeqCst) {
+            return true;
+        }
+        let _one_at_a_time = self.replay.lock().await;
+        loop {
+            let next = {
+                let p = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if p.overflow {
+                    Some((Deferred::Pattern(self.everything.clone()), true))
+                } else {
+                    p.items.front().cloned().map(|d| (d, false))
+                }
+            };
+            let Some((item, overflow)) = next else {
+                self.has_pending
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                return true;
+            };
+            let (removed, op) = match &item {
+                Deferred::Key(k) => (
+                    self.guarded(self.store.unlink(&[k])).await,
+                    Op::Key(k.clone()),
+                ),
+                Deferred::Pattern(p) => (self.remove_matching(p).await, Op::Pattern(p.clone())),
+            };
+            if removed.is_err() {
+                return false;
+            }
+            let payload = self.payload(op);
+            if self
+                .guarded(self.store.publish(&self.channel, &payload))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            let mut p = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if overflow {
+                p.overflow = false;
+                p.items.clear();
+            } else {
+                p.items.pop_front();
+            }
+            tracing::debug!(
+                ?item,
+                "replayed an invalidation queued during a Redis outage"
+            );
+        }
+    }
+
+    /// Replays the queue first; `Err` if that is not possible yet.
+    async fn ready(&self) -> Result<(), TierError> {
+        if self.replay_pending().await {
+            Ok(())
+        } else {
+            Err(TierError::Replaying)
         }
     }
 
@@ -101,8 +299,11 @@ impl L2 {
         version: u32,
         want_ttl: bool,
     ) -> Read<V> {
+        if let Err(e) = self.ready().await {
+            return Read::Unavailable(e);
+        }
         let fetched = if want_ttl {
-            self.store.get_with_ttl(key).await.map(|o| {
+            self.guarded(self.store.get_with_ttl(key)).await.map(|o| {
                 o.map(|(bytes, ttl)| {
                     let left = match ttl {
                         KeyTtl::Expires(d) => Some(d),
@@ -112,7 +313,9 @@ impl L2 {
                 })
             })
         } else {
-            self.store.get(key).await.map(|o| o.map(|b| (b, None)))
+            self.guarded(self.store.get(key))
+                .await
+                .map(|o| o.map(|b| (b, None)))
         };
         match fetched {
             Err(e) => Read::Unavailable(e),
@@ -122,7 +325,7 @@ impl L2 {
                     Ok(v) => Read::Hit(v, left),
                     Err(e) => {
                         // Only remove what we read: a concurrent valid write is kept.
-                        let _ = self.store.unlink(&[key]).await;
+                        let _ = self.guarded(self.store.unlink(&[key])).await;
                         Read::Invalid(e)
                     }
                 }
@@ -152,28 +355,30 @@ impl L2 {
         bytes: &[u8],
         ttl: Duration,
     ) -> Result<(), TierError> {
-        self.store.set(key, bytes, ttl).await
+        self.guarded(self.store.set(key, bytes, ttl)).await
     }
 
     pub(crate) async fn remove(&self, key: &str) -> Result<u64, TierError> {
-        self.store.unlink(&[key]).await
+        self.guarded(self.store.unlink(&[key])).await
     }
 
     /// Removes what `pattern` matches: one `UNLINK` for an exact key, else `SCAN` + `UNLINK`.
     pub(crate) async fn remove_matching(&self, pattern: &str) -> Result<u64, TierError> {
         match Glob::new(pattern).exact() {
-            Some(key) => self.store.unlink(&[&key]).await,
-            None => self.store.delete_matching(pattern).await,
+            Some(key) => self.guarded(self.store.unlink(&[&key])).await,
+            None => self.guarded(self.store.delete_matching(pattern)).await,
         }
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool, TierError> {
-        self.store.exists(key).await
+        self.ready().await?;
+        self.guarded(self.store.exists(key)).await
     }
 
     /// `Ok(None)` if the key is absent; a key without expiry reports `Duration::MAX`.
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, TierError> {
-        Ok(match self.store.ttl(key).await? {
+        self.ready().await?;
+        Ok(match self.guarded(self.store.ttl(key)).await? {
             KeyTtl::Missing => None,
             KeyTtl::Persistent => Some(Duration::MAX),
             KeyTtl::Expires(d) => Some(d),
@@ -181,16 +386,18 @@ impl L2 {
     }
 
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TierError> {
-        self.store.expire(key, ttl).await
+        self.guarded(self.store.expire(key, ttl)).await
     }
 
+    /// Not through the breaker: health checks want the truth.
     pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
-        self.store.ping().await
+        Ok(self.store.ping().await?)
     }
 
     /// Used memory and key count.
     pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
-        self.store.info().await.map(|i| (i.used_memory, i.keys))
+        let info = self.guarded(self.store.info()).await?;
+        Ok((info.used_memory, info.keys))
     }
 
     /// Tells the other instances to drop `key` (fire and forget).
@@ -201,7 +408,8 @@ impl L2 {
     /// Tells the other instances to apply an invalidation; waits for Redis to take it.
     pub(crate) async fn announce_pattern(&self, pattern: &str) -> Result<(), TierError> {
         let payload = self.payload(Op::Pattern(pattern.to_owned()));
-        self.store.publish(&self.channel, &payload).await
+        self.guarded(self.store.publish(&self.channel, &payload))
+            .await
     }
 
     fn payload(&self, op: Op) -> Vec<u8> {
@@ -213,6 +421,9 @@ impl L2 {
     }
 
     fn spawn_publish(&self, op: Op) {
+        if self.breaker_state() == BreakerState::Open {
+            return;
+        }
         let payload = self.payload(op);
         let (store, channel) = (self.store.clone(), self.channel.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -226,6 +437,31 @@ impl L2 {
 
     /// Starts the backplane receiver for `inner` (which owns this L2).
     pub(crate) fn start_backplane(&self, inner: Weak<Inner>) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let inner = inner.clone();
+            let notify = Arc::clone(&self.pending_added);
+            rt.spawn(async move {
+                loop {
+                    let added = notify.notified();
+                    let mut added = std::pin::pin!(added);
+                    added.as_mut().enable();
+                    let done = {
+                        let Some(strong) = inner.upgrade() else {
+                            return;
+                        };
+                        let Some(l2) = strong.l2() else { return };
+                        l2.replay_pending().await
+                    };
+                    if done {
+                        added.await;
+                    } else {
+                        // Redis is still away: try again shortly (while the
+                        // breaker is open this is refused at once, no I/O).
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            });
+        }
         let mut sub = self.store.subscribe(&self.channel);
         let instance = self.instance;
         let status = self.status.clone();

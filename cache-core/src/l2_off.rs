@@ -17,6 +17,12 @@ pub(crate) use crate::tier::{BackplaneStatus, Read};
 #[error("the redis feature is off")]
 pub(crate) struct TierError;
 
+impl TierError {
+    pub(crate) fn is_failure(&self) -> bool {
+        true
+    }
+}
+
 /// Never constructed.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisConfig;
@@ -26,8 +32,25 @@ pub(crate) enum L2 {}
 
 #[allow(clippy::unused_async)]
 impl L2 {
-    pub(crate) fn connect(_: RedisConfig, _: CodecConfig, _: &str) -> Result<L2, TierError> {
+    pub(crate) fn connect(
+        _: RedisConfig,
+        _: CodecConfig,
+        _: crate::breaker::BreakerConfig,
+        _: &str,
+    ) -> Result<L2, TierError> {
         Err(TierError)
+    }
+    pub(crate) fn breaker_state(&self) -> crate::breaker::BreakerState {
+        match *self {}
+    }
+    pub(crate) fn pending(&self) -> u64 {
+        match *self {}
+    }
+    pub(crate) fn defer_key(&self, _: &str) {
+        match *self {}
+    }
+    pub(crate) fn defer_pattern(&self, _: &str) {
+        match *self {}
     }
     pub(crate) fn status(&self) -> watch::Receiver<BackplaneStatus> {
         match *self {}

@@ -62,6 +62,8 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod breaker;
 mod builder;
 mod cache;
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -83,6 +85,7 @@ mod stats;
 mod tier;
 mod ttl;
 
+pub use breaker::{BreakerConfig, BreakerState};
 pub use builder::{CacheBuilder, DEFAULT_FLIGHT_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX};
 pub use cache::{Cache, CacheValue};
 pub use codec::{Compression, Format};

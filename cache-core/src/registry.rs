@@ -59,6 +59,7 @@ fn unreachable_config() -> Cache {
         l1_enabled: true,
         l1_ttl: None,
         codec: Default::default(),
+        strict: false,
     })
 }
 

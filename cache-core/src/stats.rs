@@ -161,6 +161,11 @@ pub struct Stats {
     pub backplane: Option<crate::l2::BackplaneStatus>,
     /// Redis's own figures, with a shared tier.
     pub redis: Option<RedisStats>,
+    /// The circuit breaker in front of Redis, with a shared tier.
+    pub breaker: Option<crate::BreakerState>,
+    /// Invalidations that could not reach Redis yet and will be replayed
+    /// before Redis is read again (`u64::MAX`: too many, the whole prefix will go).
+    pub pending_invalidations: u64,
     /// Per annotated function, labelled by key template or pattern, sorted by function.
     pub functions: Vec<FunctionStats>,
 }
@@ -266,6 +271,8 @@ pub(crate) fn snapshot(
         backplane_applied: c.backplane_applied.load(Relaxed),
         backplane: None,
         redis: None,
+        breaker: None,
+        pending_invalidations: 0,
         functions,
     }
 }
@@ -304,6 +311,16 @@ impl fmt::Display for Stats {
                     "disconnected"
                 }
             });
+            let breaker = match self.breaker {
+                Some(crate::BreakerState::Open) => "open",
+                Some(crate::BreakerState::HalfOpen) => "half-open",
+                _ => "closed",
+            };
+            writeln!(
+                f,
+                "breaker {breaker} | invalidations waiting for Redis {}",
+                self.pending_invalidations
+            )?;
             if r.reachable {
                 writeln!(
                     f,
@@ -395,6 +412,8 @@ pub struct Health {
     pub latency: Duration,
     /// Entries in the in-process tier.
     pub entries: u64,
+    /// The circuit breaker in front of Redis, with a shared tier.
+    pub breaker: Option<crate::BreakerState>,
     /// Why the probe failed, if it did.
     pub error: Option<String>,
 }

@@ -50,6 +50,29 @@ impl RedisServer {
     /// If the binary is missing under `CACHE_REQUIRE_REDIS=1`, or the server
     /// does not become ready.
     pub fn start() -> Option<RedisServer> {
+        let mut server = RedisServer::reserve()?;
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match server.spawn() {
+                Ok(()) => return Some(server),
+                Err(e) => {
+                    // Most likely the port was taken in between: try another.
+                    last_error = e;
+                    server.port = free_port();
+                }
+            }
+        }
+        panic!("redis-server did not start: {last_error}");
+    }
+
+    /// A server with its port and directory chosen but not started yet (for
+    /// "Redis comes up after the app"): start it with [`restart`](Self::restart).
+    /// `None` as for [`start`](Self::start).
+    ///
+    /// # Panics
+    ///
+    /// As for [`start`](Self::start).
+    pub fn reserve() -> Option<RedisServer> {
         let Some(binary) = find_binary() else {
             if std::env::var("CACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("redis-server not found and CACHE_REQUIRE_REDIS=1: {INSTALL_HINT}");
@@ -59,33 +82,16 @@ impl RedisServer {
             );
             return None;
         };
-        let mut dir = tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix("cache-redis-test-")
             .tempdir()
             .expect("temp dir");
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let mut server = RedisServer {
-                child: None,
-                port: free_port(),
-                binary: binary.clone(),
-                dir,
-            };
-            match server.spawn() {
-                Ok(()) => return Some(server),
-                Err(e) => {
-                    last_error = e;
-                    dir = server.take_dir();
-                }
-            }
-        }
-        panic!("redis-server did not start: {last_error}");
-    }
-
-    fn take_dir(mut self) -> tempfile::TempDir {
-        self.stop();
-        let placeholder = tempfile::tempdir().expect("temp dir");
-        std::mem::replace(&mut self.dir, placeholder)
+        Some(RedisServer {
+            child: None,
+            port: free_port(),
+            binary,
+            dir,
+        })
     }
 
     fn log_path(&self) -> PathBuf {

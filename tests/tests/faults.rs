@@ -1,0 +1,317 @@
+//! Redis failures under concurrent load, on real `redis-server` processes:
+//! killed (-9), hung (SIGSTOP) and resumed, restarted on the same port, and
+//! started after the application. Callers never see an error, values stay
+//! correct, and an invalidation made while Redis was away is not lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use cache_core::{BreakerConfig, BreakerState, Cache, cached, invalidates};
+use serde::{Deserialize, Serialize};
+use tests::redis_server::RedisServer;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Row {
+    id: u64,
+    version: u64,
+}
+
+#[derive(Debug)]
+struct DbError;
+
+/// A database whose rows carry the version of the last update.
+#[derive(Default)]
+struct Db {
+    version: AtomicU64,
+    reads: AtomicUsize,
+}
+
+impl Db {
+    #[cached(key = "row:<id>")]
+    async fn row(&self, id: u64) -> Result<Row, DbError> {
+        self.reads.fetch_add(1, SeqCst);
+        Ok(Row {
+            id,
+            version: self.version.load(SeqCst),
+        })
+    }
+
+    #[invalidates("row:<id>")]
+    async fn update(&self, id: u64) -> Result<(), DbError> {
+        let _ = id;
+        self.version.fetch_add(1, SeqCst);
+        Ok(())
+    }
+}
+
+async fn cache(url: String) -> Cache {
+    Cache::builder()
+        .redis_url(url)
+        .redis_op_timeout(Duration::from_millis(50))
+        .redis_connect_timeout(Duration::from_millis(200))
+        .breaker(BreakerConfig::default().cool_down(Duration::from_millis(200)))
+        .build()
+        .await
+        .expect("a cache builds whatever Redis is doing")
+}
+
+/// Tasks calling `row` in a loop until stopped; counts calls and wrong answers.
+struct Load {
+    stop: Arc<AtomicBool>,
+    /// Calls made so far, across tasks.
+    calls: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<(usize, usize)>>,
+}
+
+impl Load {
+    fn start(cache: &Cache, db: &Arc<Db>, tasks: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = Arc::new(AtomicUsize::new(0));
+        let tasks = (0..tasks)
+            .map(|t| {
+                let (db, stop, counter) = (Arc::clone(db), Arc::clone(&stop), Arc::clone(&counter));
+                tokio::spawn(cache.scope(async move {
+                    let (mut calls, mut wrong) = (0, 0);
+                    while !stop.load(SeqCst) {
+                        let id = (calls + t) as u64 % 16;
+                        match db.row(id).await {
+                            Ok(row) if row.id == id => {}
+                            _ => wrong += 1,
+                        }
+                        calls += 1;
+                        counter.fetch_add(1, SeqCst);
+                        tokio::task::yield_now().await;
+                    }
+                    (calls, wrong)
+                }))
+            })
+            .collect();
+        Load {
+            stop,
+            calls: counter,
+            tasks,
+        }
+    }
+
+    /// Stops the load; returns (calls, errors or wrong values).
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, SeqCst);
+        let mut totals = (0, 0);
+        for t in self.tasks {
+            let (c, w) = t.await.expect("load task");
+            totals = (totals.0 + c, totals.1 + w);
+        }
+        totals
+    }
+}
+
+/// Waits (bounded) for a condition that depends on Redis coming back.
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether Redis itself holds `key` (under the default prefix); false while it is down.
+async fn stored_in_redis(server: &RedisServer, key: &str) -> bool {
+    let Ok(store) = cache_redis::RedisStore::new(cache_redis::RedisConfig::new(server.url()))
+    else {
+        return false;
+    };
+    store.exists(&format!("cache:{key}")).await.unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_redis_costs_callers_nothing() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let c = cache(server.url()).await;
+    let db = Arc::new(Db::default());
+    let load = Load::start(&c, &db, 8);
+    eventually("some values in Redis", async || {
+        stored_in_redis(&server, "row:1").await
+    })
+    .await;
+    server.kill();
+    // Misses now need Redis: they are answered by the origin, and counted.
+    for id in 100..120 {
+        assert_eq!(c.scope(db.row(id)).await.unwrap().id, id);
+    }
+    eventually("the breaker to open", async || {
+        c.stats().await.breaker == Some(BreakerState::Open)
+    })
+    .await;
+    let during = c.stats().await;
+    let at = load.calls.load(SeqCst);
+    eventually("200 calls with Redis dead", async || {
+        load.calls.load(SeqCst) > at + 200
+    })
+    .await;
+    let (calls, wrong) = load.finish().await;
+    assert_eq!(wrong, 0, "{calls} calls");
+    assert!(during.errors > 0, "the failures were counted");
+    // With Redis gone the in-process tier still serves (no origin call per request).
+    let reads = db.reads.load(SeqCst);
+    for id in 0..16 {
+        c.scope(db.row(id)).await.unwrap();
+    }
+    assert!(db.reads.load(SeqCst) <= reads + 16);
+    assert_eq!(c.health().await.status, cache_core::HealthStatus::Degraded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_while_redis_hangs_is_not_lost() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (cache(server.url()).await, cache(server.url()).await);
+    for c in [&a, &b] {
+        c.backplane()
+            .unwrap()
+            .wait_for(|s| s.connected)
+            .await
+            .unwrap();
+    }
+    let db = Arc::new(Db::default());
+    // v0 cached in Redis, in A's and in B's in-process tier.
+    assert_eq!(a.scope(db.row(1)).await.unwrap().version, 0);
+    assert_eq!(b.scope(db.row(1)).await.unwrap().version, 0);
+    let load = Load::start(&a, &db, 4);
+
+    server.pause(); // hung: connections open, nothing answers
+    a.scope(db.update(1)).await.unwrap(); // v1; the Redis UNLINK times out and is kept
+    assert_eq!(a.stats().await.pending_invalidations, 1);
+    assert_eq!(
+        a.scope(db.row(1)).await.unwrap().version,
+        1,
+        "A's own copy went at once"
+    );
+    server.resume();
+
+    // The next read through A replays the invalidation before reading Redis.
+    assert_eq!(a.scope(db.row(1)).await.unwrap().version, 1);
+    eventually("the replay", async || {
+        a.stats().await.pending_invalidations == 0
+    })
+    .await;
+    // The replay was announced: B drops its v0.
+    let mut bp = b.backplane().unwrap();
+    bp.wait_for(|s| s.applied >= 1).await.unwrap();
+    assert_eq!(
+        b.scope(db.row(1)).await.unwrap().version,
+        1,
+        "B no longer serves v0"
+    );
+    // And Redis itself holds no v0.
+    let fresh = cache(server.url()).await;
+    let from_redis: Option<Row> = fresh.get("row:1").await.unwrap();
+    assert!(
+        from_redis.as_ref().is_none_or(|r| r.version == 1),
+        "{from_redis:?}"
+    );
+
+    let (calls, wrong) = load.finish().await;
+    assert_eq!(wrong, 0, "{calls} calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_on_the_same_port_is_used_again() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let c = cache(server.url()).await;
+    let db = Arc::new(Db::default());
+    let load = Load::start(&c, &db, 8);
+    eventually("values in Redis", async || {
+        stored_in_redis(&server, "row:3").await
+    })
+    .await;
+    server.restart(); // empty: nothing persisted
+    eventually("Redis used again", async || {
+        c.invalidate("row:*").await.is_ok() && {
+            let _ = c.scope(db.row(5)).await;
+            stored_in_redis(&server, "row:5").await
+        }
+    })
+    .await;
+    let (calls, wrong) = load.finish().await;
+    assert_eq!(wrong, 0, "{calls} calls");
+    assert_eq!(c.stats().await.breaker, Some(BreakerState::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_started_after_the_app() {
+    let Some(mut server) = RedisServer::reserve() else {
+        return;
+    };
+    let c = cache(server.url()).await; // nothing listens yet
+    let db = Arc::new(Db::default());
+    let load = Load::start(&c, &db, 4);
+    // Works from memory meanwhile.
+    assert_eq!(c.scope(db.row(2)).await.unwrap().id, 2);
+    assert!(!stored_in_redis(&server, "row:2").await);
+    server.restart();
+    eventually("Redis used once it is up", async || {
+        c.scope(db.row(7)).await.is_ok() && {
+            let _ = c.invalidate("row:7").await;
+            let _ = c.scope(db.row(7)).await;
+            stored_in_redis(&server, "row:7").await
+        }
+    })
+    .await;
+    let (calls, wrong) = load.finish().await;
+    assert_eq!(wrong, 0, "{calls} calls");
+    c.backplane()
+        .unwrap()
+        .wait_for(|s| s.connected)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn strict_mode_reports_what_default_mode_absorbs() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let strict = Cache::builder()
+        .redis_url(server.url())
+        .redis_op_timeout(Duration::from_millis(50))
+        .strict(true)
+        .build()
+        .await
+        .unwrap();
+    let lenient = cache(server.url()).await;
+    strict
+        .set("k", &1u8, cache_core::Preset::Short)
+        .await
+        .unwrap();
+    server.kill();
+    let err = strict.get::<u8>("other").await.unwrap_err();
+    assert!(
+        matches!(err, cache_core::Error::Unavailable { op: "get", .. }),
+        "{err}"
+    );
+    assert!(
+        strict
+            .set("k", &2u8, cache_core::Preset::Short)
+            .await
+            .is_err()
+    );
+    assert!(strict.invalidate("k").await.is_err());
+    assert_eq!(
+        strict.stats().await.pending_invalidations,
+        1,
+        "kept for replay all the same"
+    );
+    assert_eq!(lenient.get::<u8>("other").await.unwrap(), None);
+    assert!(
+        lenient
+            .set("k", &2u8, cache_core::Preset::Short)
+            .await
+            .is_ok()
+    );
+}
