@@ -140,6 +140,18 @@ impl Cache {
         self.inner.l2.as_ref().map(L2::status)
     }
 
+    /// The circuit breaker's state, with a shared tier (no I/O, unlike
+    /// [`stats`](Self::stats) and [`health`](Self::health)).
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::builder().build_blocking()?;
+    /// assert_eq!(cache.breaker(), None, "in-process only");
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    pub fn breaker(&self) -> Option<crate::BreakerState> {
+        self.inner.l2.as_ref().map(L2::breaker_state)
+    }
+
     /// `redis` with a shared tier, else `memory`.
     pub fn backend(&self) -> &'static str {
         if self.inner.l2.is_some() {
