@@ -139,7 +139,11 @@ impl Drop for Permit<'_> {
 }
 
 impl Breaker {
-    pub(crate) fn new(config: BreakerConfig) -> Breaker {
+    pub(crate) fn new(mut config: BreakerConfig) -> Breaker {
+        // The fields are public: clamp what would wedge or overflow.
+        config.failures = config.failures.max(1);
+        config.window = config.window.max(2);
+        config.cool_down = config.cool_down.min(Duration::from_secs(86_400));
         Breaker {
             config,
             state: Mutex::new(Self::closed()),

@@ -74,6 +74,7 @@ pub struct CacheBuilder {
     redis_op_timeout: Option<Duration>,
     breaker: BreakerConfig,
     strict: bool,
+    jitter: Option<f64>,
     error: Option<ConfigError>,
 }
 
@@ -167,6 +168,14 @@ impl CacheBuilder {
     /// after 1 s).
     pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
+        self
+    }
+
+    /// Spreads every written TTL uniformly over ±`fraction` (0.1 = ±10 %,
+    /// capped at 1.0), so entries written together do not expire together.
+    /// Default 0 (exact TTLs).
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = Some(fraction);
         self
     }
 
@@ -316,6 +325,13 @@ impl CacheBuilder {
             return Ok(Cache::from_config(config));
         };
         let url = redacted(&redis);
+        if config.key_prefix.is_empty() {
+            return Err(config_error(
+                source,
+                &url,
+                "a cache with Redis needs a key prefix: its keys, invalidations and clear() must not reach other data",
+            ));
+        }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(config_error(
                 source,
@@ -398,6 +414,17 @@ impl CacheBuilder {
                 }
                 ttls.presets[i] = d;
             }
+        }
+        match self.jitter {
+            Some(j) if !(0.0..=1.0).contains(&j) || j.is_nan() => {
+                return Err(config_error(
+                    "builder.ttl_jitter",
+                    &j.to_string(),
+                    "expected a fraction from 0.0 to 1.0",
+                ));
+            }
+            Some(j) => ttls.jitter = j,
+            None => {}
         }
         ttls.default = ex
             .default_ttl

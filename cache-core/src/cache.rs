@@ -404,6 +404,7 @@ impl Cache {
         guard: Option<u64>,
     ) -> Result<Option<Shared>, Error> {
         let inner = &*self.inner;
+        let ttl = crate::ttl::jittered(ttl, inner.ttls.jitter);
         let mut written = false;
         if let Some(l2) = &inner.l2 {
             match l2.encode(value, spec.version, spec.format, spec.compression) {
@@ -414,14 +415,20 @@ impl Cache {
                         // instances hold. A computed value cannot: it follows a
                         // miss in Redis, and no in-process copy outlives the
                         // Redis key it was read from (see `Inner::l1_ttl`).
-                        if guard.is_none() {
-                            l2.announce_key(key);
+                        if guard.is_none() && l2.announce_key(key).await.is_err() {
+                            l2.defer_key(key);
                         }
                     }
                     // Strict mode fails a manual `set`; a computed value carries on.
-                    Err(e) => inner
-                        .tier_error("set", key, &e)
-                        .or_else(|e| if guard.is_none() { Err(e) } else { Ok(()) })?,
+                    Err(e) => {
+                        // An overwrite that failed leaves the old value in Redis: queue its removal.
+                        if guard.is_none() {
+                            l2.defer_key(key);
+                        }
+                        inner
+                            .tier_error("set", key, &e)
+                            .or_else(|e| if guard.is_none() { Err(e) } else { Ok(()) })?;
+                    }
                 },
                 Err(e) => {
                     bump(&inner.counters.errors);
@@ -448,11 +455,19 @@ impl Cache {
             (Some(start), false) => !inner.log.invalidated_since(start, key),
         };
         if !kept {
-            if written
-                && let Some(l2) = &inner.l2
-                && l2.remove(key).await.is_err()
-            {
-                l2.defer_key(key);
+            // An invalidation overtook this computation after its value went to
+            // Redis: undo it as a full invalidation of the key, since another
+            // reader may already have copied it.
+            if written && let Some(l2) = &inner.l2 {
+                inner.log.record(Arc::new(Glob::exact_key(key)));
+                inner.l1.remove(key);
+                let undone = match l2.remove(key).await {
+                    Ok(_) => l2.announce_key(key).await,
+                    Err(e) => Err(e),
+                };
+                if undone.is_err() {
+                    l2.defer_key(key);
+                }
             }
             return Ok(None);
         }
@@ -487,7 +502,9 @@ impl Cache {
             match l2.remove(&key).await {
                 Ok(n) => {
                     removed = n > 0;
-                    l2.announce_key(&key);
+                    if l2.announce_key(&key).await.is_err() {
+                        l2.defer_key(&key);
+                    }
                 }
                 Err(e) => {
                     // Kept and replayed (with its announcement) once Redis answers.
@@ -589,7 +606,13 @@ impl Cache {
         let local = inner.l1.retime(&key, inner.l1_ttl(ttl, None, None));
         if let Some(l2) = &inner.l2 {
             match l2.expire(&key, ttl).await {
-                Ok(found) => return Ok(found),
+                Ok(found) => {
+                    // Other instances' copies must not outlive the new TTL.
+                    if found && l2.announce_key(&key).await.is_err() {
+                        l2.defer_key(&key);
+                    }
+                    return Ok(found);
+                }
                 Err(e) => inner.tier_error("expire", &key, &e)?,
             }
         }
@@ -661,9 +684,8 @@ impl Cache {
     }
 
     /// Removes every entry of this cache, in both tiers (in Redis: the keys
-    /// under this cache's prefix; with an empty prefix Redis keys cannot be
-    /// told apart from others', so only the in-process tiers are cleared).
-    /// Computations under way will not store.
+    /// under this cache's prefix, which a cache with Redis always has) and in
+    /// other instances' in-process tiers. Computations under way will not store.
     ///
     /// # Errors
     ///
@@ -1071,12 +1093,6 @@ impl Inner {
     /// discard their results (after a backplane gap).
     pub(crate) fn forget_everything_local(&self) {
         self.log.record(Arc::new(Glob::new("*")));
-        self.l1.clear();
-    }
-
-    /// Drops everything in the in-process tier.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn clear_local(&self) {
         self.l1.clear();
     }
 

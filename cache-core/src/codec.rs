@@ -277,6 +277,12 @@ fn deserialize<T: DeserializeOwned>(
     format: Format,
     max: usize,
 ) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge {
+            declared: bytes.len() as u64,
+            max,
+        });
+    }
     let err = |e: &dyn std::fmt::Display| DecodeError::Deserialize(e.to_string());
     let trailing = || DecodeError::Deserialize("trailing bytes".into());
     match format {

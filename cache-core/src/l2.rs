@@ -90,6 +90,9 @@ enum Deferred {
 struct Pending {
     items: std::collections::VecDeque<Deferred>,
     overflow: bool,
+    /// Bumped by every deferral: tells a finished overflow replay whether
+    /// anything arrived while it ran.
+    generation: u64,
 }
 
 pub(crate) struct L2 {
@@ -105,6 +108,9 @@ pub(crate) struct L2 {
     has_pending: std::sync::atomic::AtomicBool,
     /// Shared with the replay task, which must not keep the cache alive.
     pending_added: Arc<tokio::sync::Notify>,
+    /// The backplane receiver, stopped with the cache (a quiet channel would
+    /// otherwise keep it, and its connection, waiting forever).
+    receiver: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     replay: tokio::sync::Mutex<()>,
 }
 
@@ -112,6 +118,14 @@ impl Drop for L2 {
     fn drop(&mut self) {
         // Wakes the replay task, which then finds the cache gone and ends.
         self.pending_added.notify_waiters();
+        if let Some(task) = self
+            .receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
     }
 }
 
@@ -156,6 +170,7 @@ impl L2 {
             pending: Default::default(),
             has_pending: Default::default(),
             pending_added: Arc::new(tokio::sync::Notify::new()),
+            receiver: std::sync::Mutex::new(None),
             replay: tokio::sync::Mutex::new(()),
         }
     }
@@ -183,6 +198,7 @@ impl L2 {
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.generation += 1;
         if !p.overflow {
             if p.items.len() >= MAX_PENDING {
                 tracing::warn!(
@@ -222,7 +238,23 @@ impl L2 {
         }
     }
 
-    /// Replays queued invalidations; true once none is left.
+    /// Whether a step of the replay must be tried again later: Redis is away.
+    /// A command error (e.g. an ACL refusing `PUBLISH`) will not go away by
+    /// retrying; it is logged and the step skipped, or the queue would block
+    /// every read for good.
+    fn must_retry(&self, step: &str, result: Result<(), TierError>) -> bool {
+        match result {
+            Ok(()) => false,
+            Err(TierError::Store(e)) if !e.is_unavailable() => {
+                tracing::error!(step, error = %e, "Redis refused a replayed invalidation step; skipping it");
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Replays queued invalidations (run by the background task only, so no
+    /// caller waits on it); true once none is left.
     pub(crate) async fn replay_pending(&self) -> bool {
         if !self.has_pending.load(std::sync::atomic::Ordering::SeqCst) {
             return true;
@@ -230,46 +262,57 @@ impl L2 {
         let _one_at_a_time = self.replay.lock().await;
         loop {
             let next = {
-                let p = self
+                let mut p = self
                     .pending
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if p.overflow {
-                    Some((Deferred::Pattern(self.everything.clone()), true))
+                    Some((Deferred::Pattern(self.everything.clone()), p.generation))
+                } else if let Some(front) = p.items.front() {
+                    Some((front.clone(), p.generation))
                 } else {
-                    p.items.front().cloned().map(|d| (d, false))
+                    // Cleared under the lock, so a concurrent `defer` cannot be lost.
+                    self.has_pending
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                    p.generation = 0;
+                    None
                 }
             };
-            let Some((item, overflow)) = next else {
-                self.has_pending
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
+            let Some((item, generation)) = next else {
                 return true;
             };
             let (removed, op) = match &item {
                 Deferred::Key(k) => (
-                    self.guarded(self.store.unlink(&[k])).await,
+                    self.guarded(self.store.unlink(&[k])).await.map(drop),
                     Op::Key(k.clone()),
                 ),
-                Deferred::Pattern(p) => (self.remove_matching(p).await, Op::Pattern(p.clone())),
+                Deferred::Pattern(p) => (
+                    self.remove_matching(p).await.map(drop),
+                    Op::Pattern(p.clone()),
+                ),
             };
-            if removed.is_err() {
+            if self.must_retry("unlink", removed) {
                 return false;
             }
             let payload = self.payload(op);
-            if self
+            let announced = self
                 .guarded(self.store.publish(&self.channel, &payload))
-                .await
-                .is_err()
-            {
+                .await;
+            if self.must_retry("announce", announced) {
                 return false;
             }
             let mut p = self
                 .pending
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if overflow {
-                p.overflow = false;
-                p.items.clear();
+            if p.overflow {
+                // Everything went: earlier items with it; later ones (queued
+                // while the scan ran) may have been passed over, so keep the
+                // overflow for another round if any arrived.
+                if p.generation == generation {
+                    p.overflow = false;
+                    p.items.clear();
+                }
             } else {
                 p.items.pop_front();
             }
@@ -280,13 +323,14 @@ impl L2 {
         }
     }
 
-    /// Replays the queue first; `Err` if that is not possible yet.
-    async fn ready(&self) -> Result<(), TierError> {
-        if self.replay_pending().await {
-            Ok(())
-        } else {
-            Err(TierError::Replaying)
+    /// Reads of Redis wait until the queue is replayed: until then they are
+    /// misses (the background task drains it; no caller waits on Redis).
+    fn ready(&self) -> Result<(), TierError> {
+        if self.has_pending.load(std::sync::atomic::Ordering::SeqCst) {
+            self.pending_added.notify_one();
+            return Err(TierError::Replaying);
         }
+        Ok(())
     }
 
     pub(crate) fn status(&self) -> watch::Receiver<BackplaneStatus> {
@@ -299,7 +343,7 @@ impl L2 {
         version: u32,
         want_ttl: bool,
     ) -> Read<V> {
-        if let Err(e) = self.ready().await {
+        if let Err(e) = self.ready() {
             return Read::Unavailable(e);
         }
         let fetched = if want_ttl {
@@ -371,13 +415,13 @@ impl L2 {
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool, TierError> {
-        self.ready().await?;
+        self.ready()?;
         self.guarded(self.store.exists(key)).await
     }
 
     /// `Ok(None)` if the key is absent; a key without expiry reports `Duration::MAX`.
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, TierError> {
-        self.ready().await?;
+        self.ready()?;
         Ok(match self.guarded(self.store.ttl(key)).await? {
             KeyTtl::Missing => None,
             KeyTtl::Persistent => Some(Duration::MAX),
@@ -400,9 +444,11 @@ impl L2 {
         Ok((info.used_memory, info.keys))
     }
 
-    /// Tells the other instances to drop `key` (fire and forget).
-    pub(crate) fn announce_key(&self, key: &str) {
-        self.spawn_publish(Op::Key(key.to_owned()));
+    /// Tells the other instances to drop `key`; waits for Redis to take it.
+    pub(crate) async fn announce_key(&self, key: &str) -> Result<(), TierError> {
+        let payload = self.payload(Op::Key(key.to_owned()));
+        self.guarded(self.store.publish(&self.channel, &payload))
+            .await
     }
 
     /// Tells the other instances to apply an invalidation; waits for Redis to take it.
@@ -418,21 +464,6 @@ impl L2 {
             op,
         })
         .unwrap_or_default()
-    }
-
-    fn spawn_publish(&self, op: Op) {
-        if self.breaker_state() == BreakerState::Open {
-            return;
-        }
-        let payload = self.payload(op);
-        let (store, channel) = (self.store.clone(), self.channel.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(error) = store.publish(&channel, &payload).await {
-                    tracing::debug!(%error, "backplane publish failed");
-                }
-            });
-        }
     }
 
     /// Starts the backplane receiver for `inner` (which owns this L2).
@@ -468,7 +499,7 @@ impl L2 {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        rt.spawn(async move {
+        let handle = rt.spawn(async move {
             while let Some(event) = sub.next().await {
                 let Some(inner) = inner.upgrade() else { return };
                 match event {
@@ -476,11 +507,7 @@ impl L2 {
                         // Whatever was published while we were not listening is lost:
                         // nothing in the in-process tier can be proven fresh. After a
                         // gap, computations that straddled it do not store either.
-                        if resumed {
-                            inner.forget_everything_local();
-                        } else {
-                            inner.clear_local();
-                        }
+                        inner.forget_everything_local();
                         status.send_modify(|s| {
                             s.connected = true;
                             s.subscriptions += 1;
@@ -509,6 +536,10 @@ impl L2 {
                 }
             }
         });
+        *self
+            .receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle.abort_handle());
     }
 }
 

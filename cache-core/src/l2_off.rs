@@ -91,7 +91,7 @@ impl L2 {
     pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
         match *self {}
     }
-    pub(crate) fn announce_key(&self, _: &str) {
+    pub(crate) async fn announce_key(&self, _: &str) -> Result<(), TierError> {
         match *self {}
     }
     pub(crate) async fn announce_pattern(&self, _: &str) -> Result<(), TierError> {

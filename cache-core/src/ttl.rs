@@ -262,6 +262,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 pub(crate) struct TtlTable {
     pub(crate) presets: [Duration; 9],
     pub(crate) default: Duration,
+    /// Fraction of spread applied at write time: 0.1 is ±10 %.
+    pub(crate) jitter: f64,
+}
+
+/// `ttl` spread uniformly over ±`fraction` (at least 1 ms), so entries
+/// written together do not all expire together. A per-thread xorshift: the
+/// spread must be uneven, not unpredictable, so no RNG dependency is needed.
+pub(crate) fn jittered(ttl: Duration, fraction: f64) -> Duration {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u8) | 1);
+    }
+    if fraction <= 0.0 {
+        return ttl;
+    }
+    let r = STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    });
+    // Uniform in [-1, 1).
+    let u = (r >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
+    let factor = 1.0 + u * fraction.min(1.0);
+    Duration::from_secs_f64((ttl.as_secs_f64() * factor).max(0.001))
 }
 
 impl TtlTable {
@@ -281,6 +309,7 @@ impl Default for TtlTable {
         TtlTable {
             presets: Preset::ALL.map(Preset::default_duration),
             default: Preset::Medium.default_duration(),
+            jitter: 0.0,
         }
     }
 }
@@ -295,6 +324,20 @@ mod tests {
             assert_eq!(p.index(), i);
             assert_eq!(Preset::from_name(p.name()), Some(p));
         }
+    }
+
+    #[test]
+    fn jitter_spreads_within_bounds() {
+        let base = Duration::from_secs(100);
+        let spread: Vec<Duration> = (0..1000).map(|_| jittered(base, 0.2)).collect();
+        assert!(
+            spread
+                .iter()
+                .all(|d| *d >= Duration::from_secs(80) && *d <= Duration::from_secs(120))
+        );
+        let (lo, hi) = (spread.iter().min().unwrap(), spread.iter().max().unwrap());
+        assert!(*hi - *lo > Duration::from_secs(30), "spread {lo:?}..{hi:?}");
+        assert_eq!(jittered(base, 0.0), base);
     }
 
     #[test]

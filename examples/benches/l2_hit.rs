@@ -57,6 +57,8 @@ fn main() {
             .await
             .expect("cache");
         cache.clone().install().expect("first install");
+        let mut bp = cache.backplane().expect("backplane");
+        bp.wait_for(|s| s.connected).await.expect("subscribed");
         for id in 0..KEYS {
             get_employee(id).await.expect("origin");
         }

@@ -151,3 +151,23 @@ async fn stats_serialize_for_an_endpoint() {
     assert_eq!(health["status"], "healthy");
     assert!(health["latency_us"].as_f64().is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn ttl_jitter_spreads_expiry() {
+    let c = Cache::builder().ttl_jitter(0.2).build_blocking().unwrap();
+    let mut ttls = Vec::new();
+    for i in 0..50 {
+        let key = format!("k{i}");
+        c.set(&key, &i, Duration::from_secs(100)).await.unwrap();
+        ttls.push(c.ttl(&key).await.unwrap().unwrap());
+    }
+    assert!(
+        ttls.iter()
+            .all(|t| *t >= Duration::from_secs(80) && *t <= Duration::from_secs(120)),
+        "{ttls:?}"
+    );
+    ttls.sort();
+    ttls.dedup();
+    assert!(ttls.len() > 40, "spread out: {} distinct TTLs", ttls.len());
+    assert!(Cache::builder().ttl_jitter(1.5).build_blocking().is_err());
+}

@@ -430,3 +430,14 @@ async fn manual_api_works_across_instances() {
     assert_eq!(a.get::<u8>("computed").await.unwrap(), Some(7));
     assert_eq!(v.load(SeqCst), 1);
 }
+
+#[tokio::test]
+async fn redis_needs_a_key_prefix() {
+    let err = Cache::builder()
+        .redis_url("redis://127.0.0.1:1/0")
+        .key_prefix("")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("needs a key prefix"), "{err}");
+}
