@@ -406,7 +406,7 @@ impl Cache {
         let inner = &*self.inner;
         let ttl = crate::ttl::jittered(ttl, inner.ttls.jitter);
         let mut written = false;
-        if let Some(l2) = &inner.l2 {
+        if let Some(l2) = inner.l2.as_ref().filter(|_| !spec.skip_l2_write) {
             match l2.encode(value, spec.version, spec.format, spec.compression) {
                 Ok(bytes) => match l2.write(key, &bytes, ttl).await {
                     Ok(()) => {
@@ -897,7 +897,7 @@ impl Cache {
     pub(crate) async fn get_or_compute<K, R, F, U>(
         &self,
         key: Option<String>,
-        spec: Spec<'_>,
+        mut spec: Spec<'_>,
         fut: F,
         unless: U,
     ) -> R
@@ -978,6 +978,7 @@ impl Cache {
                                 tracing::debug!(key, error = %e, "cache entry does not decode: removed, recomputing");
                             }
                             Read::Unavailable(e) => {
+                                spec.skip_l2_write = e.is_failure();
                                 let _ = inner.tier_error("get", &key, &e);
                             }
                         }
@@ -1153,6 +1154,9 @@ pub(crate) struct Spec<'a> {
     pub(crate) compression: Option<Compression>,
     pub(crate) version: u32,
     pub(crate) l1_ttl: Option<Duration>,
+    /// Set when this call's Redis read just failed: do not wait on Redis
+    /// again to write the computed value.
+    pub(crate) skip_l2_write: bool,
 }
 
 impl Spec<'_> {
@@ -1165,6 +1169,7 @@ impl Spec<'_> {
             compression: None,
             version: 0,
             l1_ttl: None,
+            skip_l2_write: false,
         }
     }
 }

@@ -422,6 +422,7 @@ where
         compression: site.compression,
         version: site.version,
         l1_ttl: site.l1_ttl,
+        skip_l2_write: false,
     };
     handle
         .get_or_compute::<K, R, _, U>(key, spec, fut, unless)
