@@ -468,6 +468,7 @@ impl Cache {
                 if undone.is_err() {
                     l2.defer_key(key);
                 }
+                inner.log.record(Arc::new(Glob::exact_key(key)));
             }
             return Ok(None);
         }
@@ -509,10 +510,13 @@ impl Cache {
                 Err(e) => {
                     // Kept and replayed (with its announcement) once Redis answers.
                     l2.defer_key(&key);
+                    inner.log.record(Arc::new(Glob::exact_key(&key)));
                     inner.tier_error("delete", &key, &e)?;
                 }
             }
         }
+        // Recorded again now that it is done (see `invalidation`).
+        inner.log.record(Arc::new(Glob::exact_key(&key)));
         bump(&inner.counters.deletes);
         Ok(removed)
     }
@@ -669,6 +673,7 @@ impl Cache {
             };
             if let Err(e) = outcome {
                 l2.defer_pattern(full_pattern);
+                inner.log.record(Arc::clone(&glob));
                 let c = &inner.counters;
                 bump(&c.invalidations);
                 c.invalidated_entries.fetch_add(removed, Relaxed);
@@ -676,6 +681,8 @@ impl Cache {
                 return Ok(removed);
             }
         }
+        // Recorded again now that it is done (see `invalidation`).
+        inner.log.record(glob);
         let c = &inner.counters;
         bump(&c.invalidations);
         c.invalidated_entries.fetch_add(removed, Relaxed);
@@ -1093,15 +1100,19 @@ impl Inner {
     /// Drops everything in the in-process tier and makes racing computations
     /// discard their results (after a backplane gap).
     pub(crate) fn forget_everything_local(&self) {
-        self.log.record(Arc::new(Glob::new("*")));
+        let all = Arc::new(Glob::new("*"));
+        self.log.record(Arc::clone(&all));
         self.l1.clear();
+        self.log.record(all);
     }
 
     /// Applies another instance's write or invalidation to the in-process tier.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn apply_remote(&self, glob: &Glob) {
-        self.log.record(Arc::new(glob.clone()));
+        let recorded = Arc::new(glob.clone());
+        self.log.record(Arc::clone(&recorded));
         self.l1.remove_matching(glob);
+        self.log.record(recorded);
     }
 
     /// The TTL of an in-process copy: never beyond the shared tier's time left

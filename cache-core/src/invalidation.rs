@@ -8,6 +8,12 @@
 //! bounded: a computation older than the oldest record assumes it was
 //! invalidated.
 //!
+//! Every invalidation is recorded twice: before it removes anything, and
+//! again once its removals (in-process and in Redis) are done. A computation
+//! that starts between the two could still read what is being removed; the
+//! second record is after its start, so its value is neither stored nor
+//! handed to callers that joined it after the invalidation returned.
+//!
 //! In-process stores go through [`InvalidationLog::insert_unless_invalidated`],
 //! which checks and inserts while holding the lock that [`record`] takes:
 //! either the insert comes first (and the invalidation's removal, which runs
