@@ -1133,10 +1133,11 @@ impl Inner {
         key: &str,
         error: &crate::l2::TierError,
     ) -> Result<(), Error> {
-        bump(&self.counters.errors);
         if error.is_failure() {
+            bump(&self.counters.errors);
             tracing::warn!(op, key, %error, "Redis failed; continuing with the in-process tier");
         } else {
+            bump(&self.counters.redis_skipped);
             tracing::debug!(op, key, %error, "Redis skipped");
         }
         if self.strict {

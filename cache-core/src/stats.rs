@@ -20,6 +20,7 @@ pub(crate) struct Counters {
     pub(crate) invalidations: AtomicU64,
     pub(crate) invalidated_entries: AtomicU64,
     pub(crate) errors: AtomicU64,
+    pub(crate) redis_skipped: AtomicU64,
     pub(crate) origin_errors: AtomicU64,
     pub(crate) flight_timeouts: AtomicU64,
     pub(crate) skipped_stores: AtomicU64,
@@ -143,8 +144,11 @@ pub struct Stats {
     pub invalidations: u64,
     /// Entries those invalidations removed.
     pub invalidated_entries: u64,
-    /// Cache-side failures (decoding, backend); never origin errors.
+    /// Cache-side failures (decoding, a Redis command that failed); never origin errors.
     pub errors: u64,
+    /// Redis commands not attempted: the circuit breaker was open, or
+    /// invalidations from an outage were still being replayed.
+    pub redis_skipped: u64,
     /// Origin calls that returned `Err` (never stored).
     pub origin_errors: u64,
     /// Waits for a concurrent computation that hit the bound, after which the caller computed itself.
@@ -259,6 +263,7 @@ pub(crate) fn snapshot(
         invalidations: c.invalidations.load(Relaxed),
         invalidated_entries: c.invalidated_entries.load(Relaxed),
         errors: c.errors.load(Relaxed),
+        redis_skipped: c.redis_skipped.load(Relaxed),
         origin_errors: c.origin_errors.load(Relaxed),
         single_flight_timeouts: c.flight_timeouts.load(Relaxed),
         skipped_stores: c.skipped_stores.load(Relaxed),
@@ -318,8 +323,8 @@ impl fmt::Display for Stats {
             };
             writeln!(
                 f,
-                "breaker {breaker} | invalidations waiting for Redis {}",
-                self.pending_invalidations
+                "breaker {breaker} | Redis commands skipped {} | invalidations waiting for Redis {}",
+                self.redis_skipped, self.pending_invalidations
             )?;
             if r.reachable {
                 writeln!(

@@ -134,8 +134,8 @@ fn main() {
         row("Redis refused, breaker open", &refused_open);
         let stats = cache.stats().await;
         println!(
-            "  errors counted {}, breaker {:?}",
-            stats.errors, stats.breaker
+            "  Redis failures counted {}, commands skipped by the open breaker {}, breaker {:?}",
+            stats.errors, stats.redis_skipped, stats.breaker
         );
     });
 }

@@ -145,7 +145,16 @@ async fn killed_redis_costs_callers_nothing() {
         c.stats().await.breaker == Some(BreakerState::Open)
     })
     .await;
+    // With the breaker open, misses skip Redis without trying it.
+    for id in 200..210 {
+        assert_eq!(c.scope(db.row(id)).await.unwrap().id, id);
+    }
     let during = c.stats().await;
+    assert!(
+        during.redis_skipped >= 10,
+        "skipped: {}",
+        during.redis_skipped
+    );
     let at = load.calls.load(SeqCst);
     eventually("200 calls with Redis dead", async || {
         load.calls.load(SeqCst) > at + 200
