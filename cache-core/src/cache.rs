@@ -327,12 +327,8 @@ impl Cache {
             match l2.read::<T>(&key, 0, inner.l1_enabled).await {
                 Read::Hit(v, left) => {
                     bump(&c.l2_hits);
-                    self.fill_l1(
-                        &key,
-                        &v,
-                        inner.l1_ttl(self.resolve_ttl(Ttl::Default), left, None),
-                        start,
-                    );
+                    let ttl = inner.l1_ttl(self.resolve_ttl(Ttl::Default), left, None);
+                    self.fill_l1(&key, &v, ttl, start);
                     return Ok(Some(v));
                 }
                 Read::Miss => {}
@@ -348,16 +344,25 @@ impl Cache {
     }
 
     /// Keeps a copy of a value read from the shared tier, unless an
-    /// invalidation since `start` may have removed it.
-    fn fill_l1<T: CacheValue>(&self, key: &str, value: &T, ttl: Duration, start: u64) {
+    /// invalidation since `start` may have removed it. Returns the entry
+    /// built for it, or `None` when there is no in-process copy to make.
+    fn fill_l1<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        start: u64,
+    ) -> Option<Shared> {
         let inner = &*self.inner;
         if !inner.l1_enabled || ttl.is_zero() {
-            return;
+            return None;
         }
         let entry = Entry::new(Arc::new(value.clone()), ttl);
+        let kept = Arc::clone(&entry);
         inner
             .log
-            .insert_unless_invalidated(start, key, || inner.l1.insert(key.to_owned(), entry));
+            .insert_unless_invalidated(start, key, || inner.l1.insert(key.to_owned(), kept));
+        Some(entry)
     }
 
     /// Stores `value` under `key` for `ttl` (a [`Preset`](crate::Preset), a
@@ -459,7 +464,7 @@ impl Cache {
             // Redis: undo it as a full invalidation of the key, since another
             // reader may already have copied it.
             if written && let Some(l2) = &inner.l2 {
-                inner.log.record(Arc::new(Glob::exact_key(key)));
+                let _recording = inner.log.begin(Arc::new(Glob::exact_key(key)));
                 inner.l1.remove(key);
                 let undone = match l2.remove(key).await {
                     Ok(_) => l2.announce_key(key).await,
@@ -468,7 +473,6 @@ impl Cache {
                 if undone.is_err() {
                     l2.defer_key(key);
                 }
-                inner.log.record(Arc::new(Glob::exact_key(key)));
             }
             return Ok(None);
         }
@@ -497,7 +501,7 @@ impl Cache {
         }
         let inner = &*self.inner;
         let key = self.full_key(key);
-        inner.log.record(Arc::new(Glob::exact_key(&key)));
+        let _recording = inner.log.begin(Arc::new(Glob::exact_key(&key)));
         let mut removed = inner.l1.remove(&key);
         if let Some(l2) = &inner.l2 {
             match l2.remove(&key).await {
@@ -510,13 +514,10 @@ impl Cache {
                 Err(e) => {
                     // Kept and replayed (with its announcement) once Redis answers.
                     l2.defer_key(&key);
-                    inner.log.record(Arc::new(Glob::exact_key(&key)));
                     inner.tier_error("delete", &key, &e)?;
                 }
             }
         }
-        // Recorded again now that it is done (see `invalidation`).
-        inner.log.record(Arc::new(Glob::exact_key(&key)));
         bump(&inner.counters.deletes);
         Ok(removed)
     }
@@ -661,8 +662,9 @@ impl Cache {
     pub(crate) async fn invalidate_full(&self, full_pattern: &str) -> Result<u64, Error> {
         let inner = &*self.inner;
         let glob = Arc::new(Glob::new(full_pattern));
-        inner.log.record(Arc::clone(&glob));
+        let _recording = inner.log.begin(Arc::clone(&glob));
         let mut removed = inner.l1.remove_matching(&glob);
+        let mut failure = None;
         if let Some(l2) = &inner.l2 {
             let outcome = match l2.remove_matching(full_pattern).await {
                 Ok(n) => {
@@ -673,20 +675,16 @@ impl Cache {
             };
             if let Err(e) = outcome {
                 l2.defer_pattern(full_pattern);
-                inner.log.record(Arc::clone(&glob));
-                let c = &inner.counters;
-                bump(&c.invalidations);
-                c.invalidated_entries.fetch_add(removed, Relaxed);
-                inner.tier_error("invalidate", full_pattern, &e)?;
-                return Ok(removed);
+                failure = Some(e);
             }
         }
-        // Recorded again now that it is done (see `invalidation`).
-        inner.log.record(glob);
         let c = &inner.counters;
         bump(&c.invalidations);
         c.invalidated_entries.fetch_add(removed, Relaxed);
         tracing::debug!(pattern = full_pattern, removed, "cache invalidated");
+        if let Some(e) = failure {
+            inner.tier_error("invalidate", full_pattern, &e)?;
+        }
         Ok(removed)
     }
 
@@ -749,6 +747,9 @@ impl Cache {
         F: Future<Output = T>,
     {
         let key = self.inner.enabled.then(|| self.full_key(key));
+        if let Some(v) = key.as_deref().and_then(|k| self.l1_hit::<T>(k)) {
+            return Ok(v);
+        }
         let spec = Spec::manual(ttl.into());
         let init = std::pin::pin!(init);
         Ok(self
@@ -784,6 +785,9 @@ impl Cache {
         F: Future<Output = Result<T, E>>,
     {
         let key = self.inner.enabled.then(|| self.full_key(key));
+        if let Some(v) = key.as_deref().and_then(|k| self.l1_hit::<T>(k)) {
+            return Ok(v);
+        }
         let spec = Spec::manual(ttl.into());
         let init = std::pin::pin!(init);
         self.get_or_compute::<crate::private::ResultKind, _, _, _>(key, spec, init, |_| false)
@@ -925,22 +929,8 @@ impl Cache {
             }
             K::rebuild(v)
         };
-        if inner.l1_enabled {
-            match inner.l1.get::<K::Value>(&key) {
-                Lookup::Hit(v) => {
-                    bump(&inner.counters.l1_hits);
-                    return hit(v);
-                }
-                Lookup::WrongType => {
-                    tracing::debug!(
-                        key,
-                        ty = std::any::type_name::<K::Value>(),
-                        "cache entry of another type: recomputing"
-                    );
-                }
-                Lookup::Miss => {}
-            }
-        }
+        // The caller has just looked in the in-process tier (the expansion's
+        // hit path, or `get_or_set`): go straight to the single flight.
         let deadline = crate::l1::deadline(Instant::now(), inner.flight_wait);
         loop {
             match inner.flights.join(&key) {
@@ -964,18 +954,12 @@ impl Cache {
                                 bump(&inner.counters.l2_hits);
                                 let ttl =
                                     inner.l1_ttl(self.resolve_ttl(spec.ttl), left, spec.l1_ttl);
-                                if inner.l1_enabled && !ttl.is_zero() {
-                                    let entry = Entry::new(Arc::new(v.clone()), ttl);
-                                    let e = Arc::clone(&entry);
-                                    inner.log.insert_unless_invalidated(start, &key, || {
-                                        inner.l1.insert(key.clone(), e);
-                                    });
-                                    leader.complete(entry, start);
-                                } else {
-                                    leader.complete_with(
+                                match self.fill_l1(&key, &v, ttl, start) {
+                                    Some(entry) => leader.complete(entry, start),
+                                    None => leader.complete_with(
                                         || Entry::new(Arc::new(v.clone()), ttl),
                                         start,
-                                    );
+                                    ),
                                 }
                                 return hit(v);
                             }
@@ -1100,19 +1084,15 @@ impl Inner {
     /// Drops everything in the in-process tier and makes racing computations
     /// discard their results (after a backplane gap).
     pub(crate) fn forget_everything_local(&self) {
-        let all = Arc::new(Glob::new("*"));
-        self.log.record(Arc::clone(&all));
+        let _recording = self.log.begin(Arc::new(Glob::new("*")));
         self.l1.clear();
-        self.log.record(all);
     }
 
     /// Applies another instance's write or invalidation to the in-process tier.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn apply_remote(&self, glob: &Glob) {
-        let recorded = Arc::new(glob.clone());
-        self.log.record(Arc::clone(&recorded));
+        let _recording = self.log.begin(Arc::new(glob.clone()));
         self.l1.remove_matching(glob);
-        self.log.record(recorded);
     }
 
     /// The TTL of an in-process copy: never beyond the shared tier's time left

@@ -306,7 +306,6 @@ fn deserialize<T: DeserializeOwned>(
         }
         #[cfg(feature = "bincode")]
         Format::Bincode => {
-            let _ = max;
             let config = bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>();
             let (v, read) =
                 bincode::serde::decode_from_slice(bytes, config).map_err(|e| err(&e))?;
@@ -317,16 +316,6 @@ fn deserialize<T: DeserializeOwned>(
             }
         }
     }
-    .and_then(|v| {
-        if bytes.len() > max {
-            Err(DecodeError::TooLarge {
-                declared: bytes.len() as u64,
-                max,
-            })
-        } else {
-            Ok(v)
-        }
-    })
 }
 
 /// Encodes `value` into an envelope.

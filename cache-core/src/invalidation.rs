@@ -8,8 +8,9 @@
 //! bounded: a computation older than the oldest record assumes it was
 //! invalidated.
 //!
-//! Every invalidation is recorded twice: before it removes anything, and
-//! again once its removals (in-process and in Redis) are done. A computation
+//! Every invalidation is recorded twice, through [`InvalidationLog::begin`]:
+//! before it removes anything, and again when the returned guard is dropped,
+//! once its removals (in-process and in Redis) are done or abandoned. A computation
 //! that starts between the two could still read what is being removed; the
 //! second record is after its start, so its value is neither stored nor
 //! handed to callers that joined it after the invalidation returned.
@@ -53,6 +54,13 @@ impl InvalidationLog {
         fence(SeqCst);
     }
 
+    /// Starts an invalidation: records it now and again when the guard is
+    /// dropped, after the caller's removals (see the module docs).
+    pub(crate) fn begin(&self, glob: Arc<Glob>) -> Recording<'_> {
+        self.record(Arc::clone(&glob));
+        Recording { log: self, glob }
+    }
+
     /// Whether an invalidation recorded after `start` matched `key`.
     pub(crate) fn invalidated_since(&self, start: u64, key: &str) -> bool {
         fence(SeqCst);
@@ -85,6 +93,18 @@ impl InvalidationLog {
             Some((oldest, _)) if *oldest > start + 1 => true,
             _ => recent.iter().any(|(e, g)| *e > start && g.matches(key)),
         }
+    }
+}
+
+/// An invalidation under way; recorded again when dropped.
+pub(crate) struct Recording<'a> {
+    log: &'a InvalidationLog,
+    glob: Arc<Glob>,
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        self.log.record(Arc::clone(&self.glob));
     }
 }
 

@@ -188,11 +188,6 @@ impl KeyBuilder {
         self.pending = Some((start, before));
     }
 
-    #[doc(hidden)]
-    pub fn finish(self) -> String {
-        self.build()
-    }
-
     /// Closes the pending value: escapes the characters that precede and
     /// follow it, then shortens it if it is too long.
     fn seal(&mut self, next: Option<char>) {
@@ -388,7 +383,7 @@ mod tests {
                 b.push_value(v);
             }
         }
-        b.finish()
+        b.build()
     }
 
     #[test]
@@ -453,7 +448,7 @@ mod tests {
             team: "x".into(),
             page: 1,
         });
-        let k = b.finish();
+        let k = b.build();
         assert!(k.starts_with("svc::list:a%3Ab:7:~"), "{k}");
         assert_eq!(k.len(), "svc::list:a%3Ab:7:~".len() + 32);
     }

@@ -257,14 +257,8 @@ impl Parse for CachedArgs {
                 let tok: kw::ttl = input.parse()?;
                 input.parse::<Token![=]>()?;
                 if input.peek(LitInt) {
-                    let lit: LitInt = input.parse()?;
-                    match lit.base10_parse::<u64>() {
-                        Ok(0) => errors.at(lit.span(), "a TTL must be longer than zero"),
-                        Ok(secs) => match secs.checked_mul(1000) {
-                            Some(ms) => args.ttl.set(tok.span, Ttl::Millis(ms), errors),
-                            None => errors.at(lit.span(), "TTL is too long"),
-                        },
-                        Err(e) => errors.push(e),
+                    if let Some(ms) = duration_ms(input, errors)? {
+                        args.ttl.set(tok.span, Ttl::Millis(ms), errors);
                     }
                 } else {
                     let lit: LitStr = input.parse()?;

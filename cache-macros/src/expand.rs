@@ -283,7 +283,7 @@ fn build_key(t: &Template, info: &FnInfo, errors: &mut Errors) -> TokenStream {
     quote!({
         let mut __cache_kb = __cache_handle.key_builder();
         #(#stmts)*
-        __cache_kb.finish()
+        __cache_kb.build()
     })
 }
 
@@ -370,7 +370,7 @@ fn default_key(func: &ItemFn, info: &FnInfo, krate: &Path) -> (TokenStream, Stri
         let mut __cache_kb = __cache_handle.key_builder();
         __cache_kb.push_lit(#krate::__private::fn_path(::core::any::type_name_of_val(&|| ())));
         #(#args)*
-        __cache_kb.finish()
+        __cache_kb.build()
     });
     (code, label)
 }

@@ -322,3 +322,29 @@ async fn strict_mode_reports_what_default_mode_absorbs() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_miss_waits_on_a_failing_redis_once() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // A breaker that stays closed, so every command is tried.
+    let c = Cache::builder()
+        .redis_url(server.url())
+        .redis_op_timeout(Duration::from_millis(50))
+        .breaker(
+            BreakerConfig::default()
+                .consecutive_failures(1000)
+                .window(1000),
+        )
+        .build()
+        .await
+        .unwrap();
+    let db = Db::default();
+    server.pause();
+    assert_eq!(c.scope(db.row(1)).await.unwrap().id, 1);
+    // The read timed out; the computed value was not written to Redis in
+    // the same call, so only one command failed.
+    assert_eq!(c.stats().await.errors, 1);
+    server.resume();
+}

@@ -401,7 +401,11 @@ async fn manual_api_works_across_instances() {
     a.set("k", &41u32, Preset::Short).await.unwrap();
     assert_eq!(b.get::<u32>("k").await.unwrap(), Some(41));
     assert!(b.exists("k").await.unwrap());
+    let mut bp_a = a.backplane().unwrap();
+    let seen_by_a = bp_a.borrow().applied;
     assert!(b.expire("k", Duration::from_secs(600)).await.unwrap());
+    // Announced: other instances' copies must not outlive the new TTL.
+    bp_a.wait_for(|s| s.applied > seen_by_a).await.unwrap();
     assert!(a.ttl("k").await.unwrap().unwrap() > Duration::from_secs(590));
     let mut bp = b.backplane().unwrap();
     let before = bp.borrow().applied;
