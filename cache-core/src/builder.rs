@@ -16,6 +16,17 @@ pub const DEFAULT_PREFIX: &str = "cache";
 /// Default bound on how long a caller waits for another caller's computation
 /// of the same key before computing itself.
 pub const DEFAULT_FLIGHT_WAIT: Duration = Duration::from_secs(10);
+/// Default time to live of a Redis stampede lock. The holder renews it every
+/// third of this while its computation runs, so it only runs out when the
+/// holder is gone: then another process takes over within this time.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
+/// Default bound on how long a call waits for another process's computation
+/// (its Redis lock) before computing itself. Below the single-flight wait, so
+/// callers queued behind a waiting call in this process do not give up first.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// Default time a stale value served after an origin failure is used before
+/// the origin is tried again.
+pub const DEFAULT_STALE_RETRY: Duration = Duration::from_secs(10);
 const MAX_PREFIX_LEN: usize = 64;
 
 #[derive(Debug, Clone, Default)]
@@ -75,6 +86,10 @@ pub struct CacheBuilder {
     breaker: BreakerConfig,
     strict: bool,
     jitter: Option<f64>,
+    lock: Option<bool>,
+    lock_ttl: Option<Duration>,
+    lock_wait: Option<Duration>,
+    stale_retry: Option<Duration>,
     error: Option<ConfigError>,
 }
 
@@ -176,6 +191,45 @@ impl CacheBuilder {
     /// Default 0 (exact TTLs).
     pub fn ttl_jitter(mut self, fraction: f64) -> Self {
         self.jitter = Some(fraction);
+        self
+    }
+
+    /// Whether a call that misses in Redis takes a per-key Redis lock before
+    /// calling the origin, so that across all processes sharing the Redis one
+    /// origin call runs per key and the others wait for its value (default
+    /// `true`; `#[cached(lock = false)]` turns it off per function).
+    ///
+    /// The lock costs two round trips per Redis miss (take, release), small
+    /// beside an origin call worth caching, and turns N instances' origin
+    /// calls for an expired hot key into one. Waiters are woken by the
+    /// release message and poll as a fallback; they wait at most
+    /// [`lock_wait`](Self::lock_wait), then compute anyway. Lock commands go
+    /// through the circuit breaker: with Redis away, calls skip the lock and
+    /// the in-process single flight still coalesces each process's callers.
+    pub fn distributed_lock(mut self, enabled: bool) -> Self {
+        self.lock = Some(enabled);
+        self
+    }
+
+    /// Time to live of a stampede lock (default 5 s); the holder renews it
+    /// while it computes, so this is how long a crashed holder blocks others.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = Some(ttl);
+        self
+    }
+
+    /// How long a call waits for another process's computation before
+    /// computing itself (default 5 s).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = Some(wait);
+        self
+    }
+
+    /// After a function with `stale_if_error` served a stale value because
+    /// its origin failed, how long that value is served before the origin is
+    /// tried again (default 10 s): a failing origin is not called on every request.
+    pub fn stale_retry_after(mut self, interval: Duration) -> Self {
+        self.stale_retry = Some(interval);
         self
     }
 
@@ -455,6 +509,22 @@ impl CacheBuilder {
                 "expected a positive number of bytes",
             ));
         }
+        let lock_ttl = self.lock_ttl.unwrap_or(DEFAULT_LOCK_TTL);
+        if lock_ttl < Duration::from_millis(30) {
+            return Err(config_error(
+                "builder.lock_ttl",
+                &format!("{lock_ttl:?}"),
+                "a lock must live at least 30 ms (it is renewed every third of its TTL)",
+            ));
+        }
+        let stale_retry = self.stale_retry.unwrap_or(DEFAULT_STALE_RETRY);
+        if stale_retry.is_zero() {
+            return Err(config_error(
+                "builder.stale_retry_after",
+                "0",
+                "expected a positive duration",
+            ));
+        }
         if !(1..=22).contains(&self.codec.level) {
             return Err(config_error(
                 "builder.compression_level",
@@ -473,6 +543,12 @@ impl CacheBuilder {
             l1_ttl: self.l1_ttl,
             codec: self.codec,
             strict: self.strict,
+            lock: crate::lock::LockConfig {
+                enabled: self.lock.unwrap_or(true),
+                ttl: lock_ttl,
+                wait: self.lock_wait.unwrap_or(DEFAULT_LOCK_WAIT),
+            },
+            stale_retry,
         })
     }
 }
@@ -490,6 +566,8 @@ pub(crate) struct Config {
     pub(crate) l1_ttl: Option<Duration>,
     pub(crate) codec: CodecConfig,
     pub(crate) strict: bool,
+    pub(crate) lock: crate::lock::LockConfig,
+    pub(crate) stale_retry: Duration,
 }
 
 #[cfg(feature = "redis")]

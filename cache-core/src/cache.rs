@@ -18,7 +18,7 @@ use crate::glob::Glob;
 use crate::invalidation::InvalidationLog;
 use crate::key::{KeyBuilder, cap_key};
 use crate::l1::{Entry, L1, Lookup, Shared};
-use crate::l2::{BackplaneStatus, L2, Read};
+use crate::l2::{BackplaneStatus, L2, Read, Timing};
 use crate::registry;
 use crate::stats::{self, Counters, FnCounters, FnRegistry, Health, HealthStatus, Stats, bump};
 use crate::ttl::{Ttl, TtlTable};
@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     l1: L1,
     l2: Option<L2>,
     strict: bool,
+    lock: crate::lock::LockConfig,
+    stale_retry: Duration,
     flights: Flights,
     log: InvalidationLog,
     pub(crate) counters: Counters,
@@ -114,6 +116,8 @@ impl Cache {
                 l1: L1::new(c.max_entries),
                 l2,
                 strict: c.strict,
+                lock: c.lock,
+                stale_retry: c.stale_retry,
                 flights: Flights::new(),
                 log: InvalidationLog::default(),
                 counters: Counters::default(),
@@ -325,13 +329,13 @@ impl Cache {
         if let Some(l2) = &inner.l2 {
             let start = inner.log.epoch();
             match l2.read::<T>(&key, 0, inner.l1_enabled).await {
-                Read::Hit(v, left) => {
+                Read::Hit(v, timing) => {
                     bump(&c.l2_hits);
-                    let ttl = inner.l1_ttl(self.resolve_ttl(Ttl::Default), left, None);
-                    self.fill_l1(&key, &v, ttl, start);
+                    self.fill_l1(&key, &v, &timing, &Spec::manual(Ttl::Default), start);
                     return Ok(Some(v));
                 }
-                Read::Miss => {}
+                // Past its freshness: kept in Redis only as a fallback for its function.
+                Read::Stale(..) | Read::Miss => {}
                 Read::Invalid(e) => {
                     bump(&c.errors);
                     tracing::debug!(key, error = %e, "cache entry does not decode: removed");
@@ -350,19 +354,47 @@ impl Cache {
         &self,
         key: &str,
         value: &T,
-        ttl: Duration,
+        timing: &Timing,
+        spec: &Spec<'_>,
         start: u64,
     ) -> Option<Shared> {
         let inner = &*self.inner;
-        if !inner.l1_enabled || ttl.is_zero() {
+        if !inner.l1_enabled {
             return None;
         }
-        let entry = Entry::new(Arc::new(value.clone()), ttl);
+        let entry = self.entry_for(value, self.resolve_ttl(spec.ttl), timing, spec);
+        if entry.expires_at <= Instant::now() {
+            return None;
+        }
         let kept = Arc::clone(&entry);
         inner
             .log
             .insert_unless_invalidated(start, key, || inner.l1.insert(key.to_owned(), kept));
         Some(entry)
+    }
+
+    /// The in-process entry for `value`: fresh for the configured TTL, never
+    /// beyond the shared tier's time left (`timing.left`) nor the
+    /// in-process cap, then stale for `timing.stale`; with the function's
+    /// refresh point, if it has one.
+    fn entry_for<T: CacheValue>(
+        &self,
+        value: &T,
+        ttl: Duration,
+        timing: &Timing,
+        spec: &Spec<'_>,
+    ) -> Shared {
+        let fresh = self.inner.l1_ttl(ttl, timing.left, spec.l1_ttl);
+        let now = Instant::now();
+        let refresh_at = spec
+            .refresh
+            .map(|r| r.point(now, timing.left.unwrap_or(ttl), ttl, timing.delta));
+        Entry::timed(
+            Arc::new(value.clone()),
+            crate::l1::deadline(now, fresh),
+            crate::l1::deadline(now, fresh.saturating_add(timing.stale)),
+            refresh_at,
+        )
     }
 
     /// Stores `value` under `key` for `ttl` (a [`Preset`](crate::Preset), a
@@ -392,7 +424,7 @@ impl Cache {
         }
         let ttl = self.resolve_ttl(ttl.into());
         let key = self.full_key(key);
-        self.store(&key, value, ttl, &Spec::manual(Ttl::Fixed(ttl)), None)
+        self.store(&key, value, ttl, &Spec::manual(Ttl::Fixed(ttl)), None, None)
             .await?;
         Ok(())
     }
@@ -407,13 +439,22 @@ impl Cache {
         ttl: Duration,
         spec: &Spec<'_>,
         guard: Option<u64>,
+        delta: Option<Duration>,
     ) -> Result<Option<Shared>, Error> {
         let inner = &*self.inner;
         let ttl = crate::ttl::jittered(ttl, inner.ttls.jitter);
+        let stale = spec.stale.unwrap_or_default();
+        // With a stale window or early refresh, the freshness boundary and
+        // the origin's time travel with the value.
+        let meta = (spec.stale.is_some() || spec.refresh.is_some()).then(|| crate::codec::Meta {
+            fresh_until_ms: crate::ttl::unix_ms()
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            delta_ms: delta.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+        });
         let mut written = false;
         if let Some(l2) = inner.l2.as_ref().filter(|_| !spec.skip_l2_write) {
-            match l2.encode(value, spec.version, spec.format, spec.compression) {
-                Ok(bytes) => match l2.write(key, &bytes, ttl).await {
+            match l2.encode(value, spec.version, spec.format, spec.compression, meta) {
+                Ok(bytes) => match l2.write(key, &bytes, ttl.saturating_add(stale)).await {
                     Ok(()) => {
                         written = true;
                         // An explicit overwrite may replace copies other
@@ -441,9 +482,15 @@ impl Cache {
                 }
             }
         }
-        let entry = Entry::new(
-            Arc::new(value.clone()),
-            inner.l1_ttl(ttl, None, spec.l1_ttl),
+        let entry = self.entry_for(
+            value,
+            ttl,
+            &Timing {
+                left: Some(ttl),
+                stale,
+                delta,
+            },
+            spec,
         );
         let kept = match (guard, inner.l1_enabled) {
             (None, true) => {
@@ -903,6 +950,19 @@ impl Cache {
         }
     }
 
+    /// Like [`l1_hit`](Self::l1_hit), and whether this caller should start
+    /// the copy's background refresh (true for one caller per copy).
+    #[inline]
+    pub(crate) fn l1_hit_refresh<V: Clone + 'static>(&self, key: &str) -> Option<(V, bool)> {
+        if !self.inner.l1_enabled {
+            return None;
+        }
+        let e = self.inner.l1.entry(key)?;
+        let v = e.value.downcast_ref::<V>()?.clone();
+        bump(&self.inner.counters.l1_hits);
+        Some((v, e.claim_refresh(Instant::now())))
+    }
+
     /// Get-or-compute for the attributes and the manual API. `key: None`
     /// means the cache is disabled: just run `fut`.
     pub(crate) async fn get_or_compute<K, R, F, U>(
@@ -945,37 +1005,73 @@ impl Cache {
                         bump(&inner.counters.l1_hits);
                         return hit(v);
                     }
+                    let mut fallback = None;
+                    let mut lock = None;
                     if let Some(l2) = &inner.l2 {
-                        match l2
+                        let read = l2
                             .read::<K::Value>(&key, spec.version, inner.l1_enabled)
-                            .await
-                        {
-                            Read::Hit(v, left) => {
-                                bump(&inner.counters.l2_hits);
-                                let ttl =
-                                    inner.l1_ttl(self.resolve_ttl(spec.ttl), left, spec.l1_ttl);
-                                match self.fill_l1(&key, &v, ttl, start) {
-                                    Some(entry) => leader.complete(entry, start),
-                                    None => leader.complete_with(
-                                        || Entry::new(Arc::new(v.clone()), ttl),
-                                        start,
-                                    ),
-                                }
-                                return hit(v);
+                            .await;
+                        let missed = match read {
+                            Read::Hit(v, timing) => Some((v, timing)),
+                            Read::Stale(v, left) => {
+                                fallback = spec.stale.map(|_| (v, left));
+                                None
                             }
-                            Read::Miss => {}
+                            Read::Miss => None,
                             Read::Invalid(e) => {
                                 bump(&inner.counters.errors);
                                 tracing::debug!(key, error = %e, "cache entry does not decode: removed, recomputing");
+                                None
                             }
                             Read::Unavailable(e) => {
                                 spec.skip_l2_write = e.is_failure();
                                 let _ = inner.tier_error("get", &key, &e);
+                                None
                             }
+                        };
+                        let found = match missed {
+                            Some(found) => Some(found),
+                            None if !spec.skip_l2_write
+                                && spec.lock.unwrap_or(inner.lock.enabled) =>
+                            {
+                                match self.lock_or_wait::<K::Value>(l2, &key, &spec).await {
+                                    Locked::Value(v, timing) => Some((v, timing)),
+                                    Locked::Held(held) => {
+                                        lock = Some(held);
+                                        None
+                                    }
+                                    Locked::Proceed => None,
+                                }
+                            }
+                            None => None,
+                        };
+                        if let Some((v, timing)) = found {
+                            bump(&inner.counters.l2_hits);
+                            match self.fill_l1(&key, &v, &timing, &spec, start) {
+                                Some(entry) => leader.complete(entry, start),
+                                None => leader.complete_with(
+                                    || {
+                                        self.entry_for(
+                                            &v,
+                                            self.resolve_ttl(spec.ttl),
+                                            &timing,
+                                            &spec,
+                                        )
+                                    },
+                                    start,
+                                ),
+                            }
+                            return hit(v);
                         }
                     }
+                    let origin = Origin {
+                        start,
+                        leader: Some(leader),
+                        fallback,
+                        lock,
+                    };
                     return self
-                        .compute::<K, R, F, U>(key, spec, start, Some(leader), fut, unless)
+                        .compute::<K, R, F, U>(key, spec, origin, fut, unless)
                         .await;
                 }
                 Join::Follower(follower) => match follower.wait(deadline).await {
@@ -993,9 +1089,9 @@ impl Cache {
                             return K::rebuild(v.clone());
                         }
                         // Another type under the same key: compute our own.
-                        let start = inner.log.epoch();
+                        let origin = Origin::alone(inner.log.epoch());
                         return self
-                            .compute::<K, R, F, U>(key, spec, start, None, fut, unless)
+                            .compute::<K, R, F, U>(key, spec, origin, fut, unless)
                             .await;
                     }
                     Waited::Retry => {
@@ -1006,9 +1102,9 @@ impl Cache {
                     Waited::TimedOut => {
                         bump(&inner.counters.flight_timeouts);
                         tracing::debug!(key, "single-flight wait reached its bound; computing");
-                        let start = inner.log.epoch();
+                        let origin = Origin::alone(inner.log.epoch());
                         return self
-                            .compute::<K, R, F, U>(key, spec, start, None, fut, unless)
+                            .compute::<K, R, F, U>(key, spec, origin, fut, unless)
                             .await;
                     }
                 },
@@ -1016,14 +1112,87 @@ impl Cache {
         }
     }
 
+    /// After a Redis miss: takes the key's stampede lock, or waits for the
+    /// process holding it to store the value (see [`crate::lock`]).
+    // Without the `redis` feature the tier is uninhabited and all of this is dead code.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(unused_mut, unused_variables, unreachable_code)
+    )]
+    async fn lock_or_wait<V: CacheValue>(&self, l2: &L2, key: &str, spec: &Spec<'_>) -> Locked<V> {
+        let inner = &*self.inner;
+        let config = inner.lock;
+        let token = crate::lock::token();
+        let give_up = crate::l1::deadline(Instant::now(), config.wait);
+        let mut poll = crate::lock::FIRST_POLL;
+        let mut waited = false;
+        // Registered before the first attempt, so a release between our
+        // attempt and our wait still wakes us.
+        let waiter = l2.waiter(key);
+        loop {
+            let landed = waiter.notify().notified();
+            let mut landed = std::pin::pin!(landed);
+            landed.as_mut().enable();
+            let (held, read) = match l2
+                .lock_and_read::<V>(key, &token, config.ttl, spec.version)
+                .await
+            {
+                Ok(step) => step,
+                Err(e) => {
+                    // Never wait on a failing Redis: compute, single flight still holds.
+                    let _ = inner.tier_error("lock", key, &e);
+                    return Locked::Proceed;
+                }
+            };
+            let held = held.then(|| {
+                crate::lock::Held::new(Arc::clone(&self.inner), key, token.clone(), config.ttl)
+            });
+            match read {
+                Read::Hit(v, timing) => return Locked::Value(v, timing), // drops a lock we took
+                Read::Invalid(e) => {
+                    bump(&inner.counters.errors);
+                    tracing::debug!(key, error = %e, "cache entry does not decode: removed");
+                }
+                Read::Stale(..) | Read::Miss | Read::Unavailable(_) => {}
+            }
+            if let Some(held) = held {
+                if waited {
+                    bump(&inner.counters.lock_takeovers);
+                    tracing::debug!(key, "stampede lock taken over");
+                }
+                return Locked::Held(held);
+            }
+            if !waited {
+                waited = true;
+                bump(&inner.counters.lock_waits);
+            }
+            let now = Instant::now();
+            if now >= give_up {
+                bump(&inner.counters.lock_timeouts);
+                tracing::debug!(
+                    key,
+                    "waited for another process's computation to its bound; computing"
+                );
+                return Locked::Proceed;
+            }
+            let wake = (now + poll).min(give_up);
+            tokio::select! {
+                () = landed => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            poll = (poll * 2).min(crate::lock::MAX_POLL);
+        }
+    }
+
     /// Runs the origin and stores what it returned, unless an invalidation
-    /// since `start` (the epoch before anything was read) says it is stale.
+    /// since `origin.start` (the epoch before anything was read) says it is
+    /// stale. A failed or (with `timeout`) slow origin is answered with the
+    /// stale fallback, if the function keeps one.
     async fn compute<K, R, F, U>(
         &self,
         key: String,
         spec: Spec<'_>,
-        start: u64,
-        leader: Option<Leader<'_>>,
+        origin: Origin<'_, K::Value>,
         fut: F,
         unless: U,
     ) -> R
@@ -1035,21 +1204,84 @@ impl Cache {
     {
         let inner = &*self.inner;
         let fns = spec.site;
-        bump(&inner.counters.misses);
-        if let Some(f) = fns {
-            bump(&f.misses);
-        }
-        let started = Instant::now();
-        let result = fut.await;
-        if let Some(f) = fns {
-            f.add_origin_time(started.elapsed());
-        }
-        let Some(value) = K::value(&result) else {
-            bump(&inner.counters.origin_errors);
+        let Origin {
+            start,
+            leader,
+            fallback,
+            lock,
+        } = origin;
+        if !spec.background {
+            bump(&inner.counters.misses);
             if let Some(f) = fns {
-                bump(&f.origin_errors);
+                bump(&f.misses);
+            }
+        }
+        // A stale value to fall back on: read from Redis by this call, or an
+        // in-process copy still inside its stale window.
+        let mut fallback = match fallback {
+            Some(f) => Some(f),
+            None if spec.stale.is_some() && inner.l1_enabled => {
+                let now = Instant::now();
+                inner
+                    .l1
+                    .stale::<K::Value>(&key)
+                    .map(|(v, until)| (v, Some(until.saturating_duration_since(now))))
+            }
+            None => None,
+        };
+        let started = Instant::now();
+        // Its own scope: the running call borrows the lock, which must outlive
+        // it until the value is stored.
+        let result = {
+            let run = async {
+                match &lock {
+                    Some(held) => held.run(fut).await,
+                    None => fut.await,
+                }
+            };
+            let mut run = std::pin::pin!(run);
+            match (spec.timeout, fallback.take()) {
+                (Some(limit), Some((v, left))) => match tokio::time::timeout(limit, &mut run).await
+                {
+                    Ok(r) => {
+                        fallback = Some((v, left));
+                        r
+                    }
+                    // Cut off only while there is a stale value we may serve.
+                    Err(_) if !inner.log.invalidated_since(start, &key) => {
+                        bump(&inner.counters.origin_timeouts);
+                        return K::rebuild(self.serve_stale(&key, v, left, &spec, start, leader));
+                    }
+                    Err(_) => run.await,
+                },
+                (_, f) => {
+                    fallback = f;
+                    run.await
+                }
+            }
+        };
+        let delta = started.elapsed();
+        if let Some(f) = fns {
+            f.add_origin_time(delta);
+        }
+        if K::value(&result).is_none() {
+            if spec.background {
+                bump(&inner.counters.refresh_failures);
+            } else {
+                bump(&inner.counters.origin_errors);
+                if let Some(f) = fns {
+                    bump(&f.origin_errors);
+                }
+            }
+            if let Some((v, left)) = fallback
+                && !inner.log.invalidated_since(start, &key)
+            {
+                return K::rebuild(self.serve_stale(&key, v, left, &spec, start, leader));
             }
             drop(leader); // followers retry with their own calls
+            return result;
+        }
+        let Some(value) = K::value(&result) else {
             return result;
         };
         if inner.log.invalidated_since(start, &key) {
@@ -1060,7 +1292,14 @@ impl Cache {
         let store = (spec.cache_none || !K::is_none(&result)) && !unless(value);
         let entry = if store {
             let Ok(Some(entry)) = self
-                .store(&key, value, self.resolve_ttl(spec.ttl), &spec, Some(start))
+                .store(
+                    &key,
+                    value,
+                    self.resolve_ttl(spec.ttl),
+                    &spec,
+                    Some(start),
+                    Some(delta),
+                )
                 .await
             else {
                 bump(&inner.counters.skipped_stores);
@@ -1068,16 +1307,151 @@ impl Cache {
             };
             if let Some(f) = fns {
                 bump(&f.sets);
+                if spec.background {
+                    bump(&f.refreshes);
+                }
+            }
+            if spec.background {
+                bump(&inner.counters.refreshes);
             }
             entry
         } else {
             Entry::new(Arc::new(value.clone()), Duration::ZERO)
         };
+        // Stored: other processes waiting on our lock can read it now.
+        drop(lock);
         if let Some(l) = leader {
             l.complete(entry, start);
         }
         result
     }
+
+    /// Answers a failed or slow origin call with a stale value, and keeps
+    /// serving it for `stale_retry_after` (within its stale window) before
+    /// the origin is tried again.
+    fn serve_stale<V: CacheValue>(
+        &self,
+        key: &str,
+        value: V,
+        left: Option<Duration>,
+        spec: &Spec<'_>,
+        start: u64,
+        leader: Option<Leader<'_>>,
+    ) -> V {
+        let inner = &*self.inner;
+        bump(&inner.counters.stale_served);
+        if let Some(f) = spec.site {
+            bump(&f.stale_served);
+        }
+        tracing::warn!(key, "origin failed; serving a stale value");
+        let now = Instant::now();
+        let retry = crate::l1::deadline(now, inner.stale_retry);
+        let stale_until = left.map_or(retry, |l| crate::l1::deadline(now, l));
+        let entry = Entry::timed(
+            Arc::new(value.clone()),
+            retry.min(stale_until),
+            stale_until,
+            None,
+        );
+        if inner.l1_enabled {
+            let kept = Arc::clone(&entry);
+            inner
+                .log
+                .insert_unless_invalidated(start, key, || inner.l1.insert(key.to_owned(), kept));
+        }
+        if let Some(l) = leader {
+            l.complete(entry, start);
+        }
+        value
+    }
+
+    /// A background refresh (`refresh`): one per key across processes (the
+    /// stampede lock, taken without waiting), then the normal compute-and-store.
+    pub(crate) async fn refresh<K, R, F, U>(&self, key: String, spec: Spec<'_>, fut: F, unless: U)
+    where
+        K: crate::private::Kind<R>,
+        K::Value: CacheValue,
+        F: Future<Output = R>,
+        U: Fn(&K::Value) -> bool,
+    {
+        let inner = &*self.inner;
+        let start = inner.log.epoch();
+        let mut lock = None;
+        if let Some(l2) = &inner.l2
+            && spec.lock.unwrap_or(inner.lock.enabled)
+        {
+            let token = crate::lock::token();
+            match l2
+                .lock_and_read::<K::Value>(&key, &token, inner.lock.ttl, spec.version)
+                .await
+            {
+                Ok((held, read)) => {
+                    let held = held.then(|| {
+                        crate::lock::Held::new(Arc::clone(&self.inner), &key, token, inner.lock.ttl)
+                    });
+                    if let Read::Hit(v, timing) = read {
+                        // Another process refreshed it since our copy was made: take theirs.
+                        let ttl = self.resolve_ttl(spec.ttl);
+                        let now = Instant::now();
+                        let point = spec
+                            .refresh
+                            .map(|r| r.point(now, timing.left.unwrap_or(ttl), ttl, timing.delta));
+                        if point.is_some_and(|p| p > now) {
+                            self.fill_l1(&key, &v, &timing, &spec, start);
+                            return;
+                        }
+                    }
+                    match held {
+                        Some(h) => lock = Some(h),
+                        // Another process is computing this key.
+                        None => return,
+                    }
+                }
+                Err(e) => {
+                    let _ = inner.tier_error("lock", &key, &e);
+                }
+            }
+        }
+        let origin = Origin {
+            start,
+            leader: None,
+            fallback: None,
+            lock,
+        };
+        let _ = self
+            .compute::<K, R, F, U>(key, spec, origin, fut, unless)
+            .await;
+    }
+}
+
+/// What a call brings to the origin call: the invalidation epoch it started
+/// at, its flight (to hand the value to), a stale fallback, a held lock.
+struct Origin<'a, V> {
+    start: u64,
+    leader: Option<Leader<'a>>,
+    fallback: Option<(V, Option<Duration>)>,
+    lock: Option<crate::lock::Held>,
+}
+
+impl<V> Origin<'_, V> {
+    fn alone(start: u64) -> Self {
+        Origin {
+            start,
+            leader: None,
+            fallback: None,
+            lock: None,
+        }
+    }
+}
+
+/// What [`Cache::lock_or_wait`] came to.
+enum Locked<V> {
+    /// The value, stored by another process (or found on the second read).
+    Value(V, Timing),
+    /// This call holds the lock: compute.
+    Held(crate::lock::Held),
+    /// Compute without the lock (Redis failing, or the wait ran out).
+    Proceed,
 }
 
 impl Inner {
@@ -1149,6 +1523,16 @@ pub(crate) struct Spec<'a> {
     /// Set when this call's Redis read just failed: do not wait on Redis
     /// again to write the computed value.
     pub(crate) skip_l2_write: bool,
+    /// The stampede lock, if the function says (else the cache's setting).
+    pub(crate) lock: Option<bool>,
+    /// `stale_if_error`: how long an expired value is kept as a fallback.
+    pub(crate) stale: Option<Duration>,
+    /// `timeout`: how long the origin may take while a stale value is at hand.
+    pub(crate) timeout: Option<Duration>,
+    /// `refresh`: when values are refreshed in the background.
+    pub(crate) refresh: Option<crate::ttl::Refresh>,
+    /// A background refresh, not a caller's miss.
+    pub(crate) background: bool,
 }
 
 impl Spec<'_> {
@@ -1162,6 +1546,11 @@ impl Spec<'_> {
             version: 0,
             l1_ttl: None,
             skip_l2_write: false,
+            lock: None,
+            stale: None,
+            timeout: None,
+            refresh: None,
+            background: false,
         }
     }
 }

@@ -3,12 +3,24 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic  0xCA 0xC4
-//! 2       1     envelope version (1)
+//! 2       1     envelope version (1, or 2 with timing facts)
 //! 3       1     format: 1 postcard, 2 JSON, 3 MessagePack, 4 bincode
 //! 4       1     compression: 0 none, 1 zstd
 //! 5       8     fingerprint: FNV-1a of the Rust type name and the function's `version`, little-endian
-//! 13      ..    payload
+//! 13      ..    payload (version 1)
+//!
+//! version 2 only:
+//! 13      8     fresh until, ms since the Unix epoch, little-endian
+//! 21      4     time the origin took to compute the value, ms, little-endian
+//! 25      ..    payload
 //! ```
+//!
+//! Version 2 is written for functions with a stale window (`stale_if_error`)
+//! or early refresh: the Redis key then lives longer than the value is fresh,
+//! so the freshness boundary travels with the value. It is wall-clock time,
+//! so instances compare it with their own clocks; a skew of a few
+//! milliseconds moves the boundary by as much, which is harmless. Plain
+//! entries keep version 1, byte for byte.
 //!
 //! Anything that does not decode cleanly (another writer, another type, an
 //! old layout, truncated or trailing bytes, an unknown format) is an error the
@@ -29,7 +41,18 @@ use serde::de::DeserializeOwned;
 
 const MAGIC: [u8; 2] = [0xCA, 0xC4];
 const VERSION: u8 = 1;
+const VERSION_META: u8 = 2;
 const HEADER: usize = 13;
+const HEADER_META: usize = 25;
+
+/// Timing facts stored with a value that has a stale window or early refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// When the value stops being fresh, in milliseconds since the Unix epoch.
+    pub(crate) fresh_until_ms: u64,
+    /// How long the origin took to compute it, in milliseconds.
+    pub(crate) delta_ms: u32,
+}
 
 /// How values are serialized in the shared tier.
 ///
@@ -324,6 +347,7 @@ pub(crate) fn encode<T: Serialize>(
     fingerprint: u64,
     format: Format,
     compression: Compression,
+    meta: Option<Meta>,
     config: &CodecConfig,
 ) -> Result<Vec<u8>, EncodeError> {
     let payload = serialize(value, format)?;
@@ -343,40 +367,62 @@ pub(crate) fn encode<T: Serialize>(
     } else {
         (0u8, payload)
     };
-    let mut out = Vec::with_capacity(HEADER + body.len());
+    let mut out = Vec::with_capacity(HEADER_META + body.len());
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(if meta.is_some() {
+        VERSION_META
+    } else {
+        VERSION
+    });
     out.push(format.id());
     out.push(compression_id);
     out.extend_from_slice(&fingerprint.to_le_bytes());
+    if let Some(m) = meta {
+        out.extend_from_slice(&m.fresh_until_ms.to_le_bytes());
+        out.extend_from_slice(&m.delta_ms.to_le_bytes());
+    }
     out.extend_from_slice(&body);
     Ok(out)
 }
 
-/// Decodes an envelope written for `fingerprint`.
+/// Decodes an envelope written for `fingerprint`, with its timing facts if it has them.
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     fingerprint: u64,
     config: &CodecConfig,
-) -> Result<T, DecodeError> {
+) -> Result<(T, Option<Meta>), DecodeError> {
     if bytes.len() < HEADER || bytes[..2] != MAGIC {
         return Err(DecodeError::Foreign);
     }
-    if bytes[2] != VERSION {
-        return Err(DecodeError::Version(bytes[2]));
-    }
+    let (meta, body) = match bytes[2] {
+        VERSION => (None, &bytes[HEADER..]),
+        VERSION_META if bytes.len() >= HEADER_META => {
+            let (until, delta) = bytes[HEADER..HEADER_META].split_at(8);
+            let mut u = [0u8; 8];
+            u.copy_from_slice(until);
+            let mut d = [0u8; 4];
+            d.copy_from_slice(delta);
+            let meta = Meta {
+                fresh_until_ms: u64::from_le_bytes(u),
+                delta_ms: u32::from_le_bytes(d),
+            };
+            (Some(meta), &bytes[HEADER_META..])
+        }
+        VERSION_META => return Err(DecodeError::Foreign),
+        other => return Err(DecodeError::Version(other)),
+    };
     let format = Format::from_id(bytes[3])?;
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&bytes[5..13]);
     if u64::from_le_bytes(fp) != fingerprint {
         return Err(DecodeError::OtherType);
     }
-    let body = &bytes[HEADER..];
-    match bytes[4] {
+    let value = match bytes[4] {
         0 => deserialize(body, format, config.max_size),
         1 => deserialize(&decompress(body, config.max_size)?, format, config.max_size),
         other => Err(DecodeError::UnknownCompression(other)),
-    }
+    }?;
+    Ok((value, meta))
 }
 
 #[cfg(test)]
@@ -407,9 +453,13 @@ mod tests {
                     id: 7,
                     text: "x".repeat(text_len),
                 };
-                let bytes = encode(&v, fp, format, Compression::Auto, &c).unwrap();
+                let bytes = encode(&v, fp, format, Compression::Auto, None, &c).unwrap();
                 assert_eq!(bytes[4], u8::from(text_len > 1024), "{format:?}");
-                assert_eq!(decode::<V>(&bytes, fp, &c).unwrap(), v, "{format:?}");
+                assert_eq!(
+                    decode::<V>(&bytes, fp, &c).unwrap(),
+                    (v, None),
+                    "{format:?}"
+                );
             }
         }
     }
@@ -422,7 +472,7 @@ mod tests {
             id: 1,
             text: "hello".into(),
         };
-        let good = encode(&v, fp, Format::Postcard, Compression::Never, &c).unwrap();
+        let good = encode(&v, fp, Format::Postcard, Compression::Never, None, &c).unwrap();
         assert!(matches!(
             decode::<V>(b"garbage", fp, &c),
             Err(DecodeError::Foreign)
@@ -447,6 +497,33 @@ mod tests {
         assert!(matches!(
             decode::<V>(&unknown, fp, &c),
             Err(DecodeError::UnknownFormat(99))
+        ));
+    }
+
+    #[test]
+    fn timing_facts_round_trip_and_truncation_is_foreign() {
+        let c = CodecConfig::default();
+        let fp = fingerprint::<V>(0);
+        let v = V {
+            id: 9,
+            text: "y".repeat(2000),
+        };
+        let meta = Meta {
+            fresh_until_ms: 1_790_000_000_123,
+            delta_ms: 42,
+        };
+        let bytes = encode(&v, fp, Format::Postcard, Compression::Auto, Some(meta), &c).unwrap();
+        assert_eq!(bytes[2], VERSION_META);
+        assert_eq!(decode::<V>(&bytes, fp, &c).unwrap(), (v, Some(meta)));
+        assert!(matches!(
+            decode::<V>(&bytes[..20], fp, &c),
+            Err(DecodeError::Foreign)
+        ));
+        let mut future = bytes.clone();
+        future[2] = 3;
+        assert!(matches!(
+            decode::<V>(&future, fp, &c),
+            Err(DecodeError::Version(3))
         ));
     }
 
@@ -477,7 +554,7 @@ mod tests {
         };
         let v = "x".repeat(1000);
         assert!(matches!(
-            encode(&v, 0, Format::Postcard, Compression::Auto, &c),
+            encode(&v, 0, Format::Postcard, Compression::Auto, None, &c),
             Err(EncodeError::TooLarge { .. })
         ));
     }

@@ -15,20 +15,33 @@
 //! not used. Memory stays bounded by `max_entries`: an expired entry is
 //! removed when it is next read, overwritten, or evicted by moka's
 //! size-based policy (TinyLFU), whichever comes first.
+//!
+//! An entry may outlive its freshness: with `stale_if_error` it stays, past
+//! `expires_at`, until `stale_until`, where only [`L1::stale`] sees it (the
+//! fallback when the origin fails). With early refresh it carries the instant
+//! a background refresh becomes due, and a flag so that only one caller per
+//! copy starts it.
 
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::glob::Glob;
 
-/// One stored value with its deadline.
+/// One stored value with its deadlines.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) value: Arc<dyn Any + Send + Sync>,
+    /// End of freshness: reads see the entry until then.
     pub(crate) expires_at: Instant,
+    /// End of the stale window (`expires_at` without one).
+    pub(crate) stale_until: Instant,
+    /// When a background refresh becomes due, if the function has one.
+    pub(crate) refresh_at: Option<Instant>,
+    refreshing: AtomicBool,
 }
 
 pub(crate) type Shared = Arc<Entry>;
@@ -43,10 +56,29 @@ pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
 
 impl Entry {
     pub(crate) fn new(value: Arc<dyn Any + Send + Sync>, ttl: Duration) -> Shared {
+        let expires_at = deadline(Instant::now(), ttl);
+        Entry::timed(value, expires_at, expires_at, None)
+    }
+
+    /// An entry fresh until `expires_at`, kept as stale until `stale_until`.
+    pub(crate) fn timed(
+        value: Arc<dyn Any + Send + Sync>,
+        expires_at: Instant,
+        stale_until: Instant,
+        refresh_at: Option<Instant>,
+    ) -> Shared {
         Arc::new(Entry {
             value,
-            expires_at: deadline(Instant::now(), ttl),
+            expires_at,
+            stale_until: stale_until.max(expires_at),
+            refresh_at,
+            refreshing: AtomicBool::new(false),
         })
+    }
+
+    /// True once per entry, for the first caller that finds a refresh due.
+    pub(crate) fn claim_refresh(&self, now: Instant) -> bool {
+        self.refresh_at.is_some_and(|at| now >= at) && !self.refreshing.swap(true, Ordering::AcqRel)
     }
 
     pub(crate) fn is_live(&self, now: Instant) -> bool {
@@ -90,14 +122,31 @@ impl L1 {
         }
     }
 
-    /// The live entry under `key`, if any. An expired one is removed.
+    /// The live entry under `key`, if any. An expired one is removed, unless
+    /// it is inside a stale window.
     pub(crate) fn entry(&self, key: &str) -> Option<Shared> {
         let e = self.cache.get(key)?;
-        if e.is_live(Instant::now()) {
+        let now = Instant::now();
+        if e.is_live(now) {
             return Some(e);
         }
-        self.remove_if_same(key, &e);
+        if now >= e.stale_until {
+            self.remove_if_same(key, &e);
+        }
         None
+    }
+
+    /// A value of type `V` under `key` that is past its freshness but inside
+    /// its stale window, with the end of that window.
+    pub(crate) fn stale<V: Clone + 'static>(&self, key: &str) -> Option<(V, Instant)> {
+        let e = self.cache.get(key)?;
+        let now = Instant::now();
+        if now >= e.stale_until {
+            self.remove_if_same(key, &e);
+            return None;
+        }
+        let v = e.value.downcast_ref::<V>()?;
+        Some((v.clone(), e.stale_until))
     }
 
     /// Removes `key` only if it still holds `entry` (a newer write is kept).

@@ -38,7 +38,7 @@ use crate::cache::Inner;
 use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
 use crate::stats::bump;
-pub(crate) use crate::tier::{BackplaneStatus, Read};
+pub(crate) use crate::tier::{BackplaneStatus, Read, Timing};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Message {
@@ -52,6 +52,9 @@ enum Op {
     Key(String),
     /// A pattern was invalidated.
     Pattern(String),
+    /// A lock on a key was released (its value stored, or the computation
+    /// given up): processes waiting on that lock read again.
+    Landed(String),
 }
 
 pub(crate) use cache_redis::RedisConfig;
@@ -112,6 +115,10 @@ pub(crate) struct L2 {
     /// otherwise keep it, and its connection, waiting forever).
     receiver: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     replay: tokio::sync::Mutex<()>,
+    /// `prefix:` (empty without a prefix): what lock keys are built from.
+    prefix: String,
+    /// Calls in this process waiting on another holder's lock, by key.
+    waiters: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl Drop for L2 {
@@ -172,6 +179,12 @@ impl L2 {
             pending_added: Arc::new(tokio::sync::Notify::new()),
             receiver: std::sync::Mutex::new(None),
             replay: tokio::sync::Mutex::new(()),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}:")
+            },
+            waiters: Default::default(),
         }
     }
 
@@ -364,17 +377,76 @@ impl L2 {
         match fetched {
             Err(e) => Read::Unavailable(e),
             Ok(None) => Read::Miss,
-            Ok(Some((bytes, left))) => {
-                match codec::decode::<V>(&bytes, codec::fingerprint::<V>(version), &self.codec) {
-                    Ok(v) => Read::Hit(v, left),
-                    Err(e) => {
-                        // Only remove what we read: a concurrent valid write is kept.
-                        let _ = self.guarded(self.store.unlink(&[key])).await;
-                        Read::Invalid(e)
-                    }
+            Ok(Some((bytes, left))) => self.decoded(key, &bytes, left, version).await,
+        }
+    }
+
+    /// Decodes what was read under `key`; bytes that are not a value of
+    /// type `V` are removed.
+    async fn decoded<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        left: Option<Duration>,
+        version: u32,
+    ) -> Read<V> {
+        match codec::decode::<V>(bytes, codec::fingerprint::<V>(version), &self.codec) {
+            Ok((v, None)) => Read::Hit(
+                v,
+                Timing {
+                    left,
+                    ..Timing::default()
+                },
+            ),
+            Ok((v, Some(meta))) => {
+                let fresh = Duration::from_millis(
+                    meta.fresh_until_ms.saturating_sub(crate::ttl::unix_ms()),
+                );
+                if fresh.is_zero() {
+                    return Read::Stale(v, left);
                 }
+                Read::Hit(
+                    v,
+                    Timing {
+                        left: Some(left.map_or(fresh, |l| l.min(fresh))),
+                        stale: left.map_or(Duration::ZERO, |l| l.saturating_sub(fresh)),
+                        delta: Some(Duration::from_millis(u64::from(meta.delta_ms))),
+                    },
+                )
+            }
+            Err(e) => {
+                // Only remove what we read: a concurrent valid write is kept.
+                let _ = self.guarded(self.store.unlink(&[key])).await;
+                Read::Invalid(e)
             }
         }
+    }
+
+    /// Tries to take the lock of `key` with `token` and reads `key`, in one
+    /// round trip (see [`RedisStore::lock_and_get`]).
+    pub(crate) async fn lock_and_read<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+        version: u32,
+    ) -> Result<(bool, Read<V>), TierError> {
+        self.ready()?;
+        let lock = self.lock_key(key);
+        let (held, fetched) = self
+            .guarded(self.store.lock_and_get(&lock, token, ttl, key))
+            .await?;
+        let read = match fetched {
+            None => Read::Miss,
+            Some((bytes, ttl)) => {
+                let left = match ttl {
+                    KeyTtl::Expires(d) => Some(d),
+                    KeyTtl::Persistent | KeyTtl::Missing => None,
+                };
+                self.decoded(key, &bytes, left, version).await
+            }
+        };
+        Ok((held, read))
     }
 
     pub(crate) fn encode<V: Serialize>(
@@ -383,14 +455,71 @@ impl L2 {
         version: u32,
         format: Option<Format>,
         compression: Option<Compression>,
+        meta: Option<codec::Meta>,
     ) -> Result<Vec<u8>, codec::EncodeError> {
         codec::encode(
             value,
             codec::fingerprint::<V>(version),
             format.unwrap_or(self.codec.format),
             compression.unwrap_or(self.codec.compression),
+            meta,
             &self.codec,
         )
+    }
+
+    // ----- locks (see `crate::lock`) ------------------------------------------
+
+    /// The lock of `key`: `prefix:~lock:rest`. Beside the cache's keys, not
+    /// under them, so an invalidation of `user:42:*` never removes a lock.
+    fn lock_key(&self, key: &str) -> String {
+        let rest = key.strip_prefix(&self.prefix).unwrap_or(key);
+        format!("{}~lock:{rest}", self.prefix)
+    }
+
+    /// Extends the lock of `key` if `token` still holds it.
+    pub(crate) async fn renew_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, TierError> {
+        let lock = self.lock_key(key);
+        self.guarded(self.store.renew_lock(&lock, token, ttl)).await
+    }
+
+    /// Releases the lock of `key` if `token` holds it, and wakes the
+    /// processes waiting on it, all in one round trip.
+    pub(crate) async fn unlock(&self, key: &str, token: &str) -> Result<bool, TierError> {
+        let lock = self.lock_key(key);
+        let payload = self.payload(Op::Landed(key.to_owned()));
+        self.guarded(self.store.unlock(&lock, token, &self.channel, &payload))
+            .await
+    }
+
+    /// Registers interest in `key`'s lock being released; dropping the
+    /// returned handle withdraws it.
+    pub(crate) fn waiter(&self, key: &str) -> Waiter<'_> {
+        let mut map = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let notify = Arc::clone(map.entry(key.to_owned()).or_default());
+        Waiter {
+            l2: self,
+            key: key.to_owned(),
+            notify,
+        }
+    }
+
+    /// Wakes the calls waiting on `key`'s lock.
+    fn wake(&self, key: &str) {
+        let map = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get(key) {
+            n.notify_waiters();
+        }
     }
 
     pub(crate) async fn write(
@@ -522,12 +651,21 @@ impl L2 {
                             tracing::debug!("ignoring a backplane message that does not decode");
                             continue;
                         };
+                        if let Op::Landed(key) = &msg.op {
+                            // From any instance: a background refresh here may
+                            // hold a lock a call here waits on.
+                            if let Some(l2) = inner.l2() {
+                                l2.wake(key);
+                            }
+                            continue;
+                        }
                         if msg.origin == instance {
                             continue;
                         }
                         match msg.op {
                             Op::Key(key) => inner.apply_remote(&Glob::exact_key(&key)),
                             Op::Pattern(p) => inner.apply_remote(&Glob::new(&p)),
+                            Op::Landed(_) => continue,
                         }
                         bump(&inner.counters.backplane_applied);
                         status.send_modify(|s| s.applied += 1);
@@ -543,7 +681,34 @@ impl L2 {
     }
 }
 
-fn random_id() -> u64 {
+/// Interest in one key's lock; see [`L2::waiter`].
+pub(crate) struct Waiter<'a> {
+    l2: &'a L2,
+    key: String,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Waiter<'_> {
+    pub(crate) fn notify(&self) -> &tokio::sync::Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .l2
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's reference and ours: nobody else waits on this key.
+        if Arc::strong_count(&self.notify) == 2 {
+            map.remove(&self.key);
+        }
+    }
+}
+
+pub(crate) fn random_id() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

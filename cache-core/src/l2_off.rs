@@ -10,7 +10,21 @@ use tokio::sync::watch;
 
 use crate::cache::Inner;
 use crate::codec::{CodecConfig, Compression, EncodeError, Format};
-pub(crate) use crate::tier::{BackplaneStatus, Read};
+pub(crate) use crate::tier::{BackplaneStatus, Read, Timing};
+
+/// Never constructed.
+pub(crate) enum Waiter {}
+
+impl Waiter {
+    pub(crate) fn notify(&self) -> &tokio::sync::Notify {
+        match *self {}
+    }
+}
+
+pub(crate) fn random_id() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
 
 /// Never constructed.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +78,31 @@ impl L2 {
         _: u32,
         _: Option<Format>,
         _: Option<Compression>,
+        _: Option<crate::codec::Meta>,
     ) -> Result<Vec<u8>, EncodeError> {
+        match *self {}
+    }
+    pub(crate) async fn lock_and_read<V: DeserializeOwned>(
+        &self,
+        _: &str,
+        _: &str,
+        _: Duration,
+        _: u32,
+    ) -> Result<(bool, Read<V>), TierError> {
+        match *self {}
+    }
+    pub(crate) async fn renew_lock(
+        &self,
+        _: &str,
+        _: &str,
+        _: Duration,
+    ) -> Result<bool, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn unlock(&self, _: &str, _: &str) -> Result<bool, TierError> {
+        match *self {}
+    }
+    pub(crate) fn waiter(&self, _: &str) -> Waiter {
         match *self {}
     }
     pub(crate) async fn write(&self, _: &str, _: &[u8], _: Duration) -> Result<(), TierError> {

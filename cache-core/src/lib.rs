@@ -79,6 +79,7 @@ mod l2;
 #[cfg(not(feature = "redis"))]
 #[path = "l2_off.rs"]
 mod l2;
+mod lock;
 mod private;
 mod registry;
 mod stats;
@@ -86,7 +87,10 @@ mod tier;
 mod ttl;
 
 pub use breaker::{BreakerConfig, BreakerState};
-pub use builder::{CacheBuilder, DEFAULT_FLIGHT_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX};
+pub use builder::{
+    CacheBuilder, DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES,
+    DEFAULT_PREFIX, DEFAULT_STALE_RETRY,
+};
 pub use cache::{Cache, CacheValue};
 pub use codec::{Compression, Format};
 pub use error::{ConfigError, Error};
@@ -98,7 +102,7 @@ pub use tier::BackplaneStatus;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cache_redis;
-pub use ttl::{DurationError, Preset, Ttl, parse_duration};
+pub use ttl::{DurationError, Preset, Refresh, Ttl, parse_duration};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

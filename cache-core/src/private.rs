@@ -12,7 +12,7 @@ use crate::registry;
 use crate::stats::{FnCounters, FunctionKind, bump};
 
 pub use crate::codec::{Compression, Format};
-pub use crate::ttl::{Preset, Ttl};
+pub use crate::ttl::{Preset, Refresh, Ttl};
 pub use core::time::Duration;
 
 /// How a function's return value maps to what is stored.
@@ -278,6 +278,10 @@ pub struct Site {
     compression: Option<Compression>,
     version: u32,
     l1_ttl: Option<Duration>,
+    lock: Option<bool>,
+    stale: Option<Duration>,
+    timeout: Option<Duration>,
+    refresh: Option<Refresh>,
     target: Target,
     counters: SiteCounters,
 }
@@ -298,6 +302,10 @@ impl Site {
             compression: None,
             version: 0,
             l1_ttl: None,
+            lock: None,
+            stale: None,
+            timeout: None,
+            refresh: None,
             target: Target::new(cache),
             counters: SiteCounters {
                 function,
@@ -332,6 +340,48 @@ impl Site {
     pub const fn l1_ttl(mut self, ttl: Duration) -> Site {
         self.l1_ttl = Some(ttl);
         self
+    }
+
+    /// `lock = true|false`.
+    pub const fn lock(mut self, lock: bool) -> Site {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// `stale_if_error = "..."`.
+    pub const fn stale_if_error(mut self, window: Duration) -> Site {
+        self.stale = Some(window);
+        self
+    }
+
+    /// `timeout = "..."`.
+    pub const fn timeout(mut self, limit: Duration) -> Site {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// `refresh = ...`.
+    pub const fn refresh(mut self, refresh: Refresh) -> Site {
+        self.refresh = Some(refresh);
+        self
+    }
+
+    fn spec<'a>(&self, counters: &'a FnCounters) -> Spec<'a> {
+        Spec {
+            ttl: self.ttl,
+            cache_none: self.cache_none,
+            site: Some(counters),
+            format: self.format,
+            compression: self.compression,
+            version: self.version,
+            l1_ttl: self.l1_ttl,
+            skip_l2_write: false,
+            lock: self.lock,
+            stale: self.stale,
+            timeout: self.timeout,
+            refresh: self.refresh,
+            background: false,
+        }
     }
 }
 
@@ -387,6 +437,73 @@ where
     Some(K::rebuild(v))
 }
 
+/// What the hit path of a function with `refresh` found.
+#[derive(Debug)]
+pub enum Refreshing<R> {
+    /// A fresh value.
+    Hit(R),
+    /// A fresh value whose refresh is due: return it, and start the refresh
+    /// with [`refresh`] (this caller is the one chosen to).
+    Due(R),
+    /// Nothing usable: take the slow path.
+    Miss,
+}
+
+/// The hit path of a function with `refresh`: like [`hit`], and it tells the
+/// one caller that finds a copy's refresh due to start it.
+#[inline]
+pub fn hit_or_refresh<K, R>(
+    _: kind::Tag<K>,
+    handle: &CacheHandle,
+    site: &'static Site,
+    key: &str,
+) -> Refreshing<R>
+where
+    K: Kind<R>,
+    K::Value: Clone + 'static,
+{
+    match handle.l1_hit_refresh::<K::Value>(key) {
+        Some((v, due)) => {
+            bump(&site.counters.for_cache(handle).hits);
+            if due {
+                Refreshing::Due(K::rebuild(v))
+            } else {
+                Refreshing::Hit(K::rebuild(v))
+            }
+        }
+        None => Refreshing::Miss,
+    }
+}
+
+/// Refreshes a value in the background with the function's own call
+/// (`fut`), which is why `refresh` needs a future that owns its arguments
+/// (`Send + 'static`). The caller does not wait.
+pub fn refresh<K, R, F, U>(
+    _: kind::Tag<K>,
+    handle: CacheHandle,
+    site: &'static Site,
+    key: String,
+    fut: F,
+    unless: U,
+) where
+    K: Kind<R> + 'static,
+    K::Value: CacheValue,
+    F: Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+    U: Fn(&K::Value) -> bool + Send + 'static,
+{
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let cache: Cache = (*handle).clone();
+    rt.spawn(async move {
+        let counters = site.counters.for_cache(&cache);
+        let mut spec = site.spec(&counters);
+        spec.background = true;
+        cache.refresh::<K, R, F, U>(key, spec, fut, unless).await;
+    });
+}
+
 /// Boxes a `#[cached]` function's slow path (see the expansion).
 #[inline]
 pub fn slow_path<F: Future>(fut: F) -> std::pin::Pin<Box<F>> {
@@ -414,16 +531,7 @@ where
     // Pinned once: the engine below gets a pointer, never a copy.
     let fut = std::pin::pin!(fut);
     let counters = site.counters.for_cache(&handle);
-    let spec = Spec {
-        ttl: site.ttl,
-        cache_none: site.cache_none,
-        site: Some(&counters),
-        format: site.format,
-        compression: site.compression,
-        version: site.version,
-        l1_ttl: site.l1_ttl,
-        skip_l2_write: false,
-    };
+    let spec = site.spec(&counters);
     handle
         .get_or_compute::<K, R, _, U>(key, spec, fut, unless)
         .await

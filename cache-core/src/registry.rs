@@ -60,6 +60,12 @@ fn unreachable_config() -> Cache {
         l1_ttl: None,
         codec: Default::default(),
         strict: false,
+        lock: crate::lock::LockConfig {
+            enabled: false,
+            ttl: crate::builder::DEFAULT_LOCK_TTL,
+            wait: crate::builder::DEFAULT_LOCK_WAIT,
+        },
+        stale_retry: crate::builder::DEFAULT_STALE_RETRY,
     })
 }
 

@@ -24,6 +24,13 @@ pub(crate) struct Counters {
     pub(crate) origin_errors: AtomicU64,
     pub(crate) flight_timeouts: AtomicU64,
     pub(crate) skipped_stores: AtomicU64,
+    pub(crate) lock_waits: AtomicU64,
+    pub(crate) lock_takeovers: AtomicU64,
+    pub(crate) lock_timeouts: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) origin_timeouts: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) refresh_failures: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -43,6 +50,8 @@ pub(crate) struct FnCounters {
     pub(crate) origin_errors: AtomicU64,
     pub(crate) origin_nanos: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
 }
 
 impl FnCounters {
@@ -58,6 +67,8 @@ impl FnCounters {
             origin_errors: AtomicU64::new(0),
             origin_nanos: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            stale_served: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
         }
     }
 
@@ -155,6 +166,23 @@ pub struct Stats {
     pub single_flight_timeouts: u64,
     /// Values not stored because an invalidation raced their computation.
     pub skipped_stores: u64,
+    /// Calls that found another process computing the value (its Redis lock
+    /// held) and waited for it instead of calling the origin.
+    pub lock_waits: u64,
+    /// Waiting calls that took the lock over after its holder gave it up
+    /// without a value (it failed, or died and the lock expired), then computed.
+    pub lock_takeovers: u64,
+    /// Waits for another process's lock that reached the bound, after which the caller computed.
+    pub lock_timeouts: u64,
+    /// Calls answered with a value past its TTL, kept by `stale_if_error`,
+    /// because the origin failed or was too slow.
+    pub stale_served: u64,
+    /// Origin calls cut off by `timeout` (a stale value was served instead).
+    pub origin_timeouts: u64,
+    /// Background refreshes (`refresh`) that stored a new value.
+    pub refreshes: u64,
+    /// Background refreshes whose origin failed (the current value stays until it expires).
+    pub refresh_failures: u64,
     /// See the type docs.
     pub hit_rate: f64,
     /// Entries in the in-process tier (approximate: moka counts lazily).
@@ -210,6 +238,10 @@ pub struct FunctionStats {
     pub mean_origin_us: f64,
     /// Invalidation patterns applied (for `#[invalidates]`).
     pub invalidations: u64,
+    /// Calls answered with a stale value (`stale_if_error`).
+    pub stale_served: u64,
+    /// Background refreshes that stored a new value (`refresh`).
+    pub refreshes: u64,
 }
 
 pub(crate) fn snapshot(
@@ -246,6 +278,8 @@ pub(crate) fn snapshot(
                     nanos as f64 / misses as f64 / 1000.0
                 },
                 invalidations: f.invalidations.load(Relaxed),
+                stale_served: f.stale_served.load(Relaxed),
+                refreshes: f.refreshes.load(Relaxed),
             }
         })
         .collect();
@@ -267,6 +301,13 @@ pub(crate) fn snapshot(
         origin_errors: c.origin_errors.load(Relaxed),
         single_flight_timeouts: c.flight_timeouts.load(Relaxed),
         skipped_stores: c.skipped_stores.load(Relaxed),
+        lock_waits: c.lock_waits.load(Relaxed),
+        lock_takeovers: c.lock_takeovers.load(Relaxed),
+        lock_timeouts: c.lock_timeouts.load(Relaxed),
+        stale_served: c.stale_served.load(Relaxed),
+        origin_timeouts: c.origin_timeouts.load(Relaxed),
+        refreshes: c.refreshes.load(Relaxed),
+        refresh_failures: c.refresh_failures.load(Relaxed),
         hit_rate: if lookups == 0 {
             0.0
         } else {
@@ -308,6 +349,25 @@ impl fmt::Display for Stats {
             self.origin_errors,
             self.entries
         )?;
+        if self.lock_waits
+            + self.lock_timeouts
+            + self.stale_served
+            + self.refreshes
+            + self.refresh_failures
+            > 0
+        {
+            writeln!(
+                f,
+                "lock waits {} (takeovers {}, timeouts {}) | stale served {} (origin timeouts {}) | refreshes {} (failed {})",
+                self.lock_waits,
+                self.lock_takeovers,
+                self.lock_timeouts,
+                self.stale_served,
+                self.origin_timeouts,
+                self.refreshes,
+                self.refresh_failures
+            )?;
+        }
         if let Some(r) = &self.redis {
             let bp = self.backplane.map_or("off", |b| {
                 if b.connected {

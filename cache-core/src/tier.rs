@@ -10,13 +10,28 @@ use crate::l2::TierError;
 /// What a read of the shared tier found.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // never built without the feature
 pub(crate) enum Read<V> {
-    /// The value and the time it has left.
-    Hit(V, Option<Duration>),
+    /// A fresh value.
+    Hit(V, Timing),
+    /// A value past its freshness, inside its stale window (`stale_if_error`),
+    /// with the time left in that window if known.
+    Stale(V, Option<Duration>),
     Miss,
     /// Bytes that are not a value of this type: removed, treated as a miss.
     Invalid(DecodeError),
     /// Redis failed or timed out: treated as a miss.
     Unavailable(TierError),
+}
+
+/// How long a value read from the shared tier stays fresh, and what its writer recorded.
+#[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Timing {
+    /// Time it stays fresh (`None`: unknown, or no expiry).
+    pub(crate) left: Option<Duration>,
+    /// The stale window that follows, if the writer gave it one.
+    pub(crate) stale: Duration,
+    /// How long its origin call took, if recorded.
+    pub(crate) delta: Option<Duration>,
 }
 
 /// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).

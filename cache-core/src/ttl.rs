@@ -266,17 +266,14 @@ pub(crate) struct TtlTable {
     pub(crate) jitter: f64,
 }
 
-/// `ttl` spread uniformly over ±`fraction` (at least 1 ms), so entries
-/// written together do not all expire together. A per-thread xorshift: the
-/// spread must be uneven, not unpredictable, so no RNG dependency is needed.
-pub(crate) fn jittered(ttl: Duration, fraction: f64) -> Duration {
+/// A uniform sample in `[0, 1)` from a per-thread xorshift: jitter and
+/// early-refresh points must be uneven, not unpredictable, so no RNG
+/// dependency is needed.
+pub(crate) fn uniform() -> f64 {
     use std::cell::Cell;
     use std::hash::{BuildHasher, RandomState};
     thread_local! {
         static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u8) | 1);
-    }
-    if fraction <= 0.0 {
-        return ttl;
     }
     let r = STATE.with(|s| {
         let mut x = s.get();
@@ -286,10 +283,63 @@ pub(crate) fn jittered(ttl: Duration, fraction: f64) -> Duration {
         s.set(x);
         x
     });
+    (r >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `ttl` spread uniformly over ±`fraction` (at least 1 ms), so entries
+/// written together do not all expire together.
+pub(crate) fn jittered(ttl: Duration, fraction: f64) -> Duration {
+    if fraction <= 0.0 {
+        return ttl;
+    }
     // Uniform in [-1, 1).
-    let u = (r >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
+    let u = uniform() * 2.0 - 1.0;
     let factor = 1.0 + u * fraction.min(1.0);
     Duration::from_secs_f64((ttl.as_secs_f64() * factor).max(0.001))
+}
+
+/// When a `#[cached]` value is refreshed in the background, before it
+/// expires (`refresh = 0.8` or `refresh = "xfetch"`). Callers keep getting
+/// the current value meanwhile; one process refreshes each key.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refresh {
+    /// Once this fraction of the TTL has passed (between 0 and 1).
+    After(f64),
+    /// Probabilistic early expiration (XFetch, β = 1): each in-process copy
+    /// draws its refresh point at `expiry − δ·ln(1/u)`, δ being the measured
+    /// time of the origin call that produced the value, `u` uniform in (0, 1].
+    /// Slow origins refresh earlier; fast ones barely before expiry.
+    XFetch,
+}
+
+impl Refresh {
+    /// The instant a copy with `left` time to live, of a `ttl` value whose
+    /// origin took `delta`, should be refreshed.
+    pub(crate) fn point(
+        self,
+        now: tokio::time::Instant,
+        left: Duration,
+        ttl: Duration,
+        delta: Option<Duration>,
+    ) -> tokio::time::Instant {
+        let early = match self {
+            Refresh::After(f) => ttl.mul_f64((1.0 - f).clamp(0.0, 1.0)),
+            Refresh::XFetch => {
+                let d = delta.unwrap_or_default().as_secs_f64();
+                // 1 - uniform() is in (0, 1]: ln is finite.
+                Duration::from_secs_f64((d * -(1.0 - uniform()).ln()).min(left.as_secs_f64()))
+            }
+        };
+        crate::l1::deadline(now, left.saturating_sub(early))
+    }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl TtlTable {

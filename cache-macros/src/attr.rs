@@ -3,7 +3,7 @@
 
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
-use syn::{Expr, LitBool, LitInt, LitStr, Path, Token};
+use syn::{Expr, LitBool, LitFloat, LitInt, LitStr, Path, Token};
 
 use crate::ttl::Ttl;
 
@@ -17,6 +17,17 @@ mod kw {
     syn::custom_keyword!(version);
     syn::custom_keyword!(compress);
     syn::custom_keyword!(l1_ttl);
+    syn::custom_keyword!(lock);
+    syn::custom_keyword!(stale_if_error);
+    syn::custom_keyword!(timeout);
+    syn::custom_keyword!(refresh);
+}
+
+/// `refresh = ...`: when a value is refreshed in the background.
+pub(crate) enum Refresh {
+    /// After this fraction of the TTL.
+    After(f64),
+    XFetch,
 }
 
 /// Value formats and the runtime variant each maps to.
@@ -216,6 +227,10 @@ pub(crate) struct CachedArgs {
     pub(crate) compress: Once<(&'static str, Span)>,
     pub(crate) version: Once<u32>,
     pub(crate) l1_ttl: Once<u64>,
+    pub(crate) lock: Once<bool>,
+    pub(crate) stale_if_error: Once<u64>,
+    pub(crate) timeout: Once<u64>,
+    pub(crate) refresh: Once<Refresh>,
     pub(crate) errors: Errors,
 }
 
@@ -229,6 +244,10 @@ const CACHED_OPTIONS: &[&str] = &[
     "compress",
     "version",
     "l1_ttl",
+    "lock",
+    "stale_if_error",
+    "timeout",
+    "refresh",
     "crate",
 ];
 
@@ -245,6 +264,10 @@ impl Parse for CachedArgs {
             compress: Once::new("compress"),
             version: Once::new("version"),
             l1_ttl: Once::new("l1_ttl"),
+            lock: Once::new("lock"),
+            stale_if_error: Once::new("stale_if_error"),
+            timeout: Once::new("timeout"),
+            refresh: Once::new("refresh"),
             errors: Errors::default(),
         };
         let errors = &mut args.errors;
@@ -317,6 +340,47 @@ impl Parse for CachedArgs {
                 input.parse::<Token![=]>()?;
                 if let Some(ms) = duration_ms(input, errors)? {
                     args.l1_ttl.set(tok.span, ms, errors);
+                }
+            } else if lookahead.peek(kw::lock) {
+                let tok: kw::lock = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let value = input.parse::<LitBool>()?.value;
+                args.lock.set(tok.span, value, errors);
+            } else if lookahead.peek(kw::stale_if_error) {
+                let tok: kw::stale_if_error = input.parse()?;
+                input.parse::<Token![=]>()?;
+                if let Some(ms) = duration_ms(input, errors)? {
+                    args.stale_if_error.set(tok.span, ms, errors);
+                }
+            } else if lookahead.peek(kw::timeout) {
+                let tok: kw::timeout = input.parse()?;
+                input.parse::<Token![=]>()?;
+                if let Some(ms) = duration_ms(input, errors)? {
+                    args.timeout.set(tok.span, ms, errors);
+                }
+            } else if lookahead.peek(kw::refresh) {
+                let tok: kw::refresh = input.parse()?;
+                input.parse::<Token![=]>()?;
+                const HOW: &str = "`refresh` takes the fraction of the TTL after which the value is \
+                     refreshed, between 0 and 1 (e.g. `refresh = 0.8`), or `\"xfetch\"`";
+                if input.peek(LitFloat) {
+                    let lit: LitFloat = input.parse()?;
+                    match lit.base10_parse::<f64>() {
+                        Ok(f) if f > 0.0 && f < 1.0 => {
+                            args.refresh.set(tok.span, Refresh::After(f), errors);
+                        }
+                        _ => errors.at(lit.span(), HOW),
+                    }
+                } else if input.peek(LitStr) {
+                    let lit: LitStr = input.parse()?;
+                    if lit.value() == "xfetch" {
+                        args.refresh.set(tok.span, Refresh::XFetch, errors);
+                    } else {
+                        errors.at(lit.span(), HOW);
+                    }
+                } else {
+                    let e: Expr = input.parse()?;
+                    errors.at(syn::spanned::Spanned::span(&e), HOW);
                 }
             } else if input.peek(syn::Ident) {
                 unknown_option(input, CACHED_OPTIONS, errors)?;

@@ -9,7 +9,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::{Ident, ItemFn, LitStr, Path};
 
-use crate::attr::{CachedArgs, Errors, InvalidatesArgs};
+use crate::attr::{CachedArgs, Errors, InvalidatesArgs, Refresh};
 use crate::item::{self, FnInfo};
 use crate::template::{self, Mode, Placeholder, Segment, Template};
 
@@ -47,6 +47,22 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
         },
         None => default_key(&func, &info, &krate),
     };
+    if let (Some(span), None) = (args.timeout.span(), args.stale_if_error.get()) {
+        errors.at(
+            span,
+            "`timeout` cuts a slow call short only to serve a stale value: add `stale_if_error = \"...\"`",
+        );
+    }
+    if args.refresh.get().is_some() {
+        for span in &info.borrowed {
+            errors.at(
+                *span,
+                "`refresh` calls the function again in the background, after this call has \
+                 returned, so its arguments cannot be borrowed: take this one by value \
+                 (e.g. `self: Arc<Self>`, `String`), or remove `refresh`",
+            );
+        }
+    }
     if let Some(e) = errors.combine() {
         return with_error(e, original);
     }
@@ -73,6 +89,25 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     if let Some(ms) = args.l1_ttl.get() {
         site_options.extend(quote!(.l1_ttl(#krate::__private::Duration::from_millis(#ms))));
     }
+    if let Some(lock) = args.lock.get() {
+        site_options.extend(quote!(.lock(#lock)));
+    }
+    if let Some(ms) = args.stale_if_error.get() {
+        site_options.extend(quote!(.stale_if_error(#krate::__private::Duration::from_millis(#ms))));
+    }
+    if let Some(ms) = args.timeout.get() {
+        site_options.extend(quote!(.timeout(#krate::__private::Duration::from_millis(#ms))));
+    }
+    let refresh = args.refresh.get().is_some();
+    match args.refresh.get() {
+        Some(Refresh::After(f)) => {
+            site_options.extend(quote!(.refresh(#krate::__private::Refresh::After(#f))));
+        }
+        Some(Refresh::XFetch) => {
+            site_options.extend(quote!(.refresh(#krate::__private::Refresh::XFetch)));
+        }
+        None => {}
+    }
     let unless = match args.unless.take() {
         Some(expr) => quote!(#expr),
         None => quote!(#krate::__private::never),
@@ -97,6 +132,45 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     // cached" points at the return type rather than at the attribute.
     let run = respan(quote!(#krate::__private::run), info.ret_span);
 
+    // With `refresh`, a hit whose refresh is due hands the function's own
+    // future, built from the arguments it owns, to a background task.
+    let hit_path = if refresh {
+        let spawn = respan(quote!(#krate::__private::refresh), info.ret_span);
+        quote! {
+            let mut __cache_due = ::core::option::Option::None;
+            if let ::core::option::Option::Some(__cache_k) = &__cache_key {
+                match #krate::__private::hit_or_refresh(__cache_kind, &__cache_handle, &__CACHE_SITE, __cache_k) {
+                    #krate::__private::Refreshing::Hit(__cache_hit) => return __cache_hit,
+                    #krate::__private::Refreshing::Due(__cache_hit) => __cache_due = ::core::option::Option::Some(__cache_hit),
+                    #krate::__private::Refreshing::Miss => {}
+                }
+            }
+            let __cache_body = #body;
+            let __cache_unless = #unless;
+            if let ::core::option::Option::Some(__cache_hit) = __cache_due {
+                if let ::core::option::Option::Some(__cache_k) = __cache_key {
+                    #spawn(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_k, __cache_body, __cache_unless);
+                }
+                return __cache_hit;
+            }
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, __cache_unless)).await
+        }
+    } else {
+        quote! {
+            if let ::core::option::Option::Some(__cache_k) = &__cache_key {
+                if let ::core::option::Option::Some(__cache_hit) =
+                    #krate::__private::hit(__cache_kind, &__cache_handle, &__CACHE_SITE, __cache_k)
+                {
+                    return __cache_hit;
+                }
+            }
+            // The slow path (engine and body) lives in one heap allocation made on
+            // a miss only: the function's own future stays a few words, so hits
+            // do not pay for moving a large state machine.
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless)).await
+        }
+    };
+
     let ItemFn {
         attrs, vis, sig, ..
     } = &func;
@@ -118,17 +192,7 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
             } else {
                 ::core::option::Option::None
             };
-            if let ::core::option::Option::Some(__cache_k) = &__cache_key {
-                if let ::core::option::Option::Some(__cache_hit) =
-                    #krate::__private::hit(__cache_kind, &__cache_handle, &__CACHE_SITE, __cache_k)
-                {
-                    return __cache_hit;
-                }
-            }
-            // The slow path (engine and body) lives in one heap allocation made on
-            // a miss only: the function's own future stays a few words, so hits
-            // do not pay for moving a large state machine.
-            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless)).await
+            #hit_path
         }
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct FnInfo {
     pub(crate) ret_span: Span,
     /// `let PATTERN = __cache_argN;` for destructured parameters, run first in the body.
     pub(crate) rebinds: Vec<Stmt>,
+    /// Receivers and parameters taken by reference (`&self`, `id: &str`).
+    pub(crate) borrowed: Vec<Span>,
 }
 
 /// Checks the function is `async` and gives destructured parameters names.
@@ -37,11 +39,20 @@ pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnI
     let mut receiver = None;
     let mut params = Vec::new();
     let mut rebinds = Vec::new();
+    let mut borrowed = Vec::new();
     for (i, arg) in item.sig.inputs.iter_mut().enumerate() {
         match arg {
-            FnArg::Receiver(r) => receiver = Some(r.self_token.span),
+            FnArg::Receiver(r) => {
+                receiver = Some(r.self_token.span);
+                if r.reference.is_some() || matches!(&*r.ty, syn::Type::Reference(_)) {
+                    borrowed.push(r.span());
+                }
+            }
             FnArg::Typed(pt) => {
                 let ty_span = pt.ty.span();
+                if matches!(&*pt.ty, syn::Type::Reference(_)) {
+                    borrowed.push(pt.span());
+                }
                 match &*pt.pat {
                     Pat::Ident(pi) if pi.subpat.is_none() => params.push(Param {
                         ident: pi.ident.clone(),
@@ -81,5 +92,6 @@ pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnI
         ret_ty,
         ret_span,
         rebinds,
+        borrowed,
     }
 }

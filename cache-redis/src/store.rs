@@ -26,6 +26,33 @@ struct Inner {
     client: Client,
     manager: ConnectionManager,
     config: RedisConfig,
+    scripts: Scripts,
+}
+
+/// Lua scripts, sent by hash (`EVALSHA`, loaded on first use by redis-rs).
+struct Scripts {
+    renew: redis::Script,
+    unlock: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            renew: redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+                 end \
+                 return 0",
+            ),
+            unlock: redis::Script::new(
+                "local mine = redis.call('GET', KEYS[1]) == ARGV[1] \
+                 if mine then redis.call('DEL', KEYS[1]) end \
+                 redis.call('PUBLISH', ARGV[2], ARGV[3]) \
+                 if mine then return 1 end \
+                 return 0",
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -101,6 +128,7 @@ impl RedisStore {
                 client,
                 manager,
                 config,
+                scripts: Scripts::new(),
             }),
         })
     }
@@ -267,6 +295,101 @@ impl RedisStore {
         let mut con = self.connection();
         self.run(async move { con.publish::<_, _, ()>(channel, payload).await })
             .await
+    }
+
+    /// `SET lock token NX PX ttl`, then `GET key` and `PTTL key`, pipelined in
+    /// one round trip: whether the lock is now held with `token`, and the
+    /// value under `key`. Pipelined in this order, a value the read misses can
+    /// only be written by a later holder of the lock, so a caller that took
+    /// the lock and read nothing may compute.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn lock_and_get(
+        &self,
+        lock: &str,
+        token: &str,
+        ttl: Duration,
+        key: &str,
+    ) -> Result<(bool, Option<(Vec<u8>, KeyTtl)>), StoreError> {
+        let mut con = self.connection();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (set, value, pttl): (Option<String>, Option<Vec<u8>>, i64) = self
+            .run(async move {
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(lock)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .get(key)
+                    .pttl(key)
+                    .query_async(&mut con)
+                    .await
+            })
+            .await?;
+        Ok((set.is_some(), value.map(|v| (v, KeyTtl::from_pttl(pttl)))))
+    }
+
+    /// Extends a lock held with `token` to `ttl` from now; false if it is no
+    /// longer ours (it expired, and maybe another holder took it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn renew_lock(
+        &self,
+        lock: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut con = self.connection();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let script = &self.inner.scripts.renew;
+        let renewed: i64 = self
+            .run(async move {
+                script
+                    .key(lock)
+                    .arg(token)
+                    .arg(ms)
+                    .invoke_async(&mut con)
+                    .await
+            })
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Releases a lock held with `token` (compare-and-delete, so a lock that
+    /// expired and was taken by another holder is left alone), then publishes
+    /// `payload` on `channel` in the same script, so waiters elsewhere wake
+    /// without polling. True if the lock was still ours.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn unlock(
+        &self,
+        lock: &str,
+        token: &str,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut con = self.connection();
+        let script = &self.inner.scripts.unlock;
+        let released: i64 = self
+            .run(async move {
+                script
+                    .key(lock)
+                    .arg(token)
+                    .arg(channel)
+                    .arg(payload)
+                    .invoke_async(&mut con)
+                    .await
+            })
+            .await?;
+        Ok(released == 1)
     }
 
     /// Round-trips a `PING` and times it.

@@ -1,0 +1,135 @@
+//! Stampede protection across processes: a Redis lock per key.
+//!
+//! The in-process single flight ([`crate::flight`]) makes one call per key
+//! and process reach Redis; this module makes one call per key across all
+//! processes reach the origin. On a Redis miss, the flight's leader sends
+//! `SET <prefix>:~lock:<key> <token> NX PX <ttl>` pipelined with a second read
+//! of the key (one round trip):
+//!
+//! - the value is there (another process stored it since our first read):
+//!   use it, and let go of the lock if we took it;
+//! - we took the lock: compute. While the origin runs, the lock is renewed
+//!   every third of its TTL by a compare-and-`PEXPIRE` script, so it only
+//!   runs out if this process dies or hangs. When the value is stored, a
+//!   compare-and-delete script releases the lock and publishes `Landed(key)`
+//!   on the backplane channel in the same round trip;
+//! - another process holds it: wait, woken by that `Landed` message, or by a
+//!   poll (5 ms doubling to 200 ms) that covers lost messages and holders
+//!   that died (their lock expires and a waiter takes it over). Each wake-up
+//!   is the same one-round-trip lock-and-read. After
+//!   [`lock_wait`](crate::CacheBuilder::lock_wait) the call computes anyway
+//!   (fail-open): a slow or stuck holder delays callers by a bounded time.
+//!
+//! Why a message and not polling alone: measured with a 50 ms origin, waiters
+//! woken by the release message return within a round trip or two of the
+//! value landing, where a poll adds up to its interval (see the `stampede`
+//! bench for the figures).
+//!
+//! Every lock command goes through the circuit breaker. With Redis away the
+//! lock is skipped, never waited on: the call computes, and the in-process
+//! single flight still holds each process to one origin call per key.
+//!
+//! Lock keys sit beside the cache's keys (`prefix:~lock:…`), not under them,
+//! so an invalidation of `user:42:*` never removes a lock; templates cannot
+//! produce a literal `~`. For Redis Cluster, a lock and its key would need a
+//! common hash tag to be read in one pipeline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::Inner;
+
+/// How a cache uses stampede locks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockConfig {
+    pub(crate) enabled: bool,
+    pub(crate) ttl: Duration,
+    pub(crate) wait: Duration,
+}
+
+/// First and last poll interval of a waiting call.
+pub(crate) const FIRST_POLL: Duration = Duration::from_millis(5);
+pub(crate) const MAX_POLL: Duration = Duration::from_millis(200);
+
+/// A random lock token: which holder a lock belongs to.
+pub(crate) fn token() -> String {
+    format!(
+        "{:016x}{:016x}",
+        crate::l2::random_id(),
+        crate::l2::random_id()
+    )
+}
+
+/// A lock this process holds on a key. Renewed while [`Held::run`] runs;
+/// released (in the background, with the `Landed` message) when dropped.
+pub(crate) struct Held {
+    cache: Arc<Inner>,
+    key: String,
+    token: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("key", &self.key).finish()
+    }
+}
+
+impl Held {
+    pub(crate) fn new(cache: Arc<Inner>, key: &str, token: String, ttl: Duration) -> Held {
+        Held {
+            cache,
+            key: key.to_owned(),
+            token,
+            ttl,
+        }
+    }
+
+    /// Runs `fut`, renewing the lock every third of its TTL meanwhile.
+    pub(crate) async fn run<F: Future>(&self, fut: F) -> F::Output {
+        tokio::select! {
+            out = fut => out,
+            never = self.renew_forever() => match never {},
+        }
+    }
+
+    async fn renew_forever(&self) -> std::convert::Infallible {
+        let every = self.ttl / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            if let Some(l2) = self.cache.l2() {
+                match l2.renew_lock(&self.key, &self.token, self.ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(key = self.key, "stampede lock lost while computing");
+                    }
+                    Err(e) => {
+                        tracing::debug!(key = self.key, error = %e, "stampede lock not renewed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Off the caller's path: waiters elsewhere wake on the message, this
+        // call returns without another round trip. Without a runtime the lock
+        // simply expires.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = Arc::clone(&self.cache);
+        let key = std::mem::take(&mut self.key);
+        let token = std::mem::take(&mut self.token);
+        rt.spawn(async move {
+            if let Some(l2) = cache.l2()
+                && let Err(e) = l2.unlock(&key, &token).await
+            {
+                tracing::debug!(key, error = %e, "stampede lock not released; it will expire");
+            }
+        });
+    }
+}
