@@ -366,6 +366,41 @@ impl Default for TtlTable {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refresh_points() {
+        let now = tokio::time::Instant::now();
+        let ttl = Duration::from_secs(100);
+        let at = |r: Refresh, left: u64, delta: u64| {
+            r.point(
+                now,
+                Duration::from_secs(left),
+                ttl,
+                Some(Duration::from_secs(delta)),
+            )
+            .duration_since(now)
+        };
+        // After 80 % of the TTL: 20 s before expiry, whatever time is left.
+        assert_eq!(at(Refresh::After(0.8), 100, 0), Duration::from_secs(80));
+        assert_eq!(at(Refresh::After(0.8), 50, 0), Duration::from_secs(30));
+        assert_eq!(
+            at(Refresh::After(0.8), 10, 0),
+            Duration::ZERO,
+            "already due"
+        );
+        // XFetch: never after expiry, earlier by δ·ln(1/u) (mean δ), none for δ = 0.
+        assert_eq!(at(Refresh::XFetch, 100, 0), Duration::from_secs(100));
+        let n = 20_000;
+        let early: f64 = (0..n)
+            .map(|_| 100.0 - at(Refresh::XFetch, 100, 5).as_secs_f64())
+            .inspect(|e| assert!((0.0..=100.0).contains(e)))
+            .sum::<f64>()
+            / f64::from(n);
+        assert!(
+            (4.7..5.3).contains(&early),
+            "mean {early} s before expiry, expected ~5 s"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,441 @@
+//! Fail-safe stale values, early refresh, and the stampede lock between
+//! instances (two `Cache`s on one private `redis-server` stand for two
+//! processes; the multi-process suite uses real processes).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_core::{Cache, Stats, cached};
+use tests::redis_server::RedisServer;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Failed;
+
+/// An origin that can fail, hang, or be held at a gate.
+struct Source {
+    calls: AtomicUsize,
+    version: AtomicU64,
+    failing: AtomicBool,
+    /// Fail the first call only.
+    fail_first: AtomicBool,
+    hanging: AtomicBool,
+    slow: AtomicU64,
+    gate: watch::Sender<bool>,
+}
+
+impl Source {
+    fn new() -> Arc<Source> {
+        Arc::new(Source {
+            calls: AtomicUsize::new(0),
+            version: AtomicU64::new(1),
+            failing: AtomicBool::new(false),
+            fail_first: AtomicBool::new(false),
+            hanging: AtomicBool::new(false),
+            slow: AtomicU64::new(0),
+            gate: watch::channel(true).0,
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(SeqCst)
+    }
+
+    async fn fetch(&self) -> Result<u64, Failed> {
+        let n = self.calls.fetch_add(1, SeqCst);
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+        if self.hanging.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let slow = self.slow.load(SeqCst);
+        if slow > 0 {
+            tokio::time::sleep(Duration::from_millis(slow)).await;
+        }
+        if self.failing.load(SeqCst) || (n == 0 && self.fail_first.load(SeqCst)) {
+            return Err(Failed);
+        }
+        Ok(self.version.load(SeqCst))
+    }
+
+    #[cached(ttl = "60s", key = "stale:<id>", stale_if_error = "1h")]
+    async fn stale(&self, id: u32) -> Result<u64, Failed> {
+        let _ = id;
+        self.fetch().await
+    }
+
+    #[cached(ttl = "60s", key = "timed:<id>", stale_if_error = "1h", timeout = "2s")]
+    async fn timed(&self, id: u32) -> Result<u64, Failed> {
+        let _ = id;
+        self.fetch().await
+    }
+
+    #[cached(ttl = "100s", key = "refreshed:<id>", refresh = 0.8)]
+    async fn refreshed(self: Arc<Self>, id: u32) -> Result<u64, Failed> {
+        let _ = id;
+        self.fetch().await
+    }
+
+    #[cached(ttl = "2s", key = "shared:<id>", refresh = 0.5, stale_if_error = "1h")]
+    async fn shared(self: Arc<Self>, id: u32) -> Result<u64, Failed> {
+        let _ = id;
+        self.fetch().await
+    }
+
+    #[cached(ttl = "60s", key = "hot:<id>")]
+    async fn hot(&self, id: u32) -> Result<u64, Failed> {
+        let _ = id;
+        self.fetch().await
+    }
+}
+
+fn memory() -> Cache {
+    Cache::builder()
+        .stale_retry_after(Duration::from_secs(10))
+        .build_blocking()
+        .unwrap()
+}
+
+async fn stats(c: &Cache) -> Stats {
+    c.stats().await
+}
+
+/// Waits (bounded) until `check` holds: for events with no notification to await.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..2000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+// ----- stale_if_error (in-process, paused time) ---------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_origin_gets_the_stale_value_and_is_retried_only_every_interval() {
+    let c = memory();
+    let s = Source::new();
+    c.scope(async {
+        assert_eq!(s.stale(1).await, Ok(1));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        s.version.store(2, SeqCst);
+        s.failing.store(true, SeqCst);
+        assert_eq!(
+            s.stale(1).await,
+            Ok(1),
+            "expired, origin failing: the stale value"
+        );
+        assert_eq!(s.calls(), 2);
+        assert_eq!(s.stale(1).await, Ok(1));
+        assert_eq!(s.calls(), 2, "not retried within the interval");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(s.stale(1).await, Ok(1));
+        assert_eq!(s.calls(), 3, "retried after the interval, still failing");
+        s.failing.store(false, SeqCst);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(s.stale(1).await, Ok(2), "recovered: the fresh value");
+        assert_eq!(s.calls(), 4);
+    })
+    .await;
+    let st = stats(&c).await;
+    assert_eq!((st.stale_served, st.origin_errors), (2, 2));
+    assert_eq!(st.functions[0].stale_served, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_stale_is_served_past_the_window_or_after_an_invalidation() {
+    let c = memory();
+    let s = Source::new();
+    c.scope(async {
+        assert_eq!(s.stale(1).await, Ok(1));
+        assert_eq!(s.stale(2).await, Ok(1));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        c.invalidate("stale:1").await.unwrap();
+        s.failing.store(true, SeqCst);
+        assert_eq!(s.stale(1).await, Err(Failed), "invalidated: no stale copy");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(s.stale(2).await, Err(Failed), "past the stale window");
+    })
+    .await;
+    assert_eq!(stats(&c).await.stale_served, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_origin_is_cut_off_only_when_a_stale_value_is_at_hand() {
+    let c = memory();
+    let s = Source::new();
+    c.scope(async {
+        s.slow.store(5_000, SeqCst);
+        // Cold: nothing to serve instead, so the call waits for the origin.
+        assert_eq!(s.timed(1).await, Ok(1));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        s.version.store(2, SeqCst);
+        s.hanging.store(true, SeqCst);
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            s.timed(1).await,
+            Ok(1),
+            "cut off after 2 s: the stale value"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    })
+    .await;
+    let st = stats(&c).await;
+    assert_eq!((st.origin_timeouts, st.stale_served), (1, 1));
+}
+
+// ----- early refresh (in-process, paused time) -----------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_due_refresh_runs_once_in_the_background_and_callers_never_wait() {
+    let c = memory();
+    let s = Source::new();
+    c.scope(async {
+        assert_eq!(Arc::clone(&s).refreshed(1).await, Ok(1));
+        tokio::time::advance(Duration::from_secs(81)).await;
+        s.version.store(2, SeqCst);
+        // The origin hangs: a caller that waited for the refresh would hang too.
+        s.hanging.store(true, SeqCst);
+        let calls: Vec<_> = (0..50)
+            .map(|_| tokio::spawn(c.scope(Arc::clone(&s).refreshed(1))))
+            .collect();
+        for call in calls {
+            let got = tokio::time::timeout(Duration::from_millis(1), call).await;
+            assert_eq!(got.unwrap().unwrap(), Ok(1), "the current value, at once");
+        }
+        until("the refresh to start", || async { s.calls() == 2 }).await;
+        assert_eq!(s.calls(), 2, "one refresh for 50 callers");
+
+        // Another key, origin healthy: the refreshed value lands before expiry.
+        s.hanging.store(false, SeqCst);
+        s.version.store(1, SeqCst);
+        assert_eq!(Arc::clone(&s).refreshed(2).await, Ok(1));
+        tokio::time::advance(Duration::from_secs(81)).await;
+        s.version.store(3, SeqCst);
+        assert_eq!(Arc::clone(&s).refreshed(2).await, Ok(1));
+        until("the refresh to land", || async {
+            c.stats().await.refreshes == 1
+        })
+        .await;
+        assert_eq!(Arc::clone(&s).refreshed(2).await, Ok(3));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(
+            Arc::clone(&s).refreshed(2).await,
+            Ok(3),
+            "past the old expiry: still a hit"
+        );
+        assert_eq!(s.calls(), 4);
+    })
+    .await;
+    let st = stats(&c).await;
+    assert_eq!(st.misses, 2, "refreshes are not misses");
+    assert_eq!(st.refreshes, 1);
+}
+
+// ----- across instances (Redis, real time) ----------------------------------
+
+fn instance(redis: &RedisServer) -> Cache {
+    Cache::builder()
+        .redis_url(redis.url())
+        .key_prefix("st")
+        .build_blocking()
+        .unwrap()
+}
+
+async fn connected(c: &Cache) {
+    let mut status = c.backplane().unwrap();
+    status.wait_for(|s| s.connected).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_make_one_origin_call_and_the_other_waits_for_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (instance(&redis), instance(&redis));
+    connected(&a).await;
+    connected(&b).await;
+    let s = Source::new();
+    s.gate.send_replace(false);
+    let mut calls = Vec::new();
+    for cache in [&a, &b] {
+        for _ in 0..50 {
+            let s = Arc::clone(&s);
+            calls.push(tokio::spawn(cache.scope(async move { s.hot(7).await })));
+        }
+    }
+    until("one origin call and one lock wait", || async {
+        s.calls() == 1 && a.stats().await.lock_waits + b.stats().await.lock_waits == 1
+    })
+    .await;
+    s.gate.send_replace(true);
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(1));
+    }
+    assert_eq!(s.calls(), 1);
+    let (sa, sb) = (stats(&a).await, stats(&b).await);
+    assert_eq!(sa.misses + sb.misses, 1);
+    assert_eq!(sa.coalesced + sb.coalesced, 98, "{sa}\n{sb}");
+    assert_eq!(sa.lock_waits + sb.lock_waits, 1);
+    assert_eq!(sa.l2_hits + sb.l2_hits, 1, "the waiter read the value");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_lock_holder_fails_one_more_call_computes() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (instance(&redis), instance(&redis));
+    connected(&a).await;
+    connected(&b).await;
+    let s = Source::new();
+    s.fail_first.store(true, SeqCst);
+    s.gate.send_replace(false);
+    let mut calls = Vec::new();
+    for cache in [&a, &b] {
+        for _ in 0..50 {
+            let s = Arc::clone(&s);
+            calls.push(tokio::spawn(cache.scope(async move { s.hot(8).await })));
+        }
+    }
+    until("one origin call and one lock wait", || async {
+        s.calls() == 1 && a.stats().await.lock_waits + b.stats().await.lock_waits == 1
+    })
+    .await;
+    s.gate.send_replace(true);
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    assert_eq!(
+        results.iter().filter(|r| r.is_err()).count(),
+        1,
+        "only the failed call itself"
+    );
+    assert_eq!(
+        s.calls(),
+        2,
+        "the failure handed the key to exactly one other call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_the_lock_is_skipped_and_single_flight_still_holds() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis);
+    connected(&a).await;
+    redis.kill();
+    let s = Source::new();
+    s.gate.send_replace(false);
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(a.scope(async move { s.hot(9).await }))
+        })
+        .collect();
+    until("the origin call", || async { s.calls() == 1 }).await;
+    s.gate.send_replace(true);
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(1));
+    }
+    assert_eq!(s.calls(), 1);
+    let st = stats(&a).await;
+    assert_eq!((st.lock_waits, st.coalesced), (0, 199));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_nobody_releases_delays_a_call_by_lock_wait_at_most() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Cache::builder()
+        .redis_url(redis.url())
+        .key_prefix("st")
+        .lock_wait(Duration::from_millis(300))
+        .build_blocking()
+        .unwrap();
+    connected(&a).await;
+    // A lock held by some process that went quiet (and outlives the wait).
+    let store = cache_redis::RedisStore::new(cache_redis::RedisConfig::new(redis.url())).unwrap();
+    let mut con = store.connection();
+    let _: () = redis::cmd("SET")
+        .arg("st:~lock:hot:10")
+        .arg("someone-else")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let s = Source::new();
+    assert_eq!(a.scope(s.hot(10)).await, Ok(1));
+    let st = stats(&a).await;
+    assert_eq!((st.lock_waits, st.lock_timeouts, st.misses), (1, 1, 1));
+    let owner: String = redis::cmd("GET")
+        .arg("st:~lock:hot:10")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        owner, "someone-else",
+        "another holder's lock is never deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_serves_the_stale_value_from_redis_when_the_origin_fails() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (instance(&redis), instance(&redis));
+    connected(&a).await;
+    connected(&b).await;
+    let s = Source::new();
+    assert_eq!(a.scope(Arc::clone(&s).shared(1)).await, Ok(1));
+    // Redis keeps it for its stale window; its freshness ends after 2 s.
+    let ttl = b.ttl("shared:1").await.unwrap().unwrap();
+    assert!(ttl > Duration::from_secs(3000), "{ttl:?}");
+    tokio::time::sleep(Duration::from_millis(2_100)).await; // let the value go stale
+    s.failing.store(true, SeqCst);
+    assert_eq!(b.scope(Arc::clone(&s).shared(1)).await, Ok(1));
+    assert_eq!(s.calls(), 2);
+    assert_eq!(stats(&b).await.stale_served, 1);
+    assert_eq!(
+        a.get::<u64>("shared:1").await.unwrap(),
+        None,
+        "a plain read does not take a stale value for a fresh one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_due_on_two_instances_runs_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (instance(&redis), instance(&redis));
+    connected(&a).await;
+    connected(&b).await;
+    let s = Source::new();
+    assert_eq!(a.scope(Arc::clone(&s).shared(2)).await, Ok(1));
+    assert_eq!(b.scope(Arc::clone(&s).shared(2)).await, Ok(1), "an L2 hit");
+    assert_eq!(s.calls(), 1);
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past half the 2 s TTL
+    s.version.store(2, SeqCst);
+    assert_eq!(a.scope(Arc::clone(&s).shared(2)).await, Ok(1));
+    assert_eq!(b.scope(Arc::clone(&s).shared(2)).await, Ok(1));
+    until("the refresh to land", || async {
+        a.stats().await.refreshes + b.stats().await.refreshes == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // room for a second refresh, if any
+    assert_eq!(s.calls(), 2, "one refresh across both instances");
+    assert_eq!(a.stats().await.refreshes + b.stats().await.refreshes, 1);
+}
