@@ -1007,6 +1007,7 @@ impl Cache {
                     }
                     let mut fallback = None;
                     let mut lock = None;
+                    let mut reachable = true;
                     if let Some(l2) = &inner.l2 {
                         let read = l2
                             .read::<K::Value>(&key, spec.version, inner.l1_enabled)
@@ -1025,15 +1026,14 @@ impl Cache {
                             }
                             Read::Unavailable(e) => {
                                 spec.skip_l2_write = e.is_failure();
+                                reachable = false;
                                 let _ = inner.tier_error("get", &key, &e);
                                 None
                             }
                         };
                         let found = match missed {
                             Some(found) => Some(found),
-                            None if !spec.skip_l2_write
-                                && spec.lock.unwrap_or(inner.lock.enabled) =>
-                            {
+                            None if reachable && spec.lock.unwrap_or(inner.lock.enabled) => {
                                 match self.lock_or_wait::<K::Value>(l2, &key, &spec).await {
                                     Locked::Value(v, timing) => Some((v, timing)),
                                     Locked::Held(held) => {
@@ -1220,7 +1220,8 @@ impl Cache {
         // in-process copy still inside its stale window.
         let mut fallback = match fallback {
             Some(f) => Some(f),
-            None if spec.stale.is_some() && inner.l1_enabled => {
+            // A failed background refresh leaves the current copy as it is.
+            None if spec.stale.is_some() && inner.l1_enabled && !spec.background => {
                 let now = Instant::now();
                 inner
                     .l1
@@ -1318,10 +1319,12 @@ impl Cache {
         } else {
             Entry::new(Arc::new(value.clone()), Duration::ZERO)
         };
-        // Stored: other processes waiting on our lock can read it now.
-        drop(lock);
         if let Some(l) = leader {
             l.complete(entry, start);
+        }
+        // Stored: other processes waiting on our lock can read it now.
+        if let Some(held) = lock {
+            held.release().await;
         }
         result
     }

@@ -301,6 +301,41 @@ pub(crate) fn jittered(ttl: Duration, fraction: f64) -> Duration {
 /// When a `#[cached]` value is refreshed in the background, before it
 /// expires (`refresh = 0.8` or `refresh = "xfetch"`). Callers keep getting
 /// the current value meanwhile; one process refreshes each key.
+///
+/// The refresh runs the function's own future in a task, so a function with
+/// `refresh` takes its arguments by value (`self: Arc<Self>`, `String`, ...).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+/// use cache_core::cached;
+///
+/// struct Rates { version: AtomicU64 }
+///
+/// impl Rates {
+///     // Refreshed in the background once 80 % of its minute has passed.
+///     #[cached(ttl = "60s", key = "rates:<currency>", refresh = 0.8)]
+///     async fn rate(self: Arc<Self>, currency: String) -> u64 {
+///         self.version.fetch_add(1, SeqCst)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let rates = Arc::new(Rates { version: AtomicU64::new(0) });
+/// let cache = cache_core::Cache::builder().build().await.unwrap();
+/// cache.scope(async {
+///     assert_eq!(rates.clone().rate("EUR".into()).await, 0);
+///     tokio::time::advance(std::time::Duration::from_secs(50)).await;
+///     // Due: this call gets the current value at once and starts the refresh.
+///     assert_eq!(rates.clone().rate("EUR".into()).await, 0);
+///     while cache.stats().await.refreshes == 0 {
+///         tokio::task::yield_now().await;
+///     }
+///     assert_eq!(rates.clone().rate("EUR".into()).await, 1);
+/// }).await;
+/// # }
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Refresh {

@@ -24,8 +24,12 @@ use proc_macro::TokenStream;
 /// Options: `ttl` (a preset name, a duration string or whole seconds),
 /// `key` (a template; default: the function path and every argument),
 /// `cache` (a named cache), `cache_none` (store `None` too), `unless` (a
-/// predicate over the value: `true` skips storing it), `crate` (the runtime's
-/// path if renamed).
+/// predicate over the value: `true` skips storing it), `format`, `compress`,
+/// `version`, `l1_ttl`, `lock = false` (no Redis stampede lock),
+/// `stale_if_error = "1h"` (serve an expired value when the body fails),
+/// `timeout = "2s"` (with `stale_if_error`: serve it when the body is slow),
+/// `refresh = 0.8` / `refresh = "xfetch"` (refresh in the background before
+/// expiry), `crate` (the runtime's path if renamed).
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(args.into(), item.into()).into()
