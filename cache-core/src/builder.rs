@@ -90,6 +90,7 @@ pub struct CacheBuilder {
     lock_ttl: Option<Duration>,
     lock_wait: Option<Duration>,
     stale_retry: Option<Duration>,
+    backplane: Option<bool>,
     error: Option<ConfigError>,
 }
 
@@ -230,6 +231,21 @@ impl CacheBuilder {
     /// tried again (default 10 s): a failing origin is not called on every request.
     pub fn stale_retry_after(mut self, interval: Duration) -> Self {
         self.stale_retry = Some(interval);
+        self
+    }
+
+    /// Whether this instance subscribes to the backplane, the pub/sub channel
+    /// on which instances announce writes and invalidations so that each
+    /// drops its in-process copies (default `true`). It always publishes.
+    ///
+    /// Without it, another instance's invalidation reaches this one's
+    /// in-process copies only when they expire: cap them with
+    /// [`l1_ttl`](Self::l1_ttl), or turn the in-process tier off. Redis itself
+    /// stays exact either way: invalidations delete there, and a value
+    /// computed from data an invalidation replaced is refused by Redis.
+    /// For Redis deployments that forbid `SUBSCRIBE`, or single instances.
+    pub fn backplane(mut self, subscribe: bool) -> Self {
+        self.backplane = Some(subscribe);
         self
     }
 
@@ -549,6 +565,7 @@ impl CacheBuilder {
                 wait: self.lock_wait.unwrap_or(DEFAULT_LOCK_WAIT),
             },
             stale_retry,
+            backplane: self.backplane.unwrap_or(true),
         })
     }
 }
@@ -568,6 +585,7 @@ pub(crate) struct Config {
     pub(crate) strict: bool,
     pub(crate) lock: crate::lock::LockConfig,
     pub(crate) stale_retry: Duration,
+    pub(crate) backplane: bool,
 }
 
 #[cfg(feature = "redis")]

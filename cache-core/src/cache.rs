@@ -18,7 +18,7 @@ use crate::glob::Glob;
 use crate::invalidation::InvalidationLog;
 use crate::key::{KeyBuilder, cap_key};
 use crate::l1::{Entry, L1, Lookup, Shared};
-use crate::l2::{BackplaneStatus, L2, Read, Timing};
+use crate::l2::{BackplaneStatus, L2, Observed, Read, Timing};
 use crate::registry;
 use crate::stats::{self, Counters, FnCounters, FnRegistry, Health, HealthStatus, Stats, bump};
 use crate::ttl::{Ttl, TtlTable};
@@ -125,7 +125,7 @@ impl Cache {
             }),
         };
         if let Some(l2) = &cache.inner.l2 {
-            l2.start_backplane(Arc::downgrade(&cache.inner));
+            l2.start_backplane(Arc::downgrade(&cache.inner), c.backplane);
         }
         cache
     }
@@ -438,9 +438,10 @@ impl Cache {
         value: &T,
         ttl: Duration,
         spec: &Spec<'_>,
-        guard: Option<u64>,
+        computed: Option<(u64, Option<&(Observed, Instant)>)>,
         delta: Option<Duration>,
     ) -> Result<Option<Shared>, Error> {
+        let guard = computed.map(|(start, _)| start);
         let inner = &*self.inner;
         let ttl = crate::ttl::jittered(ttl, inner.ttls.jitter);
         let stale = spec.stale.unwrap_or_default();
@@ -452,10 +453,29 @@ impl Cache {
             delta_ms: delta.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
         });
         let mut written = false;
-        if let Some(l2) = inner.l2.as_ref().filter(|_| !spec.skip_l2_write) {
+        // A computed value goes to Redis only against markers observed before
+        // its computation, and not long ago (see `MARKER_TTL`).
+        let observed = match computed {
+            Some((_, Some((seen, at)))) if at.elapsed() < crate::l2::MARKER_TTL => Some(Some(seen)),
+            Some(_) => None,
+            None => Some(None),
+        };
+        if let (Some(l2), Some(observed)) =
+            (inner.l2.as_ref().filter(|_| !spec.skip_l2_write), observed)
+        {
+            let physical = ttl.saturating_add(stale);
             match l2.encode(value, spec.version, spec.format, spec.compression, meta) {
-                Ok(bytes) => match l2.write(key, &bytes, ttl.saturating_add(stale)).await {
-                    Ok(()) => {
+                Ok(bytes) => match match observed {
+                    Some(seen) => l2.write_computed(key, &bytes, physical, seen).await,
+                    None => l2.write(key, &bytes, physical).await.map(|()| true),
+                } {
+                    Ok(false) => {
+                        // An invalidation, here or in another process, came
+                        // after the origin read its data: the value is stale.
+                        tracing::debug!(key, "computed value refused: invalidated while computing");
+                        return Ok(None);
+                    }
+                    Ok(true) => {
                         written = true;
                         // An explicit overwrite may replace copies other
                         // instances hold. A computed value cannot: it follows a
@@ -1007,6 +1027,7 @@ impl Cache {
                     }
                     let mut fallback = None;
                     let mut lock = None;
+                    let mut observed = None;
                     let mut reachable = true;
                     if let Some(l2) = &inner.l2 {
                         let read = l2
@@ -1036,8 +1057,9 @@ impl Cache {
                             None if reachable && spec.lock.unwrap_or(inner.lock.enabled) => {
                                 match self.lock_or_wait::<K::Value>(l2, &key, &spec).await {
                                     Locked::Value(v, timing) => Some((v, timing)),
-                                    Locked::Held(held) => {
+                                    Locked::Held(held, seen) => {
                                         lock = Some(held);
+                                        observed = Some(seen);
                                         None
                                     }
                                     Locked::Proceed => None,
@@ -1069,6 +1091,7 @@ impl Cache {
                         leader: Some(leader),
                         fallback,
                         lock,
+                        observed,
                     };
                     return self
                         .compute::<K, R, F, U>(key, spec, origin, fut, unless)
@@ -1133,7 +1156,7 @@ impl Cache {
             let landed = waiter.notify().notified();
             let mut landed = std::pin::pin!(landed);
             landed.as_mut().enable();
-            let (held, read) = match l2
+            let (held, read, observed) = match l2
                 .lock_and_read::<V>(key, &token, config.ttl, spec.version)
                 .await
             {
@@ -1160,7 +1183,7 @@ impl Cache {
                     bump(&inner.counters.lock_takeovers);
                     tracing::debug!(key, "stampede lock taken over");
                 }
-                return Locked::Held(held);
+                return Locked::Held(held, (observed, Instant::now()));
             }
             if !waited {
                 waited = true;
@@ -1191,7 +1214,7 @@ impl Cache {
     async fn compute<K, R, F, U>(
         &self,
         key: String,
-        spec: Spec<'_>,
+        mut spec: Spec<'_>,
         origin: Origin<'_, K::Value>,
         fut: F,
         unless: U,
@@ -1209,7 +1232,23 @@ impl Cache {
             leader,
             fallback,
             lock,
+            mut observed,
         } = origin;
+        // What Redis's markers say before the origin runs: the write of its
+        // result is refused if an invalidation anywhere changes them meanwhile.
+        if let Some(l2) = &inner.l2
+            && !spec.skip_l2_write
+            && observed.is_none()
+        {
+            match l2.observe(&key).await {
+                Ok(seen) => observed = Some((seen, Instant::now())),
+                Err(e) => {
+                    // Unobserved, the result cannot be written safely: in-process only.
+                    let _ = inner.tier_error("observe", &key, &e);
+                    spec.skip_l2_write = true;
+                }
+            }
+        }
         if !spec.background {
             bump(&inner.counters.misses);
             if let Some(f) = fns {
@@ -1298,7 +1337,7 @@ impl Cache {
                     value,
                     self.resolve_ttl(spec.ttl),
                     &spec,
-                    Some(start),
+                    Some((start, observed.as_ref())),
                     Some(delta),
                 )
                 .await
@@ -1380,6 +1419,7 @@ impl Cache {
         let inner = &*self.inner;
         let start = inner.log.epoch();
         let mut lock = None;
+        let mut observed = None;
         if let Some(l2) = &inner.l2
             && spec.lock.unwrap_or(inner.lock.enabled)
         {
@@ -1388,7 +1428,8 @@ impl Cache {
                 .lock_and_read::<K::Value>(&key, &token, inner.lock.ttl, spec.version)
                 .await
             {
-                Ok((held, read)) => {
+                Ok((held, read, seen)) => {
+                    observed = Some((seen, Instant::now()));
                     let held = held.then(|| {
                         crate::lock::Held::new(Arc::clone(&self.inner), &key, token, inner.lock.ttl)
                     });
@@ -1420,6 +1461,7 @@ impl Cache {
             leader: None,
             fallback: None,
             lock,
+            observed,
         };
         let _ = self
             .compute::<K, R, F, U>(key, spec, origin, fut, unless)
@@ -1434,6 +1476,9 @@ struct Origin<'a, V> {
     leader: Option<Leader<'a>>,
     fallback: Option<(V, Option<Duration>)>,
     lock: Option<crate::lock::Held>,
+    /// The key's generation markers in Redis, read before the origin call
+    /// (and when): its result is written only if they have not changed.
+    observed: Option<(Observed, Instant)>,
 }
 
 impl<V> Origin<'_, V> {
@@ -1443,6 +1488,7 @@ impl<V> Origin<'_, V> {
             leader: None,
             fallback: None,
             lock: None,
+            observed: None,
         }
     }
 }
@@ -1451,8 +1497,8 @@ impl<V> Origin<'_, V> {
 enum Locked<V> {
     /// The value, stored by another process (or found on the second read).
     Value(V, Timing),
-    /// This call holds the lock: compute.
-    Held(crate::lock::Held),
+    /// This call holds the lock: compute. With the markers read with it.
+    Held(crate::lock::Held, (Observed, Instant)),
     /// Compute without the lock (Redis failing, or the wait ran out).
     Proceed,
 }

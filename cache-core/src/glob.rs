@@ -97,6 +97,37 @@ impl Glob {
         bytes.and_then(|b| String::from_utf8(b).ok())
     }
 
+    /// The literal text before the first wildcard (all of it for an exact key).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn leading_literal(&self) -> String {
+        let bytes: Vec<u8> = self
+            .tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Byte(b) => Some(*b),
+                _ => None,
+            })
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// `Some(p)` if the pattern is a literal `p` followed by one `*` and
+    /// nothing else: it matches exactly the keys that start with `p`.
+    pub(crate) fn prefix(&self) -> Option<String> {
+        let (last, rest) = self.tokens.split_last()?;
+        if *last != Token::Star {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = rest
+            .iter()
+            .map(|t| match t {
+                Token::Byte(b) => Some(*b),
+                _ => None,
+            })
+            .collect();
+        bytes.and_then(|b| String::from_utf8(b).ok())
+    }
+
     pub(crate) fn matches(&self, key: &str) -> bool {
         let s = key.as_bytes();
         let t = &self.tokens;

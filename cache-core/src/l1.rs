@@ -16,6 +16,16 @@
 //! removed when it is next read, overwritten, or evicted by moka's
 //! size-based policy (TinyLFU), whichever comes first.
 //!
+//! Prefix invalidations (`user:42:*`) cost O(log n + matching keys): a
+//! sorted index of the keys (a `BTreeMap` under a mutex, beside moka) is
+//! searched by range. moka's own `invalidate_entries_if` keeps predicates and
+//! checks them on later reads, a cost on the hit path, so it is not used. The
+//! index is written on inserts (misses) and removals only; hits never touch
+//! it. It maps each key to the entry it was last written with, and moka's
+//! eviction listener removes a key only if it still maps to the evicted
+//! entry, so a key in the cache is always in the index. Other patterns visit
+//! every entry.
+//!
 //! An entry may outlive its freshness: with `stale_if_error` it stays, past
 //! `expires_at`, until `stale_until`, where only [`L1::stale`] sees it (the
 //! fallback when the origin fails). With early refresh it carries the instant
@@ -23,8 +33,12 @@
 //! copy starts it.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use moka::notification::RemovalCause;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -103,6 +117,12 @@ pub(crate) enum Lookup<V> {
 
 pub(crate) struct L1 {
     cache: moka::sync::Cache<String, Shared>,
+    /// Key → address of the entry it was last written with.
+    index: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+fn address(entry: &Shared) -> usize {
+    Arc::as_ptr(entry) as usize
 }
 
 impl std::fmt::Debug for L1 {
@@ -115,10 +135,33 @@ impl std::fmt::Debug for L1 {
 
 impl L1 {
     pub(crate) fn new(max_entries: u64) -> L1 {
+        let index: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let listener = Arc::clone(&index);
         L1 {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_entries)
+                .eviction_listener(move |key: Arc<String>, entry: Shared, cause| {
+                    if cause == RemovalCause::Replaced {
+                        return; // the writer indexed the new entry first
+                    }
+                    let mut index = listener.lock().unwrap_or_else(PoisonError::into_inner);
+                    if index.get(key.as_str()) == Some(&address(&entry)) {
+                        index.remove(key.as_str());
+                    }
+                })
                 .build(),
+            index,
+        }
+    }
+
+    /// Records that `key` now holds `entry`, before it is written.
+    fn track(&self, key: &str, entry: &Shared) {
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        match index.get_mut(key) {
+            Some(a) => *a = address(entry),
+            None => {
+                index.insert(key.to_owned(), address(entry));
+            }
         }
     }
 
@@ -171,6 +214,7 @@ impl L1 {
     }
 
     pub(crate) fn insert(&self, key: String, entry: Shared) {
+        self.track(&key, &entry);
         self.cache.insert(key, entry);
     }
 
@@ -183,11 +227,25 @@ impl L1 {
 
     /// Removes every key the pattern matches; returns how many live entries went.
     ///
-    /// Exact keys cost one removal; wildcard patterns visit every entry (the
-    /// indexed prefix invalidation is its own piece of work).
+    /// Exact keys cost one removal, prefixes (`user:42:*`) a range of the
+    /// index; other patterns visit every entry.
     pub(crate) fn remove_matching(&self, glob: &Glob) -> u64 {
         if let Some(key) = glob.exact() {
             return u64::from(self.remove(&key));
+        }
+        if let Some(prefix) = glob.prefix() {
+            let keys: Vec<String> = {
+                let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+                index
+                    .range::<str, _>((
+                        std::ops::Bound::Included(prefix.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            };
+            return keys.iter().map(|k| u64::from(self.remove(k))).sum();
         }
         let keys: Vec<Arc<String>> = self
             .cache
@@ -209,7 +267,11 @@ impl L1 {
             .cache
             .entry_by_ref(key)
             .and_compute_with(|current| match current {
-                Some(e) if e.value().is_live(Instant::now()) => Op::Put(f(e.value())),
+                Some(e) if e.value().is_live(Instant::now()) => {
+                    let new = f(e.value());
+                    self.track(key, &new);
+                    Op::Put(new)
+                }
                 _ => Op::Nop,
             });
         matches!(result, CompResult::ReplacedWith(_))
@@ -226,5 +288,58 @@ impl L1 {
 
     pub(crate) fn sync(&self) {
         self.cache.run_pending_tasks();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(l1: &L1, key: &str) {
+        l1.insert(
+            key.to_owned(),
+            Entry::new(Arc::new(1u32), Duration::from_secs(60)),
+        );
+    }
+
+    fn indexed(l1: &L1) -> usize {
+        l1.index.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn prefix_removal_uses_the_index_and_takes_exactly_the_prefix() {
+        let l1 = L1::new(10_000);
+        for i in 0..100 {
+            put(&l1, &format!("user:{i}:profile"));
+            put(&l1, &format!("user:{i}:orders"));
+        }
+        put(&l1, "user:1"); // a sibling, not under "user:1:"
+        assert_eq!(l1.remove_matching(&Glob::new("user:1:*")), 2);
+        assert!(matches!(l1.get::<u32>("user:1"), Lookup::Hit(1)));
+        assert!(matches!(l1.get::<u32>("user:10:profile"), Lookup::Hit(1)));
+        assert!(matches!(l1.get::<u32>("user:1:orders"), Lookup::Miss));
+        assert_eq!(indexed(&l1), 199);
+        assert_eq!(l1.remove_matching(&Glob::new("user:*")), 199);
+        assert_eq!(indexed(&l1), 0);
+    }
+
+    #[tokio::test]
+    async fn evicted_and_rewritten_keys_keep_the_index_a_superset_of_the_cache() {
+        let l1 = L1::new(50);
+        for round in 0..3 {
+            for i in 0..500 {
+                put(&l1, &format!("k:{}", (i * 7 + round) % 300));
+            }
+        }
+        l1.sync();
+        // Every key in the cache is indexed, and evicted ones were dropped from it.
+        let index = l1.index.lock().unwrap().clone();
+        for (k, e) in &l1.cache {
+            assert_eq!(index.get(k.as_str()), Some(&address(&e)), "{k}");
+        }
+        assert!(index.len() <= 2 * 50 + 10, "{} indexed", index.len());
+        let live = l1.cache.iter().count() as u64;
+        assert_eq!(l1.remove_matching(&Glob::new("k:*")), live);
+        assert_eq!(l1.cache.iter().count(), 0);
     }
 }

@@ -29,7 +29,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cache_redis::{Event, KeyTtl, RedisStore};
+use cache_redis::{Event, KeyTtl, RedisStore, WriteGuard};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -38,7 +38,7 @@ use crate::cache::Inner;
 use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
 use crate::stats::bump;
-pub(crate) use crate::tier::{BackplaneStatus, Read, Timing};
+pub(crate) use crate::tier::{BackplaneStatus, Observed, Read, Timing};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Message {
@@ -295,10 +295,7 @@ impl L2 {
                 return true;
             };
             let (removed, op) = match &item {
-                Deferred::Key(k) => (
-                    self.guarded(self.store.unlink(&[k])).await.map(drop),
-                    Op::Key(k.clone()),
-                ),
+                Deferred::Key(k) => (self.remove(k).await.map(drop), Op::Key(k.clone())),
                 Deferred::Pattern(p) => (
                     self.remove_matching(p).await.map(drop),
                     Op::Pattern(p.clone()),
@@ -430,11 +427,12 @@ impl L2 {
         token: &str,
         ttl: Duration,
         version: u32,
-    ) -> Result<(bool, Read<V>), TierError> {
+    ) -> Result<(bool, Read<V>, Observed), TierError> {
         self.ready()?;
         let lock = self.lock_key(key);
-        let (held, fetched) = self
-            .guarded(self.store.lock_and_get(&lock, token, ttl, key))
+        let markers = self.markers(key);
+        let (held, fetched, observed) = self
+            .guarded(self.store.lock_and_get(&lock, token, ttl, key, &markers))
             .await?;
         let read = match fetched {
             None => Read::Miss,
@@ -446,7 +444,7 @@ impl L2 {
                 self.decoded(key, &bytes, left, version).await
             }
         };
-        Ok((held, read))
+        Ok((held, read, observed))
     }
 
     pub(crate) fn encode<V: Serialize>(
@@ -522,25 +520,123 @@ impl L2 {
         }
     }
 
+    /// An explicit write: indexed, and bumps the key's marker so that a
+    /// computation that started before does not overwrite it.
     pub(crate) async fn write(
         &self,
         key: &str,
         bytes: &[u8],
         ttl: Duration,
     ) -> Result<(), TierError> {
-        self.guarded(self.store.set(key, bytes, ttl)).await
+        let indexes = self.indexes(key);
+        let marker = self.key_marker(key);
+        let guard = WriteGuard::Bump {
+            marker: &marker,
+            ttl: MARKER_TTL,
+        };
+        self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
+            .await
+            .map(drop)
     }
 
+    /// A computed value: indexed, and written only if no invalidation that
+    /// covers `key` happened since `observed` was read. False if one did.
+    pub(crate) async fn write_computed(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+        observed: &Observed,
+    ) -> Result<bool, TierError> {
+        let indexes = self.indexes(key);
+        let markers = self.markers(key);
+        let guard = WriteGuard::Unchanged {
+            markers: &markers,
+            observed,
+        };
+        self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
+            .await
+    }
+
+    /// Removes `key` and bumps its marker (see the module docs).
     pub(crate) async fn remove(&self, key: &str) -> Result<u64, TierError> {
-        self.guarded(self.store.unlink(&[key])).await
+        let marker = self.key_marker(key);
+        self.guarded(self.store.invalidate_key(key, &marker, MARKER_TTL))
+            .await
     }
 
-    /// Removes what `pattern` matches: one `UNLINK` for an exact key, else `SCAN` + `UNLINK`.
+    /// Removes what `pattern` matches: an exact key with one `UNLINK`; a
+    /// prefix at a segment boundary (`user:42:*`) from its index set, in
+    /// O(matching keys); anything else with `SCAN` + `UNLINK`. Each bumps
+    /// the marker of the deepest segment prefix it covers first, so that
+    /// computations that started before do not store their results.
     pub(crate) async fn remove_matching(&self, pattern: &str) -> Result<u64, TierError> {
-        match Glob::new(pattern).exact() {
-            Some(key) => self.guarded(self.store.unlink(&[&key])).await,
-            None => self.guarded(self.store.delete_matching(pattern)).await,
+        let glob = Glob::new(pattern);
+        if let Some(key) = glob.exact() {
+            return self.remove(&key).await;
         }
+        if let Some(segment) = glob
+            .prefix()
+            .and_then(|p| self.rest(&p).map(str::to_owned))
+            .filter(|s| s.ends_with(':') && s.matches(':').count() <= MAX_DEPTH)
+        {
+            let index = self.index_key(&segment);
+            let marker = self.marker_key(&segment);
+            return self
+                .guarded(self.store.drain_index(&index, &marker, MARKER_TTL))
+                .await;
+        }
+        let literal = glob.leading_literal();
+        let covered = self
+            .rest(&literal)
+            .and_then(|rest| segment_prefixes(rest).last())
+            .unwrap_or("");
+        let marker = self.marker_key(covered);
+        self.guarded(self.store.bump(&marker, MARKER_TTL)).await?;
+        self.guarded(self.store.delete_matching(pattern)).await
+    }
+
+    // ----- the key layout (see the module docs) ------------------------------
+
+    /// `key` without the cache's prefix, if it has it.
+    fn rest<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.prefix)
+    }
+
+    fn index_key(&self, segment: &str) -> String {
+        format!("{}~idx:{segment}", self.prefix)
+    }
+
+    fn marker_key(&self, segment: &str) -> String {
+        format!("{}~gen:{segment}", self.prefix)
+    }
+
+    fn key_marker(&self, key: &str) -> String {
+        let rest = self.rest(key).unwrap_or(key);
+        format!("{}~key:{rest}", self.prefix)
+    }
+
+    /// The markers a value of `key` depends on: the root, each segment
+    /// prefix, the key itself.
+    fn markers(&self, key: &str) -> Vec<String> {
+        let rest = self.rest(key).unwrap_or(key);
+        std::iter::once(self.marker_key(""))
+            .chain(segment_prefixes(rest).map(|s| self.marker_key(s)))
+            .chain(std::iter::once(self.key_marker(key)))
+            .collect()
+    }
+
+    /// The index sets `key` belongs to: one per segment prefix.
+    fn indexes(&self, key: &str) -> Vec<String> {
+        let rest = self.rest(key).unwrap_or(key);
+        segment_prefixes(rest).map(|s| self.index_key(s)).collect()
+    }
+
+    /// The markers of `key` now, before a computation of it starts.
+    pub(crate) async fn observe(&self, key: &str) -> Result<Observed, TierError> {
+        self.ready()?;
+        let markers = self.markers(key);
+        self.guarded(self.store.observe(&markers)).await
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool, TierError> {
@@ -596,7 +692,7 @@ impl L2 {
     }
 
     /// Starts the backplane receiver for `inner` (which owns this L2).
-    pub(crate) fn start_backplane(&self, inner: Weak<Inner>) {
+    pub(crate) fn start_backplane(&self, inner: Weak<Inner>, subscribe: bool) {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let inner = inner.clone();
             let notify = Arc::clone(&self.pending_added);
@@ -621,6 +717,9 @@ impl L2 {
                     }
                 }
             });
+        }
+        if !subscribe {
+            return;
         }
         let mut sub = self.store.subscribe(&self.channel);
         let instance = self.instance;
@@ -706,6 +805,23 @@ impl Drop for Waiter<'_> {
             map.remove(&self.key);
         }
     }
+}
+
+/// How many segments deep keys are indexed and marked (`a:b:c:…`); deeper
+/// prefix patterns fall back to `SCAN`.
+const MAX_DEPTH: usize = 8;
+
+/// How long a generation marker lives after its last bump. A computation
+/// that observed markers longer ago than this does not write its result to
+/// Redis (a marker that expired and came back would look unchanged).
+pub(crate) const MARKER_TTL: Duration = Duration::from_secs(3600);
+
+/// The segment prefixes of a key (without the cache prefix): `user:` and
+/// `user:42:` for `user:42:profile`, at most [`MAX_DEPTH`].
+fn segment_prefixes(rest: &str) -> impl Iterator<Item = &str> {
+    rest.match_indices(':')
+        .take(MAX_DEPTH)
+        .map(move |(i, _)| &rest[..=i])
 }
 
 pub(crate) fn random_id() -> u64 {

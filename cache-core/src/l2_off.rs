@@ -10,7 +10,9 @@ use tokio::sync::watch;
 
 use crate::cache::Inner;
 use crate::codec::{CodecConfig, Compression, EncodeError, Format};
-pub(crate) use crate::tier::{BackplaneStatus, Read, Timing};
+pub(crate) use crate::tier::{BackplaneStatus, Observed, Read, Timing};
+
+pub(crate) const MARKER_TTL: Duration = Duration::from_secs(3600);
 
 /// Never constructed.
 pub(crate) enum Waiter {}
@@ -88,7 +90,19 @@ impl L2 {
         _: &str,
         _: Duration,
         _: u32,
-    ) -> Result<(bool, Read<V>), TierError> {
+    ) -> Result<(bool, Read<V>, Observed), TierError> {
+        match *self {}
+    }
+    pub(crate) async fn observe(&self, _: &str) -> Result<Observed, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn write_computed(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: Duration,
+        _: &Observed,
+    ) -> Result<bool, TierError> {
         match *self {}
     }
     pub(crate) async fn renew_lock(
@@ -135,7 +149,7 @@ impl L2 {
     pub(crate) async fn announce_pattern(&self, _: &str) -> Result<(), TierError> {
         match *self {}
     }
-    pub(crate) fn start_backplane(&self, _: Weak<Inner>) {
+    pub(crate) fn start_backplane(&self, _: Weak<Inner>, _: bool) {
         match *self {}
     }
 }

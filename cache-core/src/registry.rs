@@ -66,6 +66,7 @@ fn unreachable_config() -> Cache {
             wait: crate::builder::DEFAULT_LOCK_WAIT,
         },
         stale_retry: crate::builder::DEFAULT_STALE_RETRY,
+        backplane: false,
     })
 }
 

@@ -7,6 +7,9 @@ use serde::Serialize;
 use crate::codec::DecodeError;
 use crate::l2::TierError;
 
+/// Generation markers as read before a computation (see `l2`).
+pub(crate) type Observed = Vec<Option<Vec<u8>>>;
+
 /// What a read of the shared tier found.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // never built without the feature
 pub(crate) enum Read<V> {

@@ -33,7 +33,7 @@ mod subscription;
 
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, RedisConfig};
 pub use error::StoreError;
-pub use store::{KeyTtl, RedisStore, ServerInfo};
+pub use store::{KeyTtl, Observed, RedisStore, ServerInfo, WriteGuard, is_reserved};
 pub use subscription::{Event, Subscription};
 
 /// The redis-rs crate this tier is built on, for callers that need raw access

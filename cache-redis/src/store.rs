@@ -33,6 +33,35 @@ struct Inner {
 struct Scripts {
     renew: redis::Script,
     unlock: redis::Script,
+    write: redis::Script,
+    invalidate_key: redis::Script,
+    drain: redis::Script,
+}
+
+/// Values of generation markers as read before a computation (`None`:
+/// absent), to be checked when its result is written; see [`WriteGuard`].
+pub type Observed = Vec<Option<Vec<u8>>>;
+
+/// What a write of a value must respect.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum WriteGuard<'a> {
+    /// A computed value: written only if every marker still holds what was
+    /// observed before the computation started (no invalidation since).
+    Unchanged {
+        /// The markers.
+        markers: &'a [String],
+        /// Their values then, in the same order.
+        observed: &'a Observed,
+    },
+    /// An explicit overwrite: bumps `marker` (the key's own), so that
+    /// computations that started before it do not overwrite it.
+    Bump {
+        /// The key's marker.
+        marker: &'a str,
+        /// How long the marker lives.
+        ttl: Duration,
+    },
 }
 
 impl Scripts {
@@ -51,6 +80,49 @@ impl Scripts {
                  if mine then return 1 end \
                  return 0",
             ),
+            // KEYS: value key, index sets (ARGV[3] of them), then markers.
+            // ARGV: value, px, index count, mode, marker ttl, observed values.
+            write: redis::Script::new(
+                "local nidx = tonumber(ARGV[3]) \
+                 local first = 2 + nidx \
+                 if ARGV[4] == 'check' then \
+                     for i = first, #KEYS do \
+                         if (redis.call('GET', KEYS[i]) or '') ~= ARGV[6 + i - first] then \
+                             return 0 \
+                         end \
+                     end \
+                 else \
+                     redis.call('INCR', KEYS[first]) \
+                     redis.call('PEXPIRE', KEYS[first], ARGV[5]) \
+                 end \
+                 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+                 local px = tonumber(ARGV[2]) \
+                 for i = 2, 1 + nidx do \
+                     redis.call('SADD', KEYS[i], KEYS[1]) \
+                     if redis.call('PTTL', KEYS[i]) < px then \
+                         redis.call('PEXPIRE', KEYS[i], px) \
+                     end \
+                 end \
+                 return 1",
+            ),
+            // KEYS: key, its marker. ARGV: marker ttl.
+            invalidate_key: redis::Script::new(
+                "local n = redis.call('UNLINK', KEYS[1]) \
+                 redis.call('INCR', KEYS[2]) \
+                 redis.call('PEXPIRE', KEYS[2], ARGV[1]) \
+                 return n",
+            ),
+            // KEYS: index set, marker. ARGV: batch, marker ttl, bump (1/0).
+            drain: redis::Script::new(
+                "if ARGV[3] == '1' then \
+                     redis.call('INCR', KEYS[2]) \
+                     redis.call('PEXPIRE', KEYS[2], ARGV[2]) \
+                 end \
+                 local m = redis.call('SPOP', KEYS[1], ARGV[1]) \
+                 local n = 0 \
+                 if #m > 0 then n = redis.call('UNLINK', unpack(m)) end \
+                 return {#m, n}",
+            ),
         }
     }
 }
@@ -61,6 +133,15 @@ impl std::fmt::Debug for RedisStore {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Bookkeeping keys of the cache (locks, indexes, generation markers), which
+/// pattern deletion never removes. Templates escape `~`, so no cached key has
+/// one of these segments.
+pub fn is_reserved(key: &str) -> bool {
+    [":~lock:", ":~idx:", ":~gen:", ":~key:"]
+        .iter()
+        .any(|s| key.contains(s))
 }
 
 /// A key's time to live as Redis reports it.
@@ -275,6 +356,9 @@ impl RedisStore {
                         .await
                 })
                 .await?;
+            // Locks, indexes and markers are not the cache's data: a pattern
+            // that happens to match them leaves them alone.
+            let keys: Vec<String> = keys.into_iter().filter(|k| !is_reserved(k)).collect();
             if !keys.is_empty() {
                 let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
                 removed += self.unlink(&refs).await?;
@@ -312,10 +396,11 @@ impl RedisStore {
         token: &str,
         ttl: Duration,
         key: &str,
-    ) -> Result<(bool, Option<(Vec<u8>, KeyTtl)>), StoreError> {
+        markers: &[String],
+    ) -> Result<(bool, Option<(Vec<u8>, KeyTtl)>, Observed), StoreError> {
         let mut con = self.connection();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let (set, value, pttl): (Option<String>, Option<Vec<u8>>, i64) = self
+        let (set, value, pttl, observed): (Option<String>, Option<Vec<u8>>, i64, Observed) = self
             .run(async move {
                 redis::pipe()
                     .cmd("SET")
@@ -326,11 +411,160 @@ impl RedisStore {
                     .arg(ms)
                     .get(key)
                     .pttl(key)
+                    .cmd("MGET")
+                    .arg(markers)
                     .query_async(&mut con)
                     .await
             })
             .await?;
-        Ok((set.is_some(), value.map(|v| (v, KeyTtl::from_pttl(pttl)))))
+        Ok((
+            set.is_some(),
+            value.map(|v| (v, KeyTtl::from_pttl(pttl))),
+            observed,
+        ))
+    }
+
+    /// `MGET markers`: their values now, for a later [`WriteGuard::Unchanged`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn observe(&self, markers: &[String]) -> Result<Observed, StoreError> {
+        let mut con = self.connection();
+        self.run(async move { redis::cmd("MGET").arg(markers).query_async(&mut con).await })
+            .await
+    }
+
+    /// Writes `key` (`SET … PX ttl`), adds it to the `indexes` sets (each kept
+    /// alive as long as its longest-lived member), and applies `guard`, all in
+    /// one script, so a write and its index entries never part. False if the
+    /// guard refused the write (an invalidation came in between).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        indexes: &[String],
+        guard: WriteGuard<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut con = self.connection();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let script = &self.inner.scripts.write;
+        let mut invocation = script.key(key);
+        invocation.key(indexes);
+        invocation.arg(value).arg(ms).arg(indexes.len());
+        match guard {
+            WriteGuard::Unchanged { markers, observed } => {
+                invocation.key(markers).arg("check").arg(0);
+                for v in observed {
+                    invocation.arg(v.as_deref().unwrap_or_default());
+                }
+            }
+            WriteGuard::Bump { marker, ttl } => {
+                let marker_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                invocation.key(marker).arg("bump").arg(marker_ms);
+            }
+        }
+        let written: i64 = self
+            .run(async move { invocation.invoke_async(&mut con).await })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// `UNLINK key` and bumps its marker (so computations of it that started
+    /// before do not store their results), in one script. Returns 1 if the key existed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn invalidate_key(
+        &self,
+        key: &str,
+        marker: &str,
+        marker_ttl: Duration,
+    ) -> Result<u64, StoreError> {
+        let mut con = self.connection();
+        let ms = u64::try_from(marker_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let script = &self.inner.scripts.invalidate_key;
+        self.run(async move {
+            script
+                .key(key)
+                .key(marker)
+                .arg(ms)
+                .invoke_async(&mut con)
+                .await
+        })
+        .await
+    }
+
+    /// Bumps `marker`, then removes every key listed in the `index` set, in
+    /// batches of [`RedisConfig::scan_count`] (`SPOP` + `UNLINK` per batch,
+    /// each one script): O(keys in the index), whatever the size of the
+    /// keyspace. Returns how many keys existed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if a step times out or fails (keys removed before it stay removed).
+    pub async fn drain_index(
+        &self,
+        index: &str,
+        marker: &str,
+        marker_ttl: Duration,
+    ) -> Result<u64, StoreError> {
+        let batch = self.inner.config.scan_count.max(1);
+        let ms = u64::try_from(marker_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let script = &self.inner.scripts.drain;
+        let mut removed = 0;
+        let mut bump = 1;
+        loop {
+            let mut con = self.connection();
+            let (popped, unlinked): (usize, u64) = self
+                .run(async move {
+                    script
+                        .key(index)
+                        .key(marker)
+                        .arg(batch)
+                        .arg(ms)
+                        .arg(bump)
+                        .invoke_async(&mut con)
+                        .await
+                })
+                .await?;
+            bump = 0;
+            removed += unlinked;
+            if popped < batch {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// `INCR marker` and `PEXPIRE marker ttl`, atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn bump(&self, marker: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut con = self.connection();
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.run(async move {
+            redis::pipe()
+                .atomic()
+                .incr(marker, 1)
+                .ignore()
+                .pexpire(marker, ms)
+                .ignore()
+                .query_async::<()>(&mut con)
+                .await
+        })
+        .await
     }
 
     /// Extends a lock held with `token` to `ttl` from now; false if it is no

@@ -1,0 +1,229 @@
+//! Invalidation at scale and its race safety across instances: prefix
+//! patterns through Redis index sets, and generation markers that make Redis
+//! refuse a value computed from data an invalidation has since replaced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_core::{Cache, cached};
+use tests::redis_server::RedisServer;
+use tokio::sync::{Notify, watch};
+
+/// A row whose reads can be held between reading the data and returning it.
+struct Db {
+    version: AtomicU64,
+    reads: AtomicU64,
+    /// Signalled when a read has taken its data.
+    read: Notify,
+    gate: watch::Sender<bool>,
+}
+
+impl Db {
+    fn new() -> Arc<Db> {
+        Arc::new(Db {
+            version: AtomicU64::new(1),
+            reads: AtomicU64::new(0),
+            read: Notify::new(),
+            gate: watch::channel(true).0,
+        })
+    }
+
+    #[cached(ttl = "long", key = "item:<id>:row")]
+    async fn row(&self, id: u32) -> u64 {
+        let _ = id;
+        let v = self.version.load(SeqCst);
+        self.reads.fetch_add(1, SeqCst);
+        self.read.notify_one();
+        let _ = self.gate.subscribe().wait_for(|open| *open).await;
+        v
+    }
+}
+
+fn instance(redis: &RedisServer, backplane: bool) -> Cache {
+    Cache::builder()
+        .redis_url(redis.url())
+        .key_prefix("inv")
+        .backplane(backplane)
+        .build_blocking()
+        .unwrap()
+}
+
+async fn connected(c: &Cache) {
+    c.backplane()
+        .unwrap()
+        .wait_for(|s| s.connected)
+        .await
+        .unwrap();
+}
+
+async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn exists(con: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<u64>(con)
+        .await
+        .unwrap()
+        == 1
+}
+
+/// B reads v1 and is held; A updates the row and invalidates (`pattern`);
+/// B's origin then returns v1. B does not listen to the backplane, so only
+/// Redis can refuse the stale value.
+async fn stale_set_race(pattern: &str, id: u32) {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, true);
+    let b = instance(&redis, false);
+    connected(&a).await;
+    let db = Db::new();
+    db.gate.send_replace(false);
+    let computing = {
+        let (b, db) = (b.clone(), Arc::clone(&db));
+        tokio::spawn(async move { b.scope(db.row(id)).await })
+    };
+    db.read.notified().await; // B's origin has read v1
+    db.version.store(2, SeqCst);
+    a.invalidate(&pattern.replace("<id>", &id.to_string()))
+        .await
+        .unwrap();
+    db.gate.send_replace(true);
+    assert_eq!(
+        computing.await.unwrap(),
+        1,
+        "B's caller gets what B computed"
+    );
+
+    let mut con = raw(&redis).await;
+    assert!(
+        !exists(&mut con, &format!("inv:item:{id}:row")).await,
+        "Redis refused the stale value"
+    );
+    assert_eq!(b.scope(db.row(id)).await, 2, "B does not serve v1");
+    assert_eq!(a.scope(db.row(id)).await, 2, "A does not serve v1");
+    assert_eq!(db.reads.load(SeqCst), 2, "v2 computed once, then shared");
+    assert!(b.stats().await.skipped_stores >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_computed_before_an_exact_invalidation_elsewhere_is_refused() {
+    stale_set_race("item:<id>:row", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_computed_before_a_prefix_invalidation_elsewhere_is_refused() {
+    stale_set_race("item:<id>:*", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_computed_before_a_scanned_pattern_elsewhere_is_refused() {
+    stale_set_race("item:?:row", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_replayed_after_an_outage_refuses_values_computed_before_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, true);
+    let b = instance(&redis, false);
+    connected(&a).await;
+    let db = Db::new();
+    db.gate.send_replace(false);
+    let computing = {
+        let (b, db) = (b.clone(), Arc::clone(&db));
+        tokio::spawn(async move { b.scope(db.row(4)).await })
+    };
+    db.read.notified().await;
+    db.version.store(2, SeqCst);
+    redis.pause();
+    a.invalidate("item:4:*").await.unwrap(); // Redis hung: kept for replay
+    assert!(a.stats().await.pending_invalidations >= 1);
+    redis.resume();
+    let mut status = a.backplane().unwrap();
+    for _ in 0..400 {
+        if a.stats().await.pending_invalidations == 0 {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(50), status.changed()).await;
+    }
+    assert_eq!(a.stats().await.pending_invalidations, 0, "replayed");
+    db.gate.send_replace(true);
+    assert_eq!(computing.await.unwrap(), 1);
+    assert_eq!(b.scope(db.row(4)).await, 2);
+    assert_eq!(a.scope(db.row(4)).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (instance(&redis, true), instance(&redis, true));
+    connected(&a).await;
+    connected(&b).await;
+    for key in [
+        "user:1:a",
+        "user:1:b",
+        "user:1:c:d",
+        "user:10:a",
+        "user:1",
+        "users:1:a",
+    ] {
+        a.set(key, &key.to_owned(), cache_core::Preset::Long)
+            .await
+            .unwrap();
+    }
+    // Written by A, indexed in Redis: B's invalidation finds them without a scan.
+    assert_eq!(b.invalidate("user:1:*").await.unwrap(), 3);
+    let mut con = raw(&redis).await;
+    for gone in ["user:1:a", "user:1:b", "user:1:c:d"] {
+        assert!(!exists(&mut con, &format!("inv:{gone}")).await, "{gone}");
+        assert_eq!(a.get::<String>(gone).await.unwrap(), None, "{gone}");
+    }
+    for kept in ["user:10:a", "user:1", "users:1:a"] {
+        assert!(exists(&mut con, &format!("inv:{kept}")).await, "{kept}");
+        assert_eq!(a.get::<String>(kept).await.unwrap().as_deref(), Some(kept));
+    }
+    // Deeper prefixes have their own index; a second invalidation finds nothing.
+    assert_eq!(b.invalidate("user:1:*").await.unwrap(), 0);
+    assert_eq!(b.invalidate("user:*").await.unwrap(), 2);
+    assert!(exists(&mut con, "inv:users:1:a").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_patterns_scan_and_never_remove_the_cache_bookkeeping() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, true);
+    connected(&a).await;
+    for key in ["x:1:name", "x:2:name", "x:2:mail"] {
+        a.set(key, &1u8, cache_core::Preset::Long).await.unwrap();
+    }
+    assert_eq!(a.invalidate("x:*:name").await.unwrap(), 2);
+    assert_eq!(a.get::<u8>("x:2:mail").await.unwrap(), Some(1));
+    let mut con = raw(&redis).await;
+    // Markers bumped by those invalidations, and index sets, stay through `clear`.
+    let bookkeeping: Vec<String> = redis::cmd("KEYS")
+        .arg("inv:~*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(!bookkeeping.is_empty());
+    a.clear().await.unwrap();
+    assert!(!exists(&mut con, "inv:x:2:mail").await);
+    for k in &bookkeeping {
+        if k.contains("~gen:") || k.contains("~key:") {
+            assert!(exists(&mut con, k).await, "{k} survived clear()");
+        }
+    }
+}
