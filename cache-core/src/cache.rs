@@ -730,10 +730,19 @@ impl Cache {
         let inner = &*self.inner;
         let glob = Arc::new(Glob::new(full_pattern));
         let _recording = inner.log.begin(Arc::clone(&glob));
-        let mut removed = inner.l1.remove_matching(&glob);
+        let mut removed;
         let mut failure = None;
         if let Some(l2) = &inner.l2 {
-            let outcome = match l2.remove_matching(full_pattern).await {
+            // Redis first: once its command is on its way, the in-process
+            // removal runs while Redis works.
+            let mut shared = std::pin::pin!(l2.remove_matching(full_pattern));
+            let early = poll_once(shared.as_mut()).await;
+            removed = inner.l1.remove_matching(&glob);
+            let outcome = match early {
+                Some(done) => done,
+                None => shared.await,
+            };
+            let outcome = match outcome {
                 Ok(n) => {
                     removed = n;
                     l2.announce_pattern(full_pattern).await
@@ -744,6 +753,8 @@ impl Cache {
                 l2.defer_pattern(full_pattern);
                 failure = Some(e);
             }
+        } else {
+            removed = inner.l1.remove_matching(&glob);
         }
         let c = &inner.counters;
         bump(&c.invalidations);
@@ -1467,6 +1478,18 @@ impl Cache {
             .compute::<K, R, F, U>(key, spec, origin, fut, unless)
             .await;
     }
+}
+
+/// Polls `fut` once: its output if it is already done, else `None` (it has
+/// started, and can be awaited later).
+async fn poll_once<F: Future + Unpin>(mut fut: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut fut).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// What a call brings to the origin call: the invalidation epoch it started

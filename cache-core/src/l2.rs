@@ -15,6 +15,53 @@
 //! in-process tier is cleared: an entry that may have missed an invalidation
 //! is not served.
 //!
+//! # Keys, indexes and markers
+//!
+//! Under the cache's prefix `P`, a value of `user:42:profile` lives at
+//! `P:user:42:profile`. Beside it, in a namespace templates cannot produce
+//! (they escape `~`):
+//!
+//! - `P:~idx:user:` and `P:~idx:user:42:`: sets of the keys under each
+//!   segment prefix (up to 8 segments deep). Every write adds its key to
+//!   them in the same script as the `SET`, so a key is never stored
+//!   unindexed; a set lives as long as its longest-lived member.
+//!   `user:42:*` drains its set in batches (`SPOP` + `UNLINK`): O(matching
+//!   keys), independent of the keyspace. Members that expired on their own
+//!   cost a no-op `UNLINK` when drained.
+//! - `P:~gen:` (the root), `P:~gen:user:`, `P:~gen:user:42:` and
+//!   `P:~key:user:42:profile`: generation markers, counters bumped by
+//!   invalidations (an exact key bumps its own; a prefix, the prefix's; any
+//!   other pattern, the deepest segment prefix before its first wildcard, or
+//!   the root). Before a miss calls the origin, the key's markers are read,
+//!   in the same round trip as its lock; the result is written by a script
+//!   only if none changed. So a value computed from data that an
+//!   invalidation anywhere (another instance, or a replay after an outage)
+//!   has since replaced is refused by Redis itself, even if the backplane
+//!   message has not arrived. Reads are a plain `GET`: nothing of this is on
+//!   the hit path. Markers live an hour after their last bump
+//!   ([`MARKER_TTL`]); a computation older than that does not write.
+//! - `P:~lock:user:42:profile`: the stampede lock ([`crate::lock`]).
+//!
+//! Pattern deletion (`SCAN`) never removes these bookkeeping keys.
+//!
+//! Write path cost (the `invalidation` bench): one `EVALSHA` instead of a
+//! `SET`. Measured figures are in the README.
+//!
+//! ## Redis Cluster
+//!
+//! Not supported yet; this is how the layout maps to hash slots when it is.
+//! A script may only touch keys of one slot, and today a write touches the
+//! value, its index sets and (computed values) its markers, which hash to
+//! different slots. The plan: give every key of one top-level segment a
+//! hash tag, `P:{user}:42:profile`, `P:~idx:{user}:42:`, `P:~gen:{user}:42:`,
+//! so a write, its indexes and markers share a slot and stay one script.
+//! Prefix invalidations below the top level then run on one shard. The root
+//! marker and top-level prefixes (`user:*`) span every slot holding that
+//! segment, so they become per-shard operations (bump the root marker on
+//! every master; drain `P:~idx:{user}:` on its shard, where all of `user`
+//! lives). Skewed segments concentrate on one shard; a finer tag (two
+//! segments) trades that for more fan-out on top-level patterns.
+//!
 //! # Failures
 //!
 //! Every command goes through the [circuit breaker](crate::breaker). An

@@ -121,7 +121,7 @@ impl Scripts {
                  local m = redis.call('SPOP', KEYS[1], ARGV[1]) \
                  local n = 0 \
                  if #m > 0 then n = redis.call('UNLINK', unpack(m)) end \
-                 return {#m, n}",
+                 return {n, redis.call('SCARD', KEYS[1])}",
             ),
         }
     }
@@ -526,7 +526,7 @@ impl RedisStore {
         let mut bump = 1;
         loop {
             let mut con = self.connection();
-            let (popped, unlinked): (usize, u64) = self
+            let (unlinked, left): (u64, u64) = self
                 .run(async move {
                     script
                         .key(index)
@@ -540,7 +540,7 @@ impl RedisStore {
                 .await?;
             bump = 0;
             removed += unlinked;
-            if popped < batch {
+            if left == 0 {
                 return Ok(removed);
             }
         }

@@ -1,0 +1,214 @@
+//! Invalidation cost against the total number of keys: removing the 1,000
+//! keys of one prefix (`user:42:*`) among 100,000, 1,000,000 and (full mode)
+//! 10,000,000 keys, through the index (ours) and through `SCAN` + `UNLINK`
+//! (the fallback, and what a hand-written cache does) on the same data; the
+//! in-process tier's prefix removal against a visit of every entry; and what
+//! the mechanism costs each write, against a plain `SET`.
+//!
+//! `cargo bench -p examples --bench invalidation` (`BENCH_QUICK=1`: 10,000
+//! and 100,000 keys only). Starts its own `redis-server`.
+
+use std::time::{Duration, Instant};
+
+use cache_core::{Cache, Preset};
+use cache_redis::redis;
+use cache_redis::{RedisConfig, RedisStore, WriteGuard};
+use tests::redis_server::RedisServer;
+
+const MATCHING: usize = 1_000;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(s: f64) -> f64 {
+    s * 1e3
+}
+
+/// Background keys with plain pipelined `SET`s: other data in the same
+/// database (what a `SCAN` has to walk), up to `total` keys in all.
+async fn fill(con: &mut redis::aio::ConnectionManager, from: usize, to: usize) {
+    const BATCH: usize = 10_000;
+    let mut i = from;
+    while i < to {
+        let end = (i + BATCH).min(to);
+        let mut pipe = redis::pipe();
+        for n in i..end {
+            pipe.cmd("SET")
+                .arg(format!("bench:other:{n}"))
+                .arg("x")
+                .ignore();
+        }
+        let () = pipe.query_async(con).await.expect("fill");
+        i = end;
+    }
+}
+
+/// The 1,000 keys of user 42, written through the cache (so indexed).
+async fn matching(cache: &Cache) {
+    let writes = (0..MATCHING).map(|i| {
+        let cache = cache.clone();
+        async move {
+            cache
+                .set(&format!("user:42:item:{i}"), &i, Preset::Long)
+                .await
+                .expect("set");
+        }
+    });
+    let tasks: Vec<_> = writes.map(tokio::spawn).collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+fn main() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let sizes: &[usize] = if quick {
+        &[10_000, 100_000]
+    } else {
+        &[100_000, 1_000_000, 10_000_000]
+    };
+    let rounds = if quick { 3 } else { 5 };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let cache = Cache::builder()
+            .redis_url(server.url())
+            .key_prefix("bench")
+            .redis_op_timeout(Duration::from_secs(30))
+            .build()
+            .await
+            .expect("cache");
+        let store = RedisStore::new(
+            RedisConfig::new(server.url()).op_timeout(Duration::from_secs(30)),
+        )
+        .expect("store");
+        let mut con = store.connection();
+
+        println!("invalidating {MATCHING} keys of one prefix (user:42:*), median of {rounds} rounds");
+        println!(
+            "  {:>12} {:>14} {:>16} {:>10}",
+            "total keys", "ours (index)", "SCAN + UNLINK", "ratio"
+        );
+        let mut filled = 0;
+        let mut ours_at = Vec::new();
+        for &total in sizes {
+            fill(&mut con, filled, total - MATCHING).await;
+            filled = total - MATCHING;
+            let mut ours = Vec::new();
+            let mut scan = Vec::new();
+            for r in 0..rounds {
+                matching(&cache).await;
+                let t = Instant::now();
+                let n = cache.invalidate("user:42:*").await.expect("invalidate");
+                ours.push(t.elapsed().as_secs_f64());
+                assert_eq!(n as usize, MATCHING);
+                // The scan is slow at scale: fewer rounds of it.
+                if r < 2 || total <= 1_000_000 {
+                    matching(&cache).await;
+                    let t = Instant::now();
+                    let n = store.delete_matching("bench:user:42:*").await.expect("scan");
+                    scan.push(t.elapsed().as_secs_f64());
+                    assert_eq!(n as usize, MATCHING);
+                }
+            }
+            let (o, s) = (median(ours), median(scan));
+            ours_at.push(o);
+            println!(
+                "  {total:>12} {:>11.2} ms {:>13.1} ms {:>9.0}x",
+                ms(o),
+                ms(s),
+                s / o
+            );
+        }
+        if let (Some(first), Some(last)) = (ours_at.first(), ours_at.last()) {
+            println!(
+                "  ours at {} keys / ours at {} keys: {:.2}x",
+                sizes[sizes.len() - 1],
+                sizes[0],
+                last / first
+            );
+        }
+
+        // What the mechanism adds to a write: our write script (SET, index
+        // entries, marker) against a plain SET of the same bytes.
+        let value = vec![7u8; 954];
+        let n = if quick { 2_000 } else { 10_000 };
+        let mut ratios = Vec::new();
+        let (mut ours_us, mut raw_us) = (Vec::new(), Vec::new());
+        for round in 0..rounds * 2 {
+            let t = Instant::now();
+            for i in 0..n {
+                let key = format!("bench:user:{}:item:{i}", round % 7);
+                let indexes = [
+                    "bench:~idx:user:".to_owned(),
+                    format!("bench:~idx:user:{}:", round % 7),
+                ];
+                let marker = format!("bench:~key:user:{}:item:{i}", round % 7);
+                let guard = WriteGuard::Bump {
+                    marker: &marker,
+                    ttl: Duration::from_secs(3600),
+                };
+                store
+                    .write(&key, &value, Duration::from_secs(600), &indexes, guard)
+                    .await
+                    .expect("write");
+            }
+            let o = t.elapsed().as_secs_f64() / n as f64;
+            let t = Instant::now();
+            for i in 0..n {
+                let key = format!("bench:plain:{}:item:{i}", round % 7);
+                store.set(&key, &value, Duration::from_secs(600)).await.expect("set");
+            }
+            let r = t.elapsed().as_secs_f64() / n as f64;
+            ours_us.push(o * 1e6);
+            raw_us.push(r * 1e6);
+            ratios.push(o / r);
+        }
+        println!(
+            "write of a ~1 KB value, sequential: ours (SET + 2 index entries + marker, one script) {:.1} µs, plain SET {:.1} µs: {:.2}x",
+            median(ours_us),
+            median(raw_us),
+            median(ratios)
+        );
+    });
+
+    // The in-process tier: 1,000 of 1,000,000 entries by prefix (the index)
+    // and the same 1,000 by a pattern that is not a prefix (every entry visited).
+    let n = if quick { 100_000 } else { 1_000_000 };
+    rt.block_on(async {
+        let l1 = Cache::builder()
+            .max_entries(n as u64 + 10_000)
+            .build()
+            .await
+            .expect("cache");
+        for i in 0..n - MATCHING {
+            l1.set(&format!("other:{i}"), &1u8, Preset::Long).await.expect("set");
+        }
+        let (mut idx, mut all) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            for i in 0..MATCHING {
+                l1.set(&format!("user:42:item:{i}"), &1u8, Preset::Long).await.expect("set");
+            }
+            let t = Instant::now();
+            assert_eq!(l1.invalidate("user:42:*").await.expect("inv") as usize, MATCHING);
+            idx.push(t.elapsed().as_secs_f64());
+            for i in 0..MATCHING {
+                l1.set(&format!("user:42:item:{i}"), &1u8, Preset::Long).await.expect("set");
+            }
+            let t = Instant::now();
+            assert_eq!(l1.invalidate("user:42:item:?*").await.expect("inv") as usize, MATCHING);
+            all.push(t.elapsed().as_secs_f64());
+        }
+        let (i, a) = (median(idx), median(all));
+        println!(
+            "in-process tier, {MATCHING} of {n} entries: by prefix (index) {:.2} ms, by a non-prefix pattern (every entry) {:.1} ms: {:.0}x",
+            ms(i),
+            ms(a),
+            a / i
+        );
+    });
+}
