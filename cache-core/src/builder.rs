@@ -220,7 +220,10 @@ impl CacheBuilder {
     }
 
     /// How long a call waits for another process's computation before
-    /// computing itself (default 5 s).
+    /// computing itself (default 5 s, or half of
+    /// [`single_flight_wait`](Self::single_flight_wait) if that is shorter).
+    /// Must be shorter than `single_flight_wait`, since callers in this
+    /// process wait behind this call.
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = Some(wait);
         self
@@ -533,6 +536,21 @@ impl CacheBuilder {
                 "a lock must live at least 30 ms (it is renewed every third of its TTL)",
             ));
         }
+        let flight_wait = self.flight_wait.unwrap_or(DEFAULT_FLIGHT_WAIT);
+        // Unset, it stays below a shortened single-flight wait too.
+        let lock_wait = self
+            .lock_wait
+            .unwrap_or_else(|| DEFAULT_LOCK_WAIT.min(flight_wait / 2));
+        if lock_wait >= flight_wait {
+            return Err(config_error(
+                "builder.lock_wait",
+                &format!("{lock_wait:?}"),
+                &format!(
+                    "must be shorter than single_flight_wait ({flight_wait:?}): callers waiting \
+                     in this process for a call that waits on another process would give up first"
+                ),
+            ));
+        }
         let stale_retry = self.stale_retry.unwrap_or(DEFAULT_STALE_RETRY);
         if stale_retry.is_zero() {
             return Err(config_error(
@@ -554,7 +572,7 @@ impl CacheBuilder {
             key_prefix,
             ttls,
             max_entries,
-            flight_wait: self.flight_wait.unwrap_or(DEFAULT_FLIGHT_WAIT),
+            flight_wait,
             l1_enabled: self.l1_enabled.unwrap_or(true),
             l1_ttl: self.l1_ttl,
             codec: self.codec,
@@ -562,7 +580,7 @@ impl CacheBuilder {
             lock: crate::lock::LockConfig {
                 enabled: self.lock.unwrap_or(true),
                 ttl: lock_ttl,
-                wait: self.lock_wait.unwrap_or(DEFAULT_LOCK_WAIT),
+                wait: lock_wait,
             },
             stale_retry,
             backplane: self.backplane.unwrap_or(true),

@@ -257,7 +257,24 @@ impl Cache {
         self.inner.ttls.resolve(ttl)
     }
 
+    /// A key (or pattern) of the manual API under the cache's prefix. A `~`
+    /// that starts a segment becomes `%7E`: that namespace holds the cache's
+    /// locks, indexes and markers, which a key like `~lock:x` would otherwise reach.
     pub(crate) fn full_key(&self, key: &str) -> String {
+        let escaped;
+        let key = if key.starts_with('~') || key.contains(":~") {
+            escaped = key
+                .split(':')
+                .map(|seg| match seg.strip_prefix('~') {
+                    Some(rest) => format!("%7E{rest}"),
+                    None => seg.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(":");
+            escaped.as_str()
+        } else {
+            key
+        };
         let p = &self.inner.prefix;
         let full = if p.is_empty() {
             key.to_owned()
@@ -445,11 +462,10 @@ impl Cache {
         let inner = &*self.inner;
         let ttl = crate::ttl::jittered(ttl, inner.ttls.jitter);
         let stale = spec.stale.unwrap_or_default();
-        // With a stale window or early refresh, the freshness boundary and
-        // the origin's time travel with the value.
+        // With a stale window or early refresh, the window and the origin's
+        // time travel with the value.
         let meta = (spec.stale.is_some() || spec.refresh.is_some()).then(|| crate::codec::Meta {
-            fresh_until_ms: crate::ttl::unix_ms()
-                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            stale_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
             delta_ms: delta.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
         });
         let mut written = false;
@@ -1026,7 +1042,7 @@ impl Cache {
         loop {
             match inner.flights.join(&key) {
                 Join::Leader(leader) => {
-                    let start = inner.log.epoch();
+                    let mut start = inner.log.epoch();
                     // A leader that finished between our read and our join may have stored it.
                     if let Some(e) = inner.l1_enabled.then(|| inner.l1.entry(&key)).flatten()
                         && let Some(v) = e.value.downcast_ref::<K::Value>()
@@ -1066,13 +1082,42 @@ impl Cache {
                         let found = match missed {
                             Some(found) => Some(found),
                             None if reachable && spec.lock.unwrap_or(inner.lock.enabled) => {
-                                match self.lock_or_wait::<K::Value>(l2, &key, &spec).await {
-                                    Locked::Value(v, timing) => Some((v, timing)),
-                                    Locked::Held(held, seen) => {
+                                // With `timeout`, a stale value beats waiting on another process.
+                                let stale_now = spec.timeout.is_some() && fallback.is_some();
+                                let locked = self
+                                    .lock_or_wait::<K::Value>(l2, &key, &spec, stale_now)
+                                    .await;
+                                // An invalidation while we waited makes the
+                                // stale value we read before it unusable.
+                                if inner.log.invalidated_since(start, &key) {
+                                    fallback = None;
+                                }
+                                match locked {
+                                    Locked::Value(v, timing, epoch) => {
+                                        start = epoch;
+                                        Some((v, timing))
+                                    }
+                                    Locked::Held(held, seen, epoch) => {
+                                        start = epoch;
                                         lock = Some(held);
                                         observed = Some(seen);
                                         None
                                     }
+                                    Locked::Busy => match fallback.take() {
+                                        Some((v, left)) => {
+                                            return K::rebuild(self.serve_stale(
+                                                &key,
+                                                v,
+                                                left,
+                                                &spec,
+                                                start,
+                                                Some(leader),
+                                            ));
+                                        }
+                                        // Invalidated while we looked: compute.
+                                        None => None,
+                                    },
+                                    Locked::TimedOut => None,
                                     Locked::Proceed => None,
                                 }
                             }
@@ -1153,7 +1198,13 @@ impl Cache {
         not(feature = "redis"),
         allow(unused_mut, unused_variables, unreachable_code)
     )]
-    async fn lock_or_wait<V: CacheValue>(&self, l2: &L2, key: &str, spec: &Spec<'_>) -> Locked<V> {
+    async fn lock_or_wait<V: CacheValue>(
+        &self,
+        l2: &L2,
+        key: &str,
+        spec: &Spec<'_>,
+        stale_now: bool,
+    ) -> Locked<V> {
         let inner = &*self.inner;
         let config = inner.lock;
         let token = crate::lock::token();
@@ -1167,8 +1218,20 @@ impl Cache {
             let landed = waiter.notify().notified();
             let mut landed = std::pin::pin!(landed);
             landed.as_mut().enable();
+            // Whatever this attempt finds or computes comes after every
+            // invalidation recorded so far.
+            let epoch = inner.log.epoch();
+            // Armed before the attempt: a timed-out or cancelled attempt that
+            // Redis ran anyway does not leave a lock behind.
+            let guard = crate::lock::Held::new(
+                Arc::clone(&self.inner),
+                key,
+                token.clone(),
+                config.ttl,
+                config.wait,
+            );
             let (held, read, observed) = match l2
-                .lock_and_read::<V>(key, &token, config.ttl, spec.version)
+                .lock_and_read::<V>(key, guard.token(), config.ttl, spec.version)
                 .await
             {
                 Ok(step) => step,
@@ -1178,11 +1241,19 @@ impl Cache {
                     return Locked::Proceed;
                 }
             };
-            let held = held.then(|| {
-                crate::lock::Held::new(Arc::clone(&self.inner), key, token.clone(), config.ttl)
-            });
+            let held = if held {
+                Some(guard)
+            } else {
+                guard.disarm();
+                None
+            };
             match read {
-                Read::Hit(v, timing) => return Locked::Value(v, timing), // drops a lock we took
+                Read::Hit(v, timing) => {
+                    if let Some(h) = held {
+                        h.release().await;
+                    }
+                    return Locked::Value(v, timing, epoch);
+                }
                 Read::Invalid(e) => {
                     bump(&inner.counters.errors);
                     tracing::debug!(key, error = %e, "cache entry does not decode: removed");
@@ -1194,7 +1265,12 @@ impl Cache {
                     bump(&inner.counters.lock_takeovers);
                     tracing::debug!(key, "stampede lock taken over");
                 }
-                return Locked::Held(held, (observed, Instant::now()));
+                return Locked::Held(held, (observed, Instant::now()), epoch);
+            }
+            if stale_now {
+                // Another process is computing it, and this call may answer
+                // with a stale value rather than wait.
+                return Locked::Busy;
             }
             if !waited {
                 waited = true;
@@ -1203,11 +1279,8 @@ impl Cache {
             let now = Instant::now();
             if now >= give_up {
                 bump(&inner.counters.lock_timeouts);
-                tracing::debug!(
-                    key,
-                    "waited for another process's computation to its bound; computing"
-                );
-                return Locked::Proceed;
+                tracing::debug!(key, "waited for another process's computation to its bound");
+                return Locked::TimedOut;
             }
             let wake = (now + poll).min(give_up);
             tokio::select! {
@@ -1225,8 +1298,34 @@ impl Cache {
     async fn compute<K, R, F, U>(
         &self,
         key: String,
+        spec: Spec<'_>,
+        mut origin: Origin<'_, K::Value>,
+        fut: F,
+        unless: U,
+    ) -> R
+    where
+        K: crate::private::Kind<R>,
+        K::Value: CacheValue,
+        F: Future<Output = R>,
+        U: Fn(&K::Value) -> bool,
+    {
+        let lock = origin.lock.take();
+        let result = self
+            .compute_holding::<K, R, F, U>(key, spec, origin, lock.as_ref(), fut, unless)
+            .await;
+        // Stored, or given up: other processes waiting on our lock go on now.
+        if let Some(held) = lock {
+            held.release().await;
+        }
+        result
+    }
+
+    async fn compute_holding<K, R, F, U>(
+        &self,
+        key: String,
         mut spec: Spec<'_>,
         origin: Origin<'_, K::Value>,
+        lock: Option<&crate::lock::Held>,
         fut: F,
         unless: U,
     ) -> R
@@ -1242,7 +1341,7 @@ impl Cache {
             start,
             leader,
             fallback,
-            lock,
+            lock: _,
             mut observed,
         } = origin;
         // What Redis's markers say before the origin runs: the write of its
@@ -1281,11 +1380,9 @@ impl Cache {
             None => None,
         };
         let started = Instant::now();
-        // Its own scope: the running call borrows the lock, which must outlive
-        // it until the value is stored.
         let result = {
             let run = async {
-                match &lock {
+                match lock {
                     Some(held) => held.run(fut).await,
                     None => fut.await,
                 }
@@ -1372,10 +1469,6 @@ impl Cache {
         if let Some(l) = leader {
             l.complete(entry, start);
         }
-        // Stored: other processes waiting on our lock can read it now.
-        if let Some(held) = lock {
-            held.release().await;
-        }
         result
     }
 
@@ -1434,16 +1527,25 @@ impl Cache {
         if let Some(l2) = &inner.l2
             && spec.lock.unwrap_or(inner.lock.enabled)
         {
-            let token = crate::lock::token();
+            let guard = crate::lock::Held::new(
+                Arc::clone(&self.inner),
+                &key,
+                crate::lock::token(),
+                inner.lock.ttl,
+                inner.lock.wait,
+            );
             match l2
-                .lock_and_read::<K::Value>(&key, &token, inner.lock.ttl, spec.version)
+                .lock_and_read::<K::Value>(&key, guard.token(), inner.lock.ttl, spec.version)
                 .await
             {
                 Ok((held, read, seen)) => {
                     observed = Some((seen, Instant::now()));
-                    let held = held.then(|| {
-                        crate::lock::Held::new(Arc::clone(&self.inner), &key, token, inner.lock.ttl)
-                    });
+                    let held = if held {
+                        Some(guard)
+                    } else {
+                        guard.disarm();
+                        None
+                    };
                     if let Read::Hit(v, timing) = read {
                         // Another process refreshed it since our copy was made: take theirs.
                         let ttl = self.resolve_ttl(spec.ttl);
@@ -1453,6 +1555,9 @@ impl Cache {
                             .map(|r| r.point(now, timing.left.unwrap_or(ttl), ttl, timing.delta));
                         if point.is_some_and(|p| p > now) {
                             self.fill_l1(&key, &v, &timing, &spec, start);
+                            if let Some(h) = held {
+                                h.release().await;
+                            }
                             return;
                         }
                     }
@@ -1518,11 +1623,17 @@ impl<V> Origin<'_, V> {
 
 /// What [`Cache::lock_or_wait`] came to.
 enum Locked<V> {
-    /// The value, stored by another process (or found on the second read).
-    Value(V, Timing),
-    /// This call holds the lock: compute. With the markers read with it.
-    Held(crate::lock::Held, (Observed, Instant)),
-    /// Compute without the lock (Redis failing, or the wait ran out).
+    /// The value, stored by another process (or found on the second read),
+    /// and the invalidation epoch of that read.
+    Value(V, Timing, u64),
+    /// This call holds the lock: compute. With the markers read with it and
+    /// the epoch of that attempt (the computation starts after it).
+    Held(crate::lock::Held, (Observed, Instant), u64),
+    /// The wait reached its bound: compute without the lock.
+    TimedOut,
+    /// Another process holds the lock, and the caller asked not to wait.
+    Busy,
+    /// Compute without the lock (Redis failing).
     Proceed,
 }
 

@@ -10,17 +10,17 @@
 //! 13      ..    payload (version 1)
 //!
 //! version 2 only:
-//! 13      8     fresh until, ms since the Unix epoch, little-endian
+//! 13      8     stale window: how long the key outlives its freshness, ms, little-endian
 //! 21      4     time the origin took to compute the value, ms, little-endian
 //! 25      ..    payload
 //! ```
 //!
 //! Version 2 is written for functions with a stale window (`stale_if_error`)
-//! or early refresh: the Redis key then lives longer than the value is fresh,
-//! so the freshness boundary travels with the value. It is wall-clock time,
-//! so instances compare it with their own clocks; a skew of a few
-//! milliseconds moves the boundary by as much, which is harmless. Plain
-//! entries keep version 1, byte for byte.
+//! or early refresh: the Redis key then lives longer than the value is fresh
+//! (TTL + window), so the window travels with the value, and a reader finds
+//! the time the value stays fresh as the key's `PTTL` minus the window. Only
+//! Redis's clock is involved: instances whose clocks disagree still agree on
+//! freshness. Plain entries keep version 1, byte for byte.
 //!
 //! Anything that does not decode cleanly (another writer, another type, an
 //! old layout, truncated or trailing bytes, an unknown format) is an error the
@@ -48,8 +48,8 @@ const HEADER_META: usize = 25;
 /// Timing facts stored with a value that has a stale window or early refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Meta {
-    /// When the value stops being fresh, in milliseconds since the Unix epoch.
-    pub(crate) fresh_until_ms: u64,
+    /// How long the key outlives the value's freshness, in milliseconds.
+    pub(crate) stale_ms: u64,
     /// How long the origin took to compute it, in milliseconds.
     pub(crate) delta_ms: u32,
 }
@@ -378,7 +378,7 @@ pub(crate) fn encode<T: Serialize>(
     out.push(compression_id);
     out.extend_from_slice(&fingerprint.to_le_bytes());
     if let Some(m) = meta {
-        out.extend_from_slice(&m.fresh_until_ms.to_le_bytes());
+        out.extend_from_slice(&m.stale_ms.to_le_bytes());
         out.extend_from_slice(&m.delta_ms.to_le_bytes());
     }
     out.extend_from_slice(&body);
@@ -403,7 +403,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
             let mut d = [0u8; 4];
             d.copy_from_slice(delta);
             let meta = Meta {
-                fresh_until_ms: u64::from_le_bytes(u),
+                stale_ms: u64::from_le_bytes(u),
                 delta_ms: u32::from_le_bytes(d),
             };
             (Some(meta), &bytes[HEADER_META..])
@@ -509,7 +509,7 @@ mod tests {
             text: "y".repeat(2000),
         };
         let meta = Meta {
-            fresh_until_ms: 1_790_000_000_123,
+            stale_ms: 3_600_000,
             delta_ms: 42,
         };
         let bytes = encode(&v, fp, Format::Postcard, Compression::Auto, Some(meta), &c).unwrap();

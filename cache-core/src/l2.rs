@@ -443,17 +443,27 @@ impl L2 {
                 },
             ),
             Ok((v, Some(meta))) => {
-                let fresh = Duration::from_millis(
-                    meta.fresh_until_ms.saturating_sub(crate::ttl::unix_ms()),
-                );
+                // Fresh while the key has more than its stale window left
+                // (Redis's clock, not ours). A read without `PTTL` asks now.
+                let left = match left {
+                    Some(l) => l,
+                    None => match self.guarded(self.store.ttl(key)).await {
+                        Ok(KeyTtl::Expires(l)) => l,
+                        Ok(KeyTtl::Missing) => return Read::Miss,
+                        Ok(KeyTtl::Persistent) => Duration::MAX,
+                        Err(e) => return Read::Unavailable(e),
+                    },
+                };
+                let window = Duration::from_millis(meta.stale_ms);
+                let fresh = left.saturating_sub(window);
                 if fresh.is_zero() {
-                    return Read::Stale(v, left);
+                    return Read::Stale(v, Some(left));
                 }
                 Read::Hit(
                     v,
                     Timing {
-                        left: Some(left.map_or(fresh, |l| l.min(fresh))),
-                        stale: left.map_or(Duration::ZERO, |l| l.saturating_sub(fresh)),
+                        left: Some(fresh),
+                        stale: left.min(window),
                         delta: Some(Duration::from_millis(u64::from(meta.delta_ms))),
                     },
                 )

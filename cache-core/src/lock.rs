@@ -10,15 +10,27 @@
 //!   use it, and let go of the lock if we took it;
 //! - we took the lock: compute. While the origin runs, the lock is renewed
 //!   every third of its TTL by a compare-and-`PEXPIRE` script, so it only
-//!   runs out if this process dies or hangs. When the value is stored, a
-//!   compare-and-delete script releases the lock and publishes `Landed(key)`
-//!   on the backplane channel in the same round trip;
+//!   runs out if this process dies, or if the computation outlasts
+//!   `lock_wait` (by then every waiter has given up waiting; a hung origin
+//!   must not keep the key locked for good). When the value is stored (or
+//!   the computation given up), a compare-and-delete script releases the
+//!   lock and publishes `Landed(key)` on the backplane channel in the same
+//!   round trip. The guard is made before the attempt, so an attempt that
+//!   timed out or was cancelled after Redis ran it is undone too;
 //! - another process holds it: wait, woken by that `Landed` message, or by a
 //!   poll (5 ms doubling to 200 ms) that covers lost messages and holders
 //!   that died (their lock expires and a waiter takes it over). Each wake-up
 //!   is the same one-round-trip lock-and-read. After
 //!   [`lock_wait`](crate::CacheBuilder::lock_wait) the call computes anyway
 //!   (fail-open): a slow or stuck holder delays callers by a bounded time.
+//!   A function with `stale_if_error` and `timeout` that has a stale value
+//!   at hand does not wait at all: it answers with the stale value while the
+//!   holder computes.
+//!
+//! Every attempt also reads the key's generation markers (see `crate::l2`)
+//! and notes the invalidation epoch: what the caller computes after taking
+//! the lock starts after both, so an invalidation during the wait does not
+//! discard it.
 //!
 //! Why a message and not polling alone: in the `stampede` bench (4 processes
 //! × 250 callers, a 50 ms origin) waiters that only polled (the release
@@ -72,6 +84,8 @@ pub(crate) struct Held {
     key: String,
     token: String,
     ttl: Duration,
+    /// Renewals stop after this long: see [`Held::run`].
+    hold: Duration,
     released: bool,
 }
 
@@ -82,40 +96,74 @@ impl std::fmt::Debug for Held {
 }
 
 impl Held {
-    pub(crate) fn new(cache: Arc<Inner>, key: &str, token: String, ttl: Duration) -> Held {
+    /// A guard for the lock of `key` with `token`, made *before* the attempt
+    /// to take it: if the attempt times out or is cancelled after Redis ran
+    /// it, dropping the guard still deletes the lock (compare-and-delete, so
+    /// another holder's lock is safe). `hold` bounds the renewals.
+    pub(crate) fn new(
+        cache: Arc<Inner>,
+        key: &str,
+        token: String,
+        ttl: Duration,
+        hold: Duration,
+    ) -> Held {
         Held {
             cache,
             key: key.to_owned(),
             token,
             ttl,
+            hold,
             released: false,
         }
     }
 
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The attempt found the lock held by another process: nothing to release.
+    pub(crate) fn disarm(mut self) {
+        self.released = true;
+    }
+
     /// Releases the lock and wakes its waiters, one round trip. Awaited by
     /// the holder rather than left to a task: waiters elsewhere should not
-    /// depend on this process staying up after its call returns.
+    /// depend on this process staying up after its call returns. If this
+    /// call is cancelled meanwhile, the drop does it in the background.
     pub(crate) async fn release(mut self) {
-        self.released = true;
         if let Some(l2) = self.cache.l2()
             && let Err(e) = l2.unlock(&self.key, &self.token).await
         {
             tracing::debug!(key = self.key, error = %e, "stampede lock not released; it will expire");
         }
+        self.released = true;
     }
 
-    /// Runs `fut`, renewing the lock every third of its TTL meanwhile.
+    /// Runs `fut`, renewing the lock every third of its TTL meanwhile, for
+    /// at most the hold bound (the cache's `lock_wait`): by then every
+    /// waiter has stopped waiting, so a computation that hangs keeps the
+    /// lock no longer than that plus one lock TTL.
     pub(crate) async fn run<F: Future>(&self, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
         tokio::select! {
-            out = fut => out,
-            never = self.renew_forever() => match never {},
+            out = &mut fut => return out,
+            () = self.renew_while_held() => {}
         }
+        fut.await
     }
 
-    async fn renew_forever(&self) -> std::convert::Infallible {
+    async fn renew_while_held(&self) {
         let every = self.ttl / 3;
+        let stop = tokio::time::Instant::now() + self.hold;
         loop {
             tokio::time::sleep(every).await;
+            if tokio::time::Instant::now() >= stop {
+                tracing::debug!(
+                    key = self.key,
+                    "stampede lock held to its bound; letting it expire"
+                );
+                return;
+            }
             if let Some(l2) = self.cache.l2() {
                 match l2.renew_lock(&self.key, &self.token, self.ttl).await {
                     Ok(true) => {}

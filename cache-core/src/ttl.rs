@@ -370,13 +370,6 @@ impl Refresh {
     }
 }
 
-/// Wall-clock time in milliseconds since the Unix epoch (0 before it).
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl TtlTable {
     /// The duration, capped at ten years.
     pub(crate) fn resolve(&self, ttl: Ttl) -> Duration {

@@ -29,10 +29,19 @@ struct Inner {
     scripts: Scripts,
 }
 
+/// Compare-and-delete of a lock, then the release message. Sent as `EVAL`
+/// with its text, not by hash: a release is often the last command of a call
+/// whose caller is gone (cancelled, timed out), and `EVALSHA`'s fallback after
+/// `NOSCRIPT` (a restarted Redis) needs the caller to still be there.
+const UNLOCK: &str = "local mine = redis.call('GET', KEYS[1]) == ARGV[1] \
+     if mine then redis.call('DEL', KEYS[1]) end \
+     redis.call('PUBLISH', ARGV[2], ARGV[3]) \
+     if mine then return 1 end \
+     return 0";
+
 /// Lua scripts, sent by hash (`EVALSHA`, loaded on first use by redis-rs).
 struct Scripts {
     renew: redis::Script,
-    unlock: redis::Script,
     write: redis::Script,
     invalidate_key: redis::Script,
     drain: redis::Script,
@@ -71,13 +80,6 @@ impl Scripts {
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                      return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
                  end \
-                 return 0",
-            ),
-            unlock: redis::Script::new(
-                "local mine = redis.call('GET', KEYS[1]) == ARGV[1] \
-                 if mine then redis.call('DEL', KEYS[1]) end \
-                 redis.call('PUBLISH', ARGV[2], ARGV[3]) \
-                 if mine then return 1 end \
                  return 0",
             ),
             // KEYS: value key, index sets (ARGV[3] of them), then markers.
@@ -611,15 +613,16 @@ impl RedisStore {
         payload: &[u8],
     ) -> Result<bool, StoreError> {
         let mut con = self.connection();
-        let script = &self.inner.scripts.unlock;
         let released: i64 = self
             .run(async move {
-                script
-                    .key(lock)
+                redis::cmd("EVAL")
+                    .arg(UNLOCK)
+                    .arg(1)
+                    .arg(lock)
                     .arg(token)
                     .arg(channel)
                     .arg(payload)
-                    .invoke_async(&mut con)
+                    .query_async(&mut con)
                     .await
             })
             .await?;

@@ -83,6 +83,17 @@ impl Source {
         self.fetch().await
     }
 
+    #[cached(
+        ttl = "1s",
+        key = "timed_shared:<id>",
+        stale_if_error = "1h",
+        timeout = "300ms"
+    )]
+    async fn timed_shared(&self, id: u32) -> Result<u64, Failed> {
+        let _ = id;
+        self.fetch().await
+    }
+
     #[cached(ttl = "60s", key = "hot:<id>")]
     async fn hot(&self, id: u32) -> Result<u64, Failed> {
         let _ = id;
@@ -438,4 +449,197 @@ async fn a_refresh_due_on_two_instances_runs_once() {
     tokio::time::sleep(Duration::from_millis(200)).await; // room for a second refresh, if any
     assert_eq!(s.calls(), 2, "one refresh across both instances");
     assert_eq!(a.stats().await.refreshes + b.stats().await.refreshes, 1);
+}
+
+// ----- review findings: locks that outlive their use --------------------------
+
+async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn lock_exists(con: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+    let n: u64 = redis::cmd("EXISTS")
+        .arg(format!("st:~lock:{key}"))
+        .query_async(con)
+        .await
+        .unwrap();
+    n == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_background_refresh_lets_its_lock_expire() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Cache::builder()
+        .redis_url(redis.url())
+        .key_prefix("st")
+        .lock_ttl(Duration::from_millis(90))
+        .lock_wait(Duration::from_millis(300))
+        .build_blocking()
+        .unwrap();
+    connected(&a).await;
+    let s = Source::new();
+    assert_eq!(a.scope(Arc::clone(&s).shared(3)).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past half the 2 s TTL
+    s.hanging.store(true, SeqCst);
+    assert_eq!(
+        a.scope(Arc::clone(&s).shared(3)).await,
+        Ok(1),
+        "refresh started"
+    );
+    let mut con = raw(&redis).await;
+    until("the refresh to take the lock", || async { s.calls() == 2 }).await;
+    // Renewed while useful (waiters give up after lock_wait), then let go,
+    // although the refresh never returns.
+    until("the hung holder's lock to expire", || {
+        let mut con = con.clone();
+        async move { !lock_exists(&mut con, "shared:3").await }
+    })
+    .await;
+    assert!(!lock_exists(&mut con, "shared:3").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another_process() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (instance(&redis), instance(&redis));
+    connected(&a).await;
+    connected(&b).await;
+    let s = Source::new();
+    assert_eq!(a.scope(s.timed_shared(1)).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // stale everywhere now
+    s.version.store(2, SeqCst);
+    s.hanging.store(true, SeqCst);
+    let first = {
+        let (a, s) = (a.clone(), Arc::clone(&s));
+        tokio::spawn(async move { a.scope(s.timed_shared(1)).await })
+    };
+    until("A's origin call to start (A holds the lock)", || async {
+        s.calls() == 2
+    })
+    .await;
+    // B finds A's lock: it answers with the stale value at once, without
+    // calling the hanging origin itself or queueing behind A.
+    assert_eq!(b.scope(s.timed_shared(1)).await, Ok(1));
+    assert_eq!(first.await.unwrap(), Ok(1), "A: cut off after 300 ms");
+    assert_eq!(s.calls(), 2, "B never called the origin");
+    let st = stats(&b).await;
+    assert_eq!((st.stale_served, st.misses, st.lock_timeouts), (1, 0, 0));
+    assert_eq!(stats(&a).await.origin_timeouts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_attempt_that_times_out_does_not_leave_a_lock_behind() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // A lock TTL far beyond the wait below: only a release removes the lock.
+    let a = Cache::builder()
+        .redis_url(redis.url())
+        .key_prefix("st")
+        .lock_ttl(Duration::from_secs(60))
+        .build_blocking()
+        .unwrap();
+    connected(&a).await;
+    let mut con = raw(&redis).await;
+    // Writes stall for 400 ms; reads go on. A's lock attempt (a write) times
+    // out at 100 ms, but Redis runs it once the pause ends.
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(400)
+        .arg("WRITE")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let s = Source::new();
+    assert_eq!(a.scope(s.hot(11)).await, Ok(1));
+    // A write of our own returns once the pause is over and A's queued
+    // commands (the lock attempt first) have run.
+    let () = redis::cmd("SET")
+        .arg("st:unrelated")
+        .arg(1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    until("the lock A's attempt took to be deleted", || {
+        let mut con = con.clone();
+        async move { !lock_exists(&mut con, "hot:11").await }
+    })
+    .await;
+    let b = instance(&redis);
+    connected(&b).await;
+    b.delete("hot:11").await.unwrap();
+    assert_eq!(b.scope(s.hot(11)).await, Ok(1));
+    assert_eq!(stats(&b).await.lock_waits, 0, "no lock left to wait on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (instance(&redis), instance(&redis));
+    connected(&a).await;
+    connected(&b).await;
+    let s = Source::new();
+    s.gate.send_replace(false);
+    let holder = {
+        let (a, s) = (a.clone(), Arc::clone(&s));
+        tokio::spawn(async move { a.scope(s.hot(12)).await })
+    };
+    until("A to compute", || async { s.calls() == 1 }).await;
+    let waiter = {
+        let (b, s) = (b.clone(), Arc::clone(&s));
+        tokio::spawn(async move { b.scope(s.hot(12)).await })
+    };
+    until("B to wait on A's lock", || async {
+        b.stats().await.lock_waits == 1
+    })
+    .await;
+    s.version.store(2, SeqCst);
+    a.invalidate("hot:12").await.unwrap();
+    s.gate.send_replace(true);
+    // (This origin reads its data after the gate: A computed 2 too, but
+    // started before the invalidation, so its result was not stored.)
+    assert_eq!(holder.await.unwrap(), Ok(2));
+    assert_eq!(
+        waiter.await.unwrap(),
+        Ok(2),
+        "B computed after the invalidation"
+    );
+    assert_eq!(s.calls(), 2);
+    // B's value was stored: nobody computes again.
+    assert_eq!(a.scope(s.hot(12)).await, Ok(2));
+    assert_eq!(b.scope(s.hot(12)).await, Ok(2));
+    assert_eq!(s.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_key_cannot_reach_the_lock_namespace() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis);
+    connected(&a).await;
+    a.set(
+        "~lock:hot:13",
+        &"squatter".to_owned(),
+        cache_core::Preset::Long,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a.get::<String>("~lock:hot:13").await.unwrap().as_deref(),
+        Some("squatter")
+    );
+    let s = Source::new();
+    assert_eq!(a.scope(s.hot(13)).await, Ok(1));
+    assert_eq!(stats(&a).await.lock_waits, 0);
 }
