@@ -17,6 +17,18 @@ enum Token {
     Class { negate: bool, ranges: Vec<(u8, u8)> },
 }
 
+/// The text of `tokens` if they are all literal bytes (and UTF-8).
+fn literal(tokens: &[Token]) -> Option<String> {
+    let bytes: Option<Vec<u8>> = tokens
+        .iter()
+        .map(|t| match t {
+            Token::Byte(b) => Some(*b),
+            _ => None,
+        })
+        .collect();
+    bytes.and_then(|b| String::from_utf8(b).ok())
+}
+
 /// A compiled glob pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Glob {
@@ -86,15 +98,7 @@ impl Glob {
 
     /// The key this pattern matches if it has no wildcard, else `None`.
     pub(crate) fn exact(&self) -> Option<String> {
-        let bytes: Option<Vec<u8>> = self
-            .tokens
-            .iter()
-            .map(|t| match t {
-                Token::Byte(b) => Some(*b),
-                _ => None,
-            })
-            .collect();
-        bytes.and_then(|b| String::from_utf8(b).ok())
+        literal(&self.tokens)
     }
 
     /// The literal text before the first wildcard (all of it for an exact key).
@@ -118,14 +122,7 @@ impl Glob {
         if *last != Token::Star {
             return None;
         }
-        let bytes: Option<Vec<u8>> = rest
-            .iter()
-            .map(|t| match t {
-                Token::Byte(b) => Some(*b),
-                _ => None,
-            })
-            .collect();
-        bytes.and_then(|b| String::from_utf8(b).ok())
+        literal(rest)
     }
 
     pub(crate) fn matches(&self, key: &str) -> bool {

@@ -74,15 +74,14 @@ async fn exists(con: &mut redis::aio::MultiplexedConnection, key: &str) -> bool 
         == 1
 }
 
-/// B reads v1 and is held; A updates the row and invalidates (`pattern`);
-/// B's origin then returns v1. B does not listen to the backplane, so only
-/// Redis can refuse the stale value.
-async fn stale_set_race(pattern: &str, id: u32) {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let a = instance(&redis, true);
-    let b = instance(&redis, false);
+/// A (listening to the backplane) and B (not), and a computation of row
+/// `id` on B that has read v1 and is held at the gate.
+async fn held_on_b(
+    redis: &RedisServer,
+    id: u32,
+) -> (Cache, Cache, Arc<Db>, tokio::task::JoinHandle<u64>) {
+    let a = instance(redis, true);
+    let b = instance(redis, false);
     connected(&a).await;
     let db = Db::new();
     db.gate.send_replace(false);
@@ -91,6 +90,17 @@ async fn stale_set_race(pattern: &str, id: u32) {
         tokio::spawn(async move { b.scope(db.row(id)).await })
     };
     db.read.notified().await; // B's origin has read v1
+    (a, b, db, computing)
+}
+
+/// B reads v1 and is held; A updates the row and invalidates (`pattern`);
+/// B's origin then returns v1. B does not listen to the backplane, so only
+/// Redis can refuse the stale value.
+async fn stale_set_race(pattern: &str, id: u32) {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b, db, computing) = held_on_b(&redis, id).await;
     db.version.store(2, SeqCst);
     a.invalidate(&pattern.replace("<id>", &id.to_string()))
         .await
@@ -133,16 +143,7 @@ async fn an_invalidation_replayed_after_an_outage_refuses_values_computed_before
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, true);
-    let b = instance(&redis, false);
-    connected(&a).await;
-    let db = Db::new();
-    db.gate.send_replace(false);
-    let computing = {
-        let (b, db) = (b.clone(), Arc::clone(&db));
-        tokio::spawn(async move { b.scope(db.row(4)).await })
-    };
-    db.read.notified().await;
+    let (a, b, db, computing) = held_on_b(&redis, 4).await;
     db.version.store(2, SeqCst);
     redis.pause();
     a.invalidate("item:4:*").await.unwrap(); // Redis hung: kept for replay

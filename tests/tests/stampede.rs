@@ -260,6 +260,14 @@ fn instance(redis: &RedisServer) -> Cache {
         .unwrap()
 }
 
+/// Two instances on `redis`, both subscribed to the backplane.
+async fn pair(redis: &RedisServer) -> (Cache, Cache) {
+    let (a, b) = (instance(redis), instance(redis));
+    connected(&a).await;
+    connected(&b).await;
+    (a, b)
+}
+
 async fn connected(c: &Cache) {
     let mut status = c.backplane().unwrap();
     status.wait_for(|s| s.connected).await.unwrap();
@@ -270,9 +278,7 @@ async fn two_instances_make_one_origin_call_and_the_other_waits_for_it() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (instance(&redis), instance(&redis));
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = pair(&redis).await;
     let s = Source::new();
     s.gate.send_replace(false);
     let mut calls = Vec::new();
@@ -303,9 +309,7 @@ async fn when_the_lock_holder_fails_one_more_call_computes() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (instance(&redis), instance(&redis));
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = pair(&redis).await;
     let s = Source::new();
     s.fail_first.store(true, SeqCst);
     s.gate.send_replace(false);
@@ -406,9 +410,7 @@ async fn another_instance_serves_the_stale_value_from_redis_when_the_origin_fail
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (instance(&redis), instance(&redis));
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = pair(&redis).await;
     let s = Source::new();
     assert_eq!(a.scope(Arc::clone(&s).shared(1)).await, Ok(1));
     // Redis keeps it for its stale window; its freshness ends after 2 s.
@@ -431,9 +433,7 @@ async fn a_refresh_due_on_two_instances_runs_once() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (instance(&redis), instance(&redis));
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = pair(&redis).await;
     let s = Source::new();
     assert_eq!(a.scope(Arc::clone(&s).shared(2)).await, Ok(1));
     assert_eq!(b.scope(Arc::clone(&s).shared(2)).await, Ok(1), "an L2 hit");
@@ -509,9 +509,7 @@ async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (instance(&redis), instance(&redis));
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = pair(&redis).await;
     let s = Source::new();
     assert_eq!(a.scope(s.timed_shared(1)).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(1_100)).await; // stale everywhere now
@@ -585,9 +583,7 @@ async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two()
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (instance(&redis), instance(&redis));
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = pair(&redis).await;
     let s = Source::new();
     s.gate.send_replace(false);
     let holder = {
