@@ -82,6 +82,15 @@ fn main() {
             .build()
             .await
             .expect("cache");
+        // The same, without the in-process tier: the Redis side alone.
+        let redis_only = Cache::builder()
+            .redis_url(server.url())
+            .key_prefix("bench")
+            .l1_enabled(false)
+            .redis_op_timeout(Duration::from_secs(30))
+            .build()
+            .await
+            .expect("cache");
         let store = RedisStore::new(
             RedisConfig::new(server.url()).op_timeout(Duration::from_secs(30)),
         )
@@ -90,8 +99,8 @@ fn main() {
 
         println!("invalidating {MATCHING} keys of one prefix (user:42:*), median of {rounds} rounds");
         println!(
-            "  {:>12} {:>14} {:>16} {:>10}",
-            "total keys", "ours (index)", "SCAN + UNLINK", "ratio"
+            "  {:>12} {:>16} {:>20} {:>16} {:>8}",
+            "total keys", "ours, Redis only", "ours, with L1 copies", "SCAN + UNLINK", "ratio"
         );
         let mut filled = 0;
         let mut ours_at = Vec::new();
@@ -99,8 +108,14 @@ fn main() {
             fill(&mut con, filled, total - MATCHING).await;
             filled = total - MATCHING;
             let mut ours = Vec::new();
+            let mut only = Vec::new();
             let mut scan = Vec::new();
             for r in 0..rounds {
+                matching(&redis_only).await;
+                let t = Instant::now();
+                let n = redis_only.invalidate("user:42:*").await.expect("invalidate");
+                only.push(t.elapsed().as_secs_f64());
+                assert_eq!(n as usize, MATCHING);
                 matching(&cache).await;
                 let t = Instant::now();
                 let n = cache.invalidate("user:42:*").await.expect("invalidate");
@@ -115,18 +130,19 @@ fn main() {
                     assert_eq!(n as usize, MATCHING);
                 }
             }
-            let (o, s) = (median(ours), median(scan));
-            ours_at.push(o);
+            let (r, o, s) = (median(only), median(ours), median(scan));
+            ours_at.push(r);
             println!(
-                "  {total:>12} {:>11.2} ms {:>13.1} ms {:>9.0}x",
+                "  {total:>12} {:>13.2} ms {:>17.2} ms {:>13.1} ms {:>7.0}x",
+                ms(r),
                 ms(o),
                 ms(s),
-                s / o
+                s / r
             );
         }
         if let (Some(first), Some(last)) = (ours_at.first(), ours_at.last()) {
             println!(
-                "  ours at {} keys / ours at {} keys: {:.2}x",
+                "  ours (Redis only) at {} keys / at {} keys: {:.2}x",
                 sizes[sizes.len() - 1],
                 sizes[0],
                 last / first
