@@ -244,7 +244,7 @@ impl CacheBuilder {
     /// Without it, another instance's invalidation reaches this one's
     /// in-process copies only when they expire: cap them with
     /// [`l1_ttl`](Self::l1_ttl), or turn the in-process tier off. Redis itself
-    /// stays exact either way: invalidations delete there, and a value
+    /// is kept right either way: invalidations delete there, and a value
     /// computed from data an invalidation replaced is refused by Redis.
     /// For Redis deployments that forbid `SUBSCRIBE`, or single instances.
     pub fn backplane(mut self, subscribe: bool) -> Self {

@@ -1230,6 +1230,7 @@ impl Cache {
                 config.ttl,
                 config.wait,
             );
+            let asked = Instant::now();
             let (held, read, observed) = match l2
                 .lock_and_read::<V>(key, guard.token(), config.ttl, spec.version)
                 .await
@@ -1265,7 +1266,7 @@ impl Cache {
                     bump(&inner.counters.lock_takeovers);
                     tracing::debug!(key, "stampede lock taken over");
                 }
-                return Locked::Held(held, (observed, Instant::now()), epoch);
+                return Locked::Held(held, (observed, asked), epoch);
             }
             if stale_now {
                 // Another process is computing it, and this call may answer
@@ -1350,8 +1351,9 @@ impl Cache {
             && !spec.skip_l2_write
             && observed.is_none()
         {
-            match l2.observe(&key).await {
-                Ok(seen) => observed = Some((seen, Instant::now())),
+            let asked = Instant::now();
+            match l2.observe().await {
+                Ok(seen) => observed = Some((seen, asked)),
                 Err(e) => {
                     // Unobserved, the result cannot be written safely: in-process only.
                     let _ = inner.tier_error("observe", &key, &e);
@@ -1534,12 +1536,13 @@ impl Cache {
                 inner.lock.ttl,
                 inner.lock.wait,
             );
+            let asked = Instant::now();
             match l2
                 .lock_and_read::<K::Value>(&key, guard.token(), inner.lock.ttl, spec.version)
                 .await
             {
                 Ok((held, read, seen)) => {
-                    observed = Some((seen, Instant::now()));
+                    observed = Some((seen, asked));
                     let held = if held {
                         Some(guard)
                     } else {

@@ -3,19 +3,19 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic  0xCA 0xC4
-//! 2       1     envelope version (1, or 2 with timing facts)
+//! 2       1     envelope version (1, or 3 with timing facts)
 //! 3       1     format: 1 postcard, 2 JSON, 3 MessagePack, 4 bincode
 //! 4       1     compression: 0 none, 1 zstd
 //! 5       8     fingerprint: FNV-1a of the Rust type name and the function's `version`, little-endian
 //! 13      ..    payload (version 1)
 //!
-//! version 2 only:
+//! version 3 only (2 was an earlier layout of the same facts, now refused):
 //! 13      8     stale window: how long the key outlives its freshness, ms, little-endian
 //! 21      4     time the origin took to compute the value, ms, little-endian
 //! 25      ..    payload
 //! ```
 //!
-//! Version 2 is written for functions with a stale window (`stale_if_error`)
+//! Version 3 is written for functions with a stale window (`stale_if_error`)
 //! or early refresh: the Redis key then lives longer than the value is fresh
 //! (TTL + window), so the window travels with the value, and a reader finds
 //! the time the value stays fresh as the key's `PTTL` minus the window. Only
@@ -41,7 +41,7 @@ use serde::de::DeserializeOwned;
 
 const MAGIC: [u8; 2] = [0xCA, 0xC4];
 const VERSION: u8 = 1;
-const VERSION_META: u8 = 2;
+const VERSION_META: u8 = 3;
 const HEADER: usize = 13;
 const HEADER_META: usize = 25;
 
@@ -520,10 +520,10 @@ mod tests {
             Err(DecodeError::Foreign)
         ));
         let mut future = bytes.clone();
-        future[2] = 3;
+        future[2] = 4;
         assert!(matches!(
             decode::<V>(&future, fp, &c),
-            Err(DecodeError::Version(3))
+            Err(DecodeError::Version(4))
         ));
     }
 

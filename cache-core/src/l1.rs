@@ -234,24 +234,21 @@ impl L1 {
             return u64::from(self.remove(&key));
         }
         if let Some(prefix) = glob.prefix() {
-            // Out of the index under one lock, so the removal listener finds
-            // nothing left to do for them.
-            let taken: Vec<String> = {
-                let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-                let keys: Vec<String> = index
+            // Only the eviction listener takes keys out of the index (by entry
+            // identity): taking them out here could race a write of the same
+            // key that has indexed its new entry but not yet stored it.
+            let keys: Vec<String> = {
+                let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+                index
                     .range::<str, _>((
                         std::ops::Bound::Included(prefix.as_str()),
                         std::ops::Bound::Unbounded,
                     ))
                     .take_while(|(k, _)| k.starts_with(prefix.as_str()))
                     .map(|(k, _)| k.clone())
-                    .collect();
-                for k in &keys {
-                    index.remove(k);
-                }
-                keys
+                    .collect()
             };
-            return taken.iter().map(|k| u64::from(self.remove(k))).sum();
+            return keys.iter().map(|k| u64::from(self.remove(k))).sum();
         }
         let keys: Vec<Arc<String>> = self
             .cache

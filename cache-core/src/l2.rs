@@ -22,30 +22,41 @@
 //! (they escape `~`):
 //!
 //! - `P:~idx:user:` and `P:~idx:user:42:`: sets of the keys under each
-//!   segment prefix (up to 8 segments deep). Every write adds its key to
-//!   them in the same script as the `SET`, so a key is never stored
-//!   unindexed; a set lives as long as its longest-lived member.
-//!   `user:42:*` drains its set in batches (`SPOP` + `UNLINK`): O(matching
-//!   keys), independent of the keyspace. Members that expired on their own
-//!   cost a no-op `UNLINK` when drained.
-//! - `P:~gen:` (the root), `P:~gen:user:`, `P:~gen:user:42:` and
-//!   `P:~key:user:42:profile`: generation markers, counters bumped by
-//!   invalidations (an exact key bumps its own; a prefix, the prefix's; any
-//!   other pattern, the deepest segment prefix before its first wildcard, or
-//!   the root). Before a miss calls the origin, the key's markers are read,
-//!   in the same round trip as its lock; the result is written by a script
-//!   only if none changed. So a value computed from data that an
+//!   segment prefix (up to 8 segments deep; deeper prefix patterns use
+//!   `SCAN`). Every write adds its key to them in the same script as the
+//!   `SET`, so a key is never stored unindexed; a set lives as long as its
+//!   longest-lived member (`expire` extends it too). `user:42:*` drains its
+//!   set (read whole and deleted when it fits one batch of 1,000, else
+//!   `SPOP` batches) and `UNLINK`s the members: O(matching keys),
+//!   independent of the keyspace. Members that expired on their own cost a
+//!   no-op `UNLINK`.
+//! - `P:~gen:#seq`, the invalidation sequence, and the markers `P:~gen:`
+//!   (the root), `P:~gen:user:`, `P:~gen:user:42:` and
+//!   `P:~key:user:42:profile`. Every invalidation takes the next sequence
+//!   number and stamps it on one marker: an exact key (or explicit write)
+//!   on the key's own, a prefix on the prefix's, any other pattern on the
+//!   deepest segment prefix before its first wildcard, or the root. Before a
+//!   miss calls the origin, it reads the sequence (in the same round trip as
+//!   its lock); the result is written by a script only if none of the key's
+//!   markers carries a later number. So a value computed from data that an
 //!   invalidation anywhere (another instance, or a replay after an outage)
-//!   has since replaced is refused by Redis itself, even if the backplane
-//!   message has not arrived. Reads are a plain `GET`: nothing of this is on
-//!   the hit path. Markers live an hour after their last bump
-//!   ([`MARKER_TTL`]); a computation older than that does not write.
+//!   has since replaced is refused by Redis itself, even before the
+//!   backplane message arrives. Numbers only grow, so a marker that expired
+//!   and was stamped again never looks unchanged. Reads are a plain `GET`:
+//!   nothing of this is on the hit path. Markers live an hour after their
+//!   last stamp ([`MARKER_TTL`]); a computation that started longer ago than
+//!   that does not write (the invalidation that could refuse it may be gone).
 //! - `P:~lock:user:42:profile`: the stampede lock ([`crate::lock`]).
 //!
 //! Pattern deletion (`SCAN`) never removes these bookkeeping keys.
 //!
-//! Write path cost (the `invalidation` bench): one `EVALSHA` instead of a
-//! `SET`. Measured figures are in the README.
+//! Requirements and limits: Redis must not evict the bookkeeping keys
+//! (`maxmemory-policy noeviction`, or memory to spare): an evicted index set
+//! leaves its keys to expire by TTL instead of being invalidated. Keys
+//! written before this layout (an older version of this crate) are in no
+//! index set: after upgrading, `clear()` once or let them expire. Write path
+//! cost (the `invalidation` bench): one `EVALSHA` instead of a `SET`,
+//! 1.28–1.32× its time.
 //!
 //! ## Redis Cluster
 //!
@@ -164,6 +175,8 @@ pub(crate) struct L2 {
     replay: tokio::sync::Mutex<()>,
     /// `prefix:` (empty without a prefix): what lock keys are built from.
     prefix: String,
+    /// `prefix:~gen:#seq`: the invalidation sequence (see the module docs).
+    sequence: String,
     /// Calls in this process waiting on another holder's lock, by key.
     waiters: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
@@ -231,6 +244,7 @@ impl L2 {
             } else {
                 format!("{prefix}:")
             },
+            sequence: format!("{prefix}:~gen:#seq"),
             waiters: Default::default(),
         }
     }
@@ -487,9 +501,11 @@ impl L2 {
     ) -> Result<(bool, Read<V>, Observed), TierError> {
         self.ready()?;
         let lock = self.lock_key(key);
-        let markers = self.markers(key);
         let (held, fetched, observed) = self
-            .guarded(self.store.lock_and_get(&lock, token, ttl, key, &markers))
+            .guarded(
+                self.store
+                    .lock_and_get(&lock, token, ttl, key, &self.sequence),
+            )
             .await?;
         let read = match fetched {
             None => Read::Miss,
@@ -589,6 +605,7 @@ impl L2 {
         let marker = self.key_marker(key);
         let guard = WriteGuard::Bump {
             marker: &marker,
+            sequence: &self.sequence,
             ttl: MARKER_TTL,
         };
         self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
@@ -605,11 +622,14 @@ impl L2 {
         ttl: Duration,
         observed: &Observed,
     ) -> Result<bool, TierError> {
+        // Invalidations from an outage not replayed yet have not stamped
+        // their markers: nothing computed is written before they are.
+        self.ready()?;
         let indexes = self.indexes(key);
         let markers = self.markers(key);
         let guard = WriteGuard::Unchanged {
             markers: &markers,
-            observed,
+            observed: *observed,
         };
         self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
             .await
@@ -618,8 +638,11 @@ impl L2 {
     /// Removes `key` and bumps its marker (see the module docs).
     pub(crate) async fn remove(&self, key: &str) -> Result<u64, TierError> {
         let marker = self.key_marker(key);
-        self.guarded(self.store.invalidate_key(key, &marker, MARKER_TTL))
-            .await
+        self.guarded(
+            self.store
+                .invalidate_key(key, &marker, &self.sequence, MARKER_TTL),
+        )
+        .await
     }
 
     /// Removes what `pattern` matches: an exact key with one `UNLINK`; a
@@ -640,7 +663,10 @@ impl L2 {
             let index = self.index_key(&segment);
             let marker = self.marker_key(&segment);
             return self
-                .guarded(self.store.drain_index(&index, &marker, MARKER_TTL))
+                .guarded(
+                    self.store
+                        .drain_index(&index, &marker, &self.sequence, MARKER_TTL),
+                )
                 .await;
         }
         let literal = glob.leading_literal();
@@ -649,7 +675,8 @@ impl L2 {
             .and_then(|rest| segment_prefixes(rest).last())
             .unwrap_or("");
         let marker = self.marker_key(covered);
-        self.guarded(self.store.bump(&marker, MARKER_TTL)).await?;
+        self.guarded(self.store.bump(&marker, &self.sequence, MARKER_TTL))
+            .await?;
         self.guarded(self.store.delete_matching(pattern)).await
     }
 
@@ -689,11 +716,10 @@ impl L2 {
         segment_prefixes(rest).map(|s| self.index_key(s)).collect()
     }
 
-    /// The markers of `key` now, before a computation of it starts.
-    pub(crate) async fn observe(&self, key: &str) -> Result<Observed, TierError> {
+    /// The invalidation sequence now, before a computation starts.
+    pub(crate) async fn observe(&self) -> Result<Observed, TierError> {
         self.ready()?;
-        let markers = self.markers(key);
-        self.guarded(self.store.observe(&markers)).await
+        self.guarded(self.store.observe(&self.sequence)).await
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool, TierError> {
@@ -711,8 +737,11 @@ impl L2 {
         })
     }
 
+    /// A new TTL for `key`; its index sets are kept alive at least as long.
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TierError> {
-        self.guarded(self.store.expire(key, ttl)).await
+        let indexes = self.indexes(key);
+        self.guarded(self.store.expire_indexed(key, ttl, &indexes))
+            .await
     }
 
     /// Not through the breaker: health checks want the truth.

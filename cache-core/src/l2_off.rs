@@ -93,7 +93,7 @@ impl L2 {
     ) -> Result<(bool, Read<V>, Observed), TierError> {
         match *self {}
     }
-    pub(crate) async fn observe(&self, _: &str) -> Result<Observed, TierError> {
+    pub(crate) async fn observe(&self) -> Result<Observed, TierError> {
         match *self {}
     }
     pub(crate) async fn write_computed(

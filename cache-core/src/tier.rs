@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::codec::DecodeError;
 use crate::l2::TierError;
 
-/// Generation markers as read before a computation (see `l2`).
-pub(crate) type Observed = Vec<Option<Vec<u8>>>;
+/// The invalidation sequence number read before a computation (see `l2`).
+pub(crate) type Observed = u64;
 
 /// What a read of the shared tier found.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // never built without the feature

@@ -45,29 +45,35 @@ struct Scripts {
     write: redis::Script,
     invalidate_key: redis::Script,
     drain: redis::Script,
+    bump: redis::Script,
+    expire: redis::Script,
 }
 
-/// Values of generation markers as read before a computation (`None`:
-/// absent), to be checked when its result is written; see [`WriteGuard`].
-pub type Observed = Vec<Option<Vec<u8>>>;
+/// The invalidation sequence number read before a computation, to be
+/// checked when its result is written; see [`WriteGuard`].
+pub type Observed = u64;
 
 /// What a write of a value must respect.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum WriteGuard<'a> {
-    /// A computed value: written only if every marker still holds what was
-    /// observed before the computation started (no invalidation since).
+    /// A computed value: written only if no marker holds a sequence number
+    /// above the one observed before the computation started (no
+    /// invalidation that covers the key since).
     Unchanged {
         /// The markers.
         markers: &'a [String],
-        /// Their values then, in the same order.
-        observed: &'a Observed,
+        /// The sequence number then.
+        observed: Observed,
     },
-    /// An explicit overwrite: bumps `marker` (the key's own), so that
-    /// computations that started before it do not overwrite it.
+    /// An explicit overwrite: stamps `marker` (the key's own) with the next
+    /// sequence number, so that computations that started before it do not
+    /// overwrite it.
     Bump {
         /// The key's marker.
         marker: &'a str,
+        /// The sequence key.
+        sequence: &'a str,
         /// How long the marker lives.
         ttl: Duration,
     },
@@ -82,20 +88,22 @@ impl Scripts {
                  end \
                  return 0",
             ),
-            // KEYS: value key, index sets (ARGV[3] of them), then markers.
-            // ARGV: value, px, index count, mode, marker ttl, observed values.
+            // KEYS: value key, index sets (ARGV[3] of them), then markers,
+            // then (bump mode) the sequence key.
+            // ARGV: value, px, index count, mode, marker ttl, observed sequence.
             write: redis::Script::new(
                 "local nidx = tonumber(ARGV[3]) \
                  local first = 2 + nidx \
                  if ARGV[4] == 'check' then \
+                     local seen = tonumber(ARGV[6]) \
                      for i = first, #KEYS do \
-                         if (redis.call('GET', KEYS[i]) or '') ~= ARGV[6 + i - first] then \
+                         if tonumber(redis.call('GET', KEYS[i]) or '0') > seen then \
                              return 0 \
                          end \
                      end \
                  else \
-                     redis.call('INCR', KEYS[first]) \
-                     redis.call('PEXPIRE', KEYS[first], ARGV[5]) \
+                     local n = redis.call('INCR', KEYS[first + 1]) \
+                     redis.call('SET', KEYS[first], n, 'PX', ARGV[5]) \
                  end \
                  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
                  local px = tonumber(ARGV[2]) \
@@ -107,18 +115,18 @@ impl Scripts {
                  end \
                  return 1",
             ),
-            // KEYS: key, its marker. ARGV: marker ttl.
+            // KEYS: key, its marker, the sequence key. ARGV: marker ttl.
             invalidate_key: redis::Script::new(
                 "local n = redis.call('UNLINK', KEYS[1]) \
-                 redis.call('INCR', KEYS[2]) \
-                 redis.call('PEXPIRE', KEYS[2], ARGV[1]) \
+                 local s = redis.call('INCR', KEYS[3]) \
+                 redis.call('SET', KEYS[2], s, 'PX', ARGV[1]) \
                  return n",
             ),
-            // KEYS: index set, marker. ARGV: batch, marker ttl, bump (1/0).
+            // KEYS: index set, marker, sequence key. ARGV: batch, marker ttl, bump (1/0).
             drain: redis::Script::new(
                 "if ARGV[3] == '1' then \
-                     redis.call('INCR', KEYS[2]) \
-                     redis.call('PEXPIRE', KEYS[2], ARGV[2]) \
+                     local s = redis.call('INCR', KEYS[3]) \
+                     redis.call('SET', KEYS[2], s, 'PX', ARGV[2]) \
                  end \
                  local m \
                  if redis.call('SCARD', KEYS[1]) <= tonumber(ARGV[1]) then \
@@ -130,6 +138,25 @@ impl Scripts {
                  local n = 0 \
                  if #m > 0 then n = redis.call('UNLINK', unpack(m)) end \
                  return {n, redis.call('SCARD', KEYS[1])}",
+            ),
+            // KEYS: marker, sequence key. ARGV: marker ttl.
+            bump: redis::Script::new(
+                "local s = redis.call('INCR', KEYS[2]) \
+                 redis.call('SET', KEYS[1], s, 'PX', ARGV[1]) \
+                 return s",
+            ),
+            // KEYS: key, index sets. ARGV: px.
+            expire: redis::Script::new(
+                "local px = tonumber(ARGV[1]) \
+                 local ok = redis.call('PEXPIRE', KEYS[1], px) \
+                 if ok == 1 then \
+                     for i = 2, #KEYS do \
+                         if redis.call('PTTL', KEYS[i]) < px then \
+                             redis.call('PEXPIRE', KEYS[i], px) \
+                         end \
+                     end \
+                 end \
+                 return ok",
             ),
         }
     }
@@ -404,12 +431,12 @@ impl RedisStore {
         token: &str,
         ttl: Duration,
         key: &str,
-        markers: &[String],
+        sequence: &str,
     ) -> Result<(bool, Option<(Vec<u8>, KeyTtl)>, Observed), StoreError> {
         let mut con = self.connection();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let (set, value, pttl, observed): (Option<String>, Option<Vec<u8>>, i64, Observed) = self
-            .run(async move {
+        let (set, value, pttl, observed): (Option<String>, Option<Vec<u8>>, i64, Option<u64>) =
+            self.run(async move {
                 redis::pipe()
                     .cmd("SET")
                     .arg(lock)
@@ -419,8 +446,7 @@ impl RedisStore {
                     .arg(ms)
                     .get(key)
                     .pttl(key)
-                    .cmd("MGET")
-                    .arg(markers)
+                    .get(sequence)
                     .query_async(&mut con)
                     .await
             })
@@ -428,19 +454,22 @@ impl RedisStore {
         Ok((
             set.is_some(),
             value.map(|v| (v, KeyTtl::from_pttl(pttl))),
-            observed,
+            observed.unwrap_or(0),
         ))
     }
 
-    /// `MGET markers`: their values now, for a later [`WriteGuard::Unchanged`].
+    /// `GET sequence`: the invalidation sequence number now (0 if none yet),
+    /// for a later [`WriteGuard::Unchanged`].
     ///
     /// # Errors
     ///
     /// [`StoreError`] on timeout or a Redis failure.
-    pub async fn observe(&self, markers: &[String]) -> Result<Observed, StoreError> {
+    pub async fn observe(&self, sequence: &str) -> Result<Observed, StoreError> {
         let mut con = self.connection();
-        self.run(async move { redis::cmd("MGET").arg(markers).query_async(&mut con).await })
-            .await
+        let n: Option<u64> = self
+            .run(async move { redis::cmd("GET").arg(sequence).query_async(&mut con).await })
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// Writes `key` (`SET … PX ttl`), adds it to the `indexes` sets (each kept
@@ -467,14 +496,19 @@ impl RedisStore {
         invocation.arg(value).arg(ms).arg(indexes.len());
         match guard {
             WriteGuard::Unchanged { markers, observed } => {
-                invocation.key(markers).arg("check").arg(0);
-                for v in observed {
-                    invocation.arg(v.as_deref().unwrap_or_default());
-                }
+                invocation.key(markers).arg("check").arg(0).arg(observed);
             }
-            WriteGuard::Bump { marker, ttl } => {
+            WriteGuard::Bump {
+                marker,
+                sequence,
+                ttl,
+            } => {
                 let marker_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                invocation.key(marker).arg("bump").arg(marker_ms);
+                invocation
+                    .key(marker)
+                    .key(sequence)
+                    .arg("bump")
+                    .arg(marker_ms);
             }
         }
         let written: i64 = self
@@ -493,6 +527,7 @@ impl RedisStore {
         &self,
         key: &str,
         marker: &str,
+        sequence: &str,
         marker_ttl: Duration,
     ) -> Result<u64, StoreError> {
         let mut con = self.connection();
@@ -504,6 +539,7 @@ impl RedisStore {
             script
                 .key(key)
                 .key(marker)
+                .key(sequence)
                 .arg(ms)
                 .invoke_async(&mut con)
                 .await
@@ -524,9 +560,11 @@ impl RedisStore {
         &self,
         index: &str,
         marker: &str,
+        sequence: &str,
         marker_ttl: Duration,
     ) -> Result<u64, StoreError> {
-        let batch = self.inner.config.scan_count.max(1);
+        // Lua's `unpack` takes a few thousand values at most.
+        let batch = self.inner.config.scan_count.clamp(1, 1000);
         let ms = u64::try_from(marker_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -540,6 +578,7 @@ impl RedisStore {
                     script
                         .key(index)
                         .key(marker)
+                        .key(sequence)
                         .arg(batch)
                         .arg(ms)
                         .arg(bump)
@@ -555,25 +594,54 @@ impl RedisStore {
         }
     }
 
-    /// `INCR marker` and `PEXPIRE marker ttl`, atomically.
+    /// Stamps `marker` with the next number of the `sequence` (for `ttl`),
+    /// atomically.
     ///
     /// # Errors
     ///
     /// [`StoreError`] on timeout or a Redis failure.
-    pub async fn bump(&self, marker: &str, ttl: Duration) -> Result<(), StoreError> {
+    pub async fn bump(
+        &self,
+        marker: &str,
+        sequence: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let mut con = self.connection();
-        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let script = &self.inner.scripts.bump;
         self.run(async move {
-            redis::pipe()
-                .atomic()
-                .incr(marker, 1)
-                .ignore()
-                .pexpire(marker, ms)
-                .ignore()
-                .query_async::<()>(&mut con)
+            script
+                .key(marker)
+                .key(sequence)
+                .arg(ms)
+                .invoke_async::<u64>(&mut con)
                 .await
         })
         .await
+        .map(drop)
+    }
+
+    /// `PEXPIRE key ttl`, and extends the `indexes` sets to at least as long,
+    /// so a key never outlives its index entries; false if the key is absent.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn expire_indexed(
+        &self,
+        key: &str,
+        ttl: Duration,
+        indexes: &[String],
+    ) -> Result<bool, StoreError> {
+        let mut con = self.connection();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let script = &self.inner.scripts.expire;
+        let mut invocation = script.key(key);
+        invocation.key(indexes).arg(ms);
+        let ok: i64 = self
+            .run(async move { invocation.invoke_async(&mut con).await })
+            .await?;
+        Ok(ok == 1)
     }
 
     /// Extends a lock held with `token` to `ttl` from now; false if it is no

@@ -166,6 +166,7 @@ fn main() {
                 let marker = format!("bench:~key:user:{}:item:{i}", round % 7);
                 let guard = WriteGuard::Bump {
                     marker: &marker,
+                    sequence: "bench:~gen:#seq",
                     ttl: Duration::from_secs(3600),
                 };
                 store

@@ -184,7 +184,11 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
             .unwrap();
     }
     // Written by A, indexed in Redis: B's invalidation finds them without a scan.
+    let mut a_status = a.backplane().unwrap();
+    let applied = a_status.borrow().applied;
     assert_eq!(b.invalidate("user:1:*").await.unwrap(), 3);
+    // A drops its in-process copies when B's message arrives.
+    a_status.wait_for(|s| s.applied > applied).await.unwrap();
     let mut con = raw(&redis).await;
     for gone in ["user:1:a", "user:1:b", "user:1:c:d"] {
         assert!(!exists(&mut con, &format!("inv:{gone}")).await, "{gone}");
@@ -227,4 +231,70 @@ async fn other_patterns_scan_and_never_remove_the_cache_bookkeeping() {
             assert!(exists(&mut con, k).await, "{k} survived clear()");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_longer_ttl_from_expire_keeps_the_key_in_its_index() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, true);
+    a.set("user:7:a", &1u8, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        a.expire("user:7:a", Duration::from_secs(3600))
+            .await
+            .unwrap()
+    );
+    let mut con = raw(&redis).await;
+    for index in ["inv:~idx:user:", "inv:~idx:user:7:"] {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(index)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(
+            pttl > 3_000_000,
+            "{index} lives as long as its member: {pttl} ms"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_prefix_is_drained_whatever_the_configured_batch() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // Batches beyond what Lua's `unpack` takes are capped, not an error.
+    let a = Cache::builder()
+        .redis(cache_redis::RedisConfig::new(redis.url()).scan_count(50_000))
+        .key_prefix("inv")
+        .l1_enabled(false)
+        .redis_op_timeout(Duration::from_secs(5))
+        .build_blocking()
+        .unwrap();
+    for chunk in 0..25 {
+        let writes: Vec<_> = (chunk * 100..chunk * 100 + 100)
+            .map(|i| {
+                let a = a.clone();
+                tokio::spawn(async move {
+                    a.set(&format!("big:1:{i}"), &i, cache_core::Preset::Long)
+                        .await
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+    }
+    assert_eq!(a.stats().await.errors, 0);
+    assert_eq!(a.invalidate("big:1:*").await.unwrap(), 2_500);
+    let mut con = raw(&redis).await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("inv:big:*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} left", left.len());
 }
