@@ -691,7 +691,13 @@ impl Cache {
         let inner = &*self.inner;
         let ttl = self.resolve_ttl(ttl.into());
         let key = self.full_key(key);
+        let start = inner.log.epoch();
         let local = inner.l1.retime(&key, inner.l1_ttl(ttl, None, None));
+        // The re-armed copy was read before an invalidation that ran
+        // meanwhile may have removed it: it goes again.
+        if local && inner.log.invalidated_since(start, &key) {
+            inner.l1.remove(&key);
+        }
         if let Some(l2) = &inner.l2 {
             match l2.expire(&key, ttl).await {
                 Ok(found) => {
