@@ -52,7 +52,9 @@
 //!
 //! Requirements and limits: Redis must not evict the bookkeeping keys
 //! (`maxmemory-policy noeviction`, or memory to spare): an evicted index set
-//! leaves its keys to expire by TTL instead of being invalidated. Keys
+//! leaves its keys to expire by TTL instead of being invalidated. Each time
+//! the backplane (re)subscribes, `INFO memory` is read and a warning logged
+//! if Redis has a memory limit with an evicting policy. Keys
 //! written before this layout (an older version of this crate) are in no
 //! index set: after upgrading, `clear()` once or let them expire. Write path
 //! cost (the `invalidation` bench): one `EVALSHA` instead of a `SET`,
@@ -755,6 +757,22 @@ impl L2 {
         Ok((info.used_memory, info.keys))
     }
 
+    /// Logs a warning if Redis may evict keys: an evicted index set or marker
+    /// weakens invalidation (see the module docs).
+    async fn warn_if_evicting(&self) {
+        if let Ok(info) = self.guarded(self.store.info()).await
+            && info.may_evict()
+        {
+            tracing::warn!(
+                policy = info.eviction_policy.as_deref().unwrap_or(""),
+                maxmemory = info.max_memory,
+                "Redis may evict keys: an evicted index set or invalidation marker lets keys \
+                 escape prefix invalidation until they expire; use maxmemory-policy noeviction \
+                 for the cache's Redis, or keep memory to spare"
+            );
+        }
+    }
+
     /// Tells the other instances to drop `key`; waits for Redis to take it.
     pub(crate) async fn announce_key(&self, key: &str) -> Result<(), TierError> {
         let payload = self.payload(Op::Key(key.to_owned()));
@@ -829,6 +847,14 @@ impl L2 {
                         if resumed {
                             tracing::info!("backplane resubscribed; in-process tier cleared");
                         }
+                        // Redis answers: check it will keep the bookkeeping keys.
+                        let weak = Arc::downgrade(&inner);
+                        tokio::spawn(async move {
+                            let Some(inner) = weak.upgrade() else { return };
+                            if let Some(l2) = inner.l2() {
+                                l2.warn_if_evicting().await;
+                            }
+                        });
                     }
                     Event::Disconnected => status.send_modify(|s| s.connected = false),
                     Event::Message(bytes) => {

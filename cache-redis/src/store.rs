@@ -201,13 +201,29 @@ impl KeyTtl {
 }
 
 /// What `INFO` and `DBSIZE` say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerInfo {
     /// `used_memory`, in bytes.
     pub used_memory: u64,
     /// Keys in the selected database.
     pub keys: u64,
+    /// `maxmemory`, in bytes (0: no limit).
+    pub max_memory: u64,
+    /// `maxmemory_policy` (`noeviction`, `allkeys-lru`, ...), if reported.
+    pub eviction_policy: Option<String>,
+}
+
+impl ServerInfo {
+    /// True if Redis may evict keys to make room: a memory limit with a
+    /// policy other than `noeviction`.
+    pub fn may_evict(&self) -> bool {
+        self.max_memory > 0
+            && self
+                .eviction_policy
+                .as_deref()
+                .is_some_and(|p| p != "noeviction")
+    }
 }
 
 impl RedisStore {
@@ -734,12 +750,23 @@ impl RedisStore {
                     .await
             })
             .await?;
-        let used_memory = info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        let used_memory = field("used_memory:")
+            .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        Ok(ServerInfo { used_memory, keys })
+        let max_memory = field("maxmemory:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(ServerInfo {
+            used_memory,
+            keys,
+            max_memory,
+            eviction_policy: field("maxmemory_policy:"),
+        })
     }
 
     /// Subscribes to `channel` on a dedicated connection that reconnects by

@@ -117,3 +117,26 @@ async fn tls_urls_need_the_tls_feature() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn info_tells_whether_redis_may_evict_keys() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(redis.url())).unwrap();
+    assert!(!store.info().await.unwrap().may_evict(), "no memory limit");
+    let mut con = store.connection();
+    for (name, value) in [("maxmemory", "100mb"), ("maxmemory-policy", "allkeys-lru")] {
+        let () = cache_redis::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let info = store.info().await.unwrap();
+    assert_eq!(info.eviction_policy.as_deref(), Some("allkeys-lru"));
+    assert_eq!(info.max_memory, 100 * 1024 * 1024);
+    assert!(info.may_evict());
+}
