@@ -99,20 +99,16 @@ impl Held {
     /// A guard for the lock of `key` with `token`, made *before* the attempt
     /// to take it: if the attempt times out or is cancelled after Redis ran
     /// it, dropping the guard still deletes the lock (compare-and-delete, so
-    /// another holder's lock is safe). `hold` bounds the renewals.
-    pub(crate) fn new(
-        cache: Arc<Inner>,
-        key: &str,
-        token: String,
-        ttl: Duration,
-        hold: Duration,
-    ) -> Held {
+    /// another holder's lock is safe). Renewals stop after the cache's
+    /// `lock_wait`.
+    pub(crate) fn new(cache: Arc<Inner>, key: &str, token: String) -> Held {
+        let LockConfig { ttl, wait, .. } = cache.lock_config();
         Held {
             cache,
             key: key.to_owned(),
             token,
             ttl,
-            hold,
+            hold: wait,
             released: false,
         }
     }

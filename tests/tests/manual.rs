@@ -171,3 +171,32 @@ async fn ttl_jitter_spreads_expiry() {
     assert!(ttls.len() > 40, "spread out: {} distinct TTLs", ttls.len());
     assert!(Cache::builder().ttl_jitter(1.5).build_blocking().is_err());
 }
+
+#[test]
+fn stampede_and_stale_settings_that_cannot_work_are_refused_by_name() {
+    let refused = |b: cache_core::CacheBuilder, setting: &str| {
+        let err = b.build_blocking().unwrap_err().to_string();
+        assert!(err.contains(setting), "{err}");
+    };
+    refused(
+        Cache::builder().lock_ttl(Duration::from_millis(10)),
+        "builder.lock_ttl",
+    );
+    refused(
+        Cache::builder().stale_retry_after(Duration::ZERO),
+        "builder.stale_retry_after",
+    );
+    refused(
+        Cache::builder()
+            .single_flight_wait(Duration::from_secs(2))
+            .lock_wait(Duration::from_secs(2)),
+        "builder.lock_wait",
+    );
+    // Unset, the lock wait follows a shorter single-flight wait down.
+    assert!(
+        Cache::builder()
+            .single_flight_wait(Duration::from_secs(2))
+            .build_blocking()
+            .is_ok()
+    );
+}
