@@ -1,0 +1,728 @@
+//! cache-rs beside the raw building blocks (moka, redis-rs) and the Rust
+//! peers (`cached`, hitbox, multi-tier-cache), every case in one process on
+//! one private `redis-server`, with the same ~1 KB struct everywhere.
+//!
+//! ```sh
+//! cargo run --release -p cache-bench --features peers            # full run
+//! cargo run --release -p cache-bench --features peers -- --quick # under a minute
+//! ```
+//!
+//! Without `--features peers` only cache-rs and the raw blocks run. Prints a
+//! table and writes `peers.json`, `peers.svg` and `peers.md` to
+//! `target/cache-bench/` (or `--out DIR`).
+//!
+//! Cases, in order (Redis is killed for the last one):
+//! 1. L1 hit; 2. L2 hit with L1 off; 3. 64-task L2 throughput (ours vs raw);
+//! 4. origin calls for 1,000 concurrent cold callers; 5. invalidating 1,000
+//!    of 1,000,000 keys (100,000 in quick mode); 6. an L1-miss call with Redis
+//!    killed, each call abandoned after a bound (30 s; 2 s in quick mode).
+
+mod data;
+mod measure;
+mod ours;
+#[cfg(feature = "peers")]
+mod peers;
+mod raw;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cache_core::Cache;
+use cache_redis::{RedisConfig, RedisStore};
+use redis::aio::MultiplexedConnection;
+use tests::redis_server::RedisServer;
+
+use crate::data::set_origin_delay;
+use crate::measure::{Call, Entrant, Spec, interleaved, median, median_f64};
+use crate::report::{Case, Report, Row, Unit};
+
+/// Records per hit case (each library fills the same ids).
+const KEYS: u64 = 256;
+/// Concurrent callers of one cold key.
+const CALLERS: usize = 1_000;
+/// The stampede case's origin time.
+const ORIGIN: Duration = Duration::from_millis(50);
+/// Tasks in the throughput case.
+const TASKS: usize = 64;
+/// Keys of the invalidated prefix.
+const MATCHING: usize = 1_000;
+
+#[derive(Debug, Clone)]
+struct Plan {
+    quick: bool,
+    l1: (usize, u32),
+    l2: (usize, u32),
+    throughput: (usize, usize),
+    stampede_rounds: usize,
+    total_keys: usize,
+    invalidation_rounds: usize,
+    outage: (usize, Duration),
+    out: PathBuf,
+}
+
+impl Plan {
+    fn new(quick: bool, out: PathBuf) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                l1: (5, 20_000),
+                l2: (5, 400),
+                throughput: (3, 100),
+                stampede_rounds: 1,
+                total_keys: 100_000,
+                invalidation_rounds: 3,
+                outage: (3, Duration::from_secs(2)),
+                out,
+            }
+        } else {
+            Plan {
+                quick,
+                l1: (21, 100_000),
+                l2: (21, 2_000),
+                throughput: (11, 400),
+                stampede_rounds: 3,
+                total_keys: 1_000_000,
+                invalidation_rounds: 5,
+                outage: (5, Duration::from_secs(30)),
+                out,
+            }
+        }
+    }
+}
+
+fn usage() -> &'static str {
+    "usage: cache-bench [--quick] [--out DIR]\n\
+     Starts its own redis-server. Build with `--features peers` to include cached, hitbox and multi-tier-cache.\n\
+     BENCH_QUICK=1 is the same as --quick."
+}
+
+fn main() -> ExitCode {
+    let mut quick = std::env::var_os("BENCH_QUICK").is_some();
+    let mut out = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/cache-bench"
+    ));
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--full" => quick = false,
+            "--out" => match args.next() {
+                Some(dir) => out = PathBuf::from(dir),
+                None => {
+                    eprintln!("--out needs a directory\n{}", usage());
+                    return ExitCode::from(2);
+                }
+            },
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return ExitCode::SUCCESS;
+            }
+            // `cargo bench` passes `--bench`.
+            "--bench" => {}
+            other => {
+                eprintln!("unknown argument {other}\n{}", usage());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("note: a debug build measures unoptimised code; run with --release for figures");
+    }
+    let Some(mut server) = RedisServer::start() else {
+        eprintln!("cache-bench needs redis-server (see above)");
+        return ExitCode::FAILURE;
+    };
+    let plan = Plan::new(quick, out);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    match rt.block_on(run(&mut server, &plan)) {
+        Ok(report) => {
+            print!("{}", report.table());
+            match write(&report, &plan) {
+                Ok(files) => {
+                    println!(
+                        "\nwrote {files} in {:.0} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("writing results to {}: {e}", plan.out.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "cache-bench failed: {e}\nredis-server log:\n{}",
+                server.log()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write(report: &Report, plan: &Plan) -> std::io::Result<String> {
+    std::fs::create_dir_all(&plan.out)?;
+    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    let files = [
+        ("peers.json", json),
+        ("peers.svg", report.svg()),
+        ("peers.md", report.markdown()),
+    ];
+    let mut names = Vec::new();
+    for (name, body) in files {
+        let path = plan.out.join(name);
+        std::fs::write(&path, body)?;
+        names.push(path.display().to_string());
+    }
+    Ok(names.join(", "))
+}
+
+/// Contenders of every library for one kind of case.
+struct Field {
+    ours: ours::Ours,
+    raw: raw::Raw,
+    #[cfg(feature = "peers")]
+    peers: peers::Peers,
+}
+
+impl Field {
+    fn l1(&self) -> Vec<Entrant> {
+        let mut v = self.ours.l1(KEYS);
+        v.extend(self.raw.l1(KEYS));
+        #[cfg(feature = "peers")]
+        v.extend(self.peers.l1(KEYS));
+        v
+    }
+
+    fn l2(&self) -> Vec<Entrant> {
+        let mut v = self.ours.l2(KEYS);
+        v.extend(self.raw.l2(KEYS));
+        #[cfg(feature = "peers")]
+        v.extend(self.peers.l2(KEYS));
+        v
+    }
+
+    #[cfg_attr(not(feature = "peers"), allow(unused_mut))]
+    fn stampede(&self) -> Vec<(Spec, Call)> {
+        let mut v = self.ours.calls();
+        #[cfg(feature = "peers")]
+        v.extend(self.peers.stampede());
+        v
+    }
+
+    #[cfg_attr(not(feature = "peers"), allow(unused_mut))]
+    fn outage(&self) -> Vec<(Spec, Call)> {
+        let mut v = self.ours.calls();
+        #[cfg(feature = "peers")]
+        v.extend(self.peers.outage());
+        v
+    }
+}
+
+async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
+    let url = server.url();
+    let field = Field {
+        ours: ours::Ours::setup(&url)
+            .await
+            .map_err(|e| format!("cache-rs: {e}"))?,
+        raw: raw::Raw::setup(&url, KEYS)
+            .await
+            .map_err(|e| format!("raw redis: {e}"))?,
+        #[cfg(feature = "peers")]
+        peers: peers::Peers::setup(&url).await?,
+    };
+    if raw::get_postcard(field.raw.con.clone(), 1).await.is_none() {
+        return Err("the raw baseline cannot read its own keys".into());
+    }
+    let mut report = Report {
+        mode: if plan.quick { "quick" } else { "full" },
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: machine(&field.raw.con).await,
+        versions: versions(),
+        cases: Vec::new(),
+    };
+    set_origin_delay(Duration::ZERO);
+
+    eprintln!("[1/6] L1 hit");
+    report.cases.push(
+        hits(
+            "l1_hit",
+            "L1 hit (in-process), ~1 KB struct",
+            plan.l1,
+            field.l1(),
+            "moka: future",
+        )
+        .await,
+    );
+
+    eprintln!("[2/6] L2 hit, L1 off");
+    report.cases.push(
+        hits(
+            "l2_hit",
+            "L2 hit (Redis), in-process tier off, ~1 KB struct",
+            plan.l2,
+            field.l2(),
+            "redis-rs: GET + postcard",
+        )
+        .await,
+    );
+
+    eprintln!("[3/6] 64-task L2 throughput");
+    report.cases.push(throughput(&field, plan).await);
+
+    eprintln!("[4/6] 1,000 concurrent cold callers");
+    report.cases.push(stampede(&field, plan).await);
+
+    eprintln!("[5/6] invalidation");
+    report.cases.push(invalidation(&field, &url, plan).await?);
+
+    eprintln!("[6/6] Redis killed");
+    server.kill();
+    report.cases.push(outage(&field, plan).await);
+    Ok(report)
+}
+
+async fn hits(
+    id: &'static str,
+    title: &str,
+    (rounds, iters): (usize, u32),
+    mut entrants: Vec<Entrant>,
+    baseline: &str,
+) -> Case {
+    let figures = interleaved(rounds, iters, &mut entrants).await;
+    let rows = entrants
+        .iter()
+        .zip(figures.per_op.iter().zip(&figures.origin_calls))
+        .map(|(e, (t, calls))| {
+            let row = Row::new(&e.spec, t.as_secs_f64());
+            if *calls > 0 {
+                let share = *calls as f64 / (rounds as f64 * f64::from(iters));
+                row.note(format!(
+                    "not all hits: origin called on {:.1}% of calls",
+                    share * 100.0
+                ))
+            } else {
+                row
+            }
+        })
+        .collect();
+    Case {
+        id,
+        title: title.into(),
+        how: format!("median per call, {rounds} rounds x {iters} calls over {KEYS} keys, libraries alternating"),
+        unit: Unit::Seconds,
+        baseline: None,
+        rows,
+    }
+    .with_ratios(baseline)
+}
+
+async fn throughput(field: &Field, plan: &Plan) -> Case {
+    let (rounds, per_task) = plan.throughput;
+    let con = field.raw.con.clone();
+    let run = |ours: bool| {
+        let con = con.clone();
+        async move {
+            let t = Instant::now();
+            let mut set = tokio::task::JoinSet::new();
+            for task in 0..TASKS {
+                let con = con.clone();
+                set.spawn(async move {
+                    for i in 0..per_task {
+                        // Each task reads its own 4 keys: every call is a Redis GET.
+                        let id = (task * 4 + i % 4) as u64 % KEYS;
+                        if ours {
+                            std::hint::black_box(ours::l2_postcard(id).await.ok());
+                        } else {
+                            std::hint::black_box(raw::get_postcard(con.clone(), id).await);
+                        }
+                    }
+                });
+            }
+            set.join_all().await;
+            (TASKS * per_task) as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    run(true).await;
+    run(false).await;
+    let (mut ours_tp, mut raw_tp) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            ours_tp.push(run(true).await);
+            raw_tp.push(run(false).await);
+        } else {
+            raw_tp.push(run(false).await);
+            ours_tp.push(run(true).await);
+        }
+    }
+    let ours_spec = Spec::new(
+        "cache-rs",
+        "#[cached], Redis only",
+        "postcard",
+        measure::Kind::Ours,
+    );
+    let raw_spec = Spec::new(
+        "redis-rs",
+        "GET + postcard decode, one multiplexed connection",
+        "postcard",
+        measure::Kind::Raw,
+    );
+    Case {
+        id: "l2_throughput",
+        title: format!("L2 hits from {TASKS} concurrent tasks, in-process tier off"),
+        how: format!(
+            "median of {rounds} rounds x {} calls, each task on its own 4 keys",
+            TASKS * per_task
+        ),
+        unit: Unit::PerSecond,
+        baseline: None,
+        rows: vec![
+            Row::new(&ours_spec, median_f64(ours_tp)),
+            Row::new(&raw_spec, median_f64(raw_tp)),
+        ],
+    }
+    .with_ratios("redis-rs")
+}
+
+async fn stampede(field: &Field, plan: &Plan) -> Case {
+    set_origin_delay(ORIGIN);
+    let mut rows = Vec::new();
+    for (n, (spec, call)) in field.stampede().iter().enumerate() {
+        let mut figures = Vec::new();
+        for round in 0..plan.stampede_rounds {
+            // A cold key per library and round.
+            let id = 1_000_000 + (n * 100 + round) as u64;
+            figures.push(measure::stampede(call, id, CALLERS).await);
+        }
+        let calls = median(figures.iter().map(|f| f.origin_calls).collect());
+        let p50 = median(figures.iter().map(|f| f.p50).collect());
+        let p99 = median(figures.iter().map(|f| f.p99).collect());
+        let failed: usize = figures.iter().map(|f| f.failed).sum();
+        let mut note = format!(
+            "callers p50 {}, p99 {}",
+            report::duration(p50.as_secs_f64()),
+            report::duration(p99.as_secs_f64())
+        );
+        if failed > 0 {
+            note.push_str(&format!("; {failed} calls failed"));
+        }
+        rows.push(Row::new(spec, calls as f64).note(note));
+    }
+    set_origin_delay(Duration::ZERO);
+    Case {
+        id: "stampede",
+        title: format!(
+            "Origin calls for {} concurrent cold callers of one key",
+            report::thousands(CALLERS as u64)
+        ),
+        how: format!(
+            "origin takes {} ms; median of {} round(s), a fresh key each",
+            ORIGIN.as_millis(),
+            plan.stampede_rounds
+        ),
+        unit: Unit::OriginCalls,
+        baseline: None,
+        rows,
+    }
+}
+
+/// Plain keys up to `to`, with pipelined `SET`s: other data a `SCAN` walks.
+async fn fill(con: &mut MultiplexedConnection, from: usize, to: usize) -> Result<(), String> {
+    const BATCH: usize = 10_000;
+    let mut i = from;
+    while i < to {
+        let end = (i + BATCH).min(to);
+        let mut pipe = redis::pipe();
+        for n in i..end {
+            pipe.cmd("SET")
+                .arg(format!("bench:other:{n}"))
+                .arg("x")
+                .ignore();
+        }
+        let () = pipe
+            .query_async(con)
+            .await
+            .map_err(|e| format!("fill: {e}"))?;
+        i = end;
+    }
+    Ok(())
+}
+
+#[cfg_attr(not(feature = "peers"), allow(unused_mut))]
+async fn invalidation(field: &Field, url: &str, plan: &Plan) -> Result<Case, String> {
+    let total = plan.total_keys;
+    let cache = Cache::builder()
+        .redis_url(url)
+        .key_prefix("inv")
+        .redis_op_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = RedisStore::new(RedisConfig::new(url).op_timeout(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let mut con = field.raw.con.clone();
+    let mut dbsize: usize = redis::cmd("DBSIZE")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    dbsize += MATCHING;
+    if dbsize < total {
+        fill(&mut con, 0, total - dbsize).await?;
+    }
+    let write = |cache: Cache| async move {
+        for i in 0..MATCHING {
+            cache
+                .set(
+                    &format!("user:42:item:{i}"),
+                    &(i as u64),
+                    cache_core::Preset::Long,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    };
+    let (mut ours, mut scan) = (Vec::new(), Vec::new());
+    for r in 0..plan.invalidation_rounds {
+        write(cache.clone()).await?;
+        let t = Instant::now();
+        let n = cache
+            .invalidate("user:42:*")
+            .await
+            .map_err(|e| e.to_string())?;
+        ours.push(t.elapsed().as_secs_f64());
+        if n as usize != MATCHING {
+            return Err(format!("invalidate removed {n} keys, not {MATCHING}"));
+        }
+        if r < 2 {
+            write(cache.clone()).await?;
+            let t = Instant::now();
+            let n = store
+                .delete_matching("inv:user:42:*")
+                .await
+                .map_err(|e| e.to_string())?;
+            scan.push(t.elapsed().as_secs_f64());
+            if n as usize != MATCHING {
+                return Err(format!("SCAN removed {n} keys, not {MATCHING}"));
+            }
+            // Leave the index clean for the next round.
+            cache
+                .invalidate("user:42:*")
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let dbsize: usize = redis::cmd("DBSIZE")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rows = vec![
+        Row::new(
+            &Spec::new(
+                "cache-rs",
+                "invalidate(\"user:42:*\"), index sets",
+                "",
+                measure::Kind::Ours,
+            ),
+            median_f64(ours),
+        )
+        .note("also drops the in-process copies and tells other instances"),
+        Row::new(
+            &Spec::new(
+                "redis-rs",
+                "SCAN MATCH + UNLINK (hand-written, our fallback)",
+                "",
+                measure::Kind::Raw,
+            ),
+            median_f64(scan),
+        ),
+    ];
+    #[cfg(feature = "peers")]
+    {
+        let mtc = &field.peers.mtc;
+        let mut times = Vec::new();
+        for _ in 0..plan.invalidation_rounds.min(2) {
+            mtc.fill(MATCHING).await?;
+            let t = Instant::now();
+            mtc.two
+                .invalidate_pattern("mtc:user:42:*")
+                .await
+                .map_err(|e| format!("multi-tier-cache: {e}"))?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        rows.push(Row::new(
+            &Spec::new(
+                "multi-tier-cache",
+                "invalidate_pattern, Moka + Redis tiers",
+                "",
+                measure::Kind::Peer,
+            ),
+            median_f64(times),
+        ));
+    }
+    Ok(Case {
+        id: "invalidation",
+        title: format!(
+            "Invalidating {} keys of one prefix among {} keys",
+            report::thousands(MATCHING as u64),
+            report::thousands(total as u64)
+        ),
+        how: format!(
+            "median of {} rounds (SCAN, multi-tier-cache: 2); DBSIZE {}",
+            plan.invalidation_rounds,
+            report::thousands(dbsize as u64)
+        ),
+        unit: Unit::Seconds,
+        baseline: None,
+        rows,
+    }
+    .with_ratios("cache-rs"))
+}
+
+async fn outage(field: &Field, plan: &Plan) -> Case {
+    let (calls, bound) = plan.outage;
+    let mut rows = Vec::new();
+    for (n, (spec, call)) in field.outage().iter().enumerate() {
+        let o = measure::outage(call, 2_000_000 + (n * 100) as u64, calls, bound).await;
+        let mut times = o.times.clone();
+        times.sort_unstable();
+        let med = measure::quantile(&times, 0.5);
+        let mut parts = Vec::new();
+        if o.values > 0 {
+            parts.push(format!("{} of {} got the value", o.values, o.times.len()));
+        }
+        if !o.errors.is_empty() {
+            let first: String = o.errors[0].chars().take(60).collect();
+            parts.push(format!("{} failed ({first})", o.errors.len()));
+        }
+        if o.timed_out > 0 {
+            parts.push(format!(
+                "{} abandoned at {} s",
+                o.timed_out,
+                bound.as_secs()
+            ));
+        }
+        let max = times.last().copied().unwrap_or_default();
+        parts.push(format!("max {}", report::duration(max.as_secs_f64())));
+        let mark = if o.timed_out > 0 {
+            "call abandoned"
+        } else if o.errors.is_empty() {
+            "caller gets the value"
+        } else {
+            "caller gets an error"
+        };
+        rows.push(
+            Row::new(spec, med.as_secs_f64())
+                .bounded(med >= bound)
+                .note(parts.join("; "))
+                .mark(mark),
+        );
+    }
+    Case {
+        id: "redis_killed",
+        title: "An L1-miss call with Redis killed (SIGKILL)".into(),
+        how: format!(
+            "median of up to {calls} calls on fresh keys, fast origin, each abandoned after {} s",
+            bound.as_secs()
+        ),
+        unit: Unit::Seconds,
+        baseline: None,
+        rows,
+    }
+}
+
+async fn machine(con: &MultiplexedConnection) -> report::Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let rustc =
+        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+    let mut con = con.clone();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut con)
+        .await
+        .unwrap_or_default();
+    let redis = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    report::Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        memory_gib,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        rustc,
+        redis,
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
+/// The versions measured, from the workspace's lock file.
+fn versions() -> Vec<(String, String)> {
+    const LOCK: &str = include_str!("../../Cargo.lock");
+    let wanted = [
+        "cache-core",
+        "moka",
+        "redis",
+        "tokio",
+        #[cfg(feature = "peers")]
+        "cached",
+        #[cfg(feature = "peers")]
+        "hitbox",
+        #[cfg(feature = "peers")]
+        "hitbox-redis",
+        #[cfg(feature = "peers")]
+        "multi-tier-cache",
+    ];
+    let mut out = Vec::new();
+    let mut lines = LOCK.lines();
+    while let Some(line) = lines.next() {
+        if let Some(name) = line
+            .strip_prefix("name = \"")
+            .and_then(|r| r.strip_suffix('"'))
+            && wanted.contains(&name)
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|r| r.strip_suffix('"'))
+        {
+            out.push((name.to_owned(), v.to_owned()));
+        }
+    }
+    out
+}
