@@ -248,9 +248,13 @@ impl RedisStore {
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(None)
-            // Reconnect attempts happen in the background of failed commands;
-            // keep them few and short so they never hold a caller.
-            .set_number_of_retries(1)
+            // A reconnect is one connection attempt, started by a failed
+            // command. Commands issued meanwhile await it, so retrying with a
+            // backoff inside it would hold them: with 1 retry, every call
+            // made while Redis refused connections waited ~16 ms for the
+            // backoff. The next failed command starts the next attempt, and
+            // the breaker spaces them once it opens.
+            .set_number_of_retries(0)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
