@@ -440,28 +440,6 @@ async fn stampede(field: &Field, plan: &Plan) -> Case {
     }
 }
 
-/// Plain keys up to `to`, with pipelined `SET`s: other data a `SCAN` walks.
-async fn fill(con: &mut MultiplexedConnection, from: usize, to: usize) -> Result<(), String> {
-    const BATCH: usize = 10_000;
-    let mut i = from;
-    while i < to {
-        let end = (i + BATCH).min(to);
-        let mut pipe = redis::pipe();
-        for n in i..end {
-            pipe.cmd("SET")
-                .arg(format!("bench:other:{n}"))
-                .arg("x")
-                .ignore();
-        }
-        let () = pipe
-            .query_async(con)
-            .await
-            .map_err(|e| format!("fill: {e}"))?;
-        i = end;
-    }
-    Ok(())
-}
-
 #[cfg_attr(not(feature = "peers"), allow(unused_mut))]
 async fn invalidation(field: &Field, url: &str, plan: &Plan) -> Result<Case, String> {
     let total = plan.total_keys;
@@ -481,7 +459,9 @@ async fn invalidation(field: &Field, url: &str, plan: &Plan) -> Result<Case, Str
         .map_err(|e| e.to_string())?;
     dbsize += MATCHING;
     if dbsize < total {
-        fill(&mut con, 0, total - dbsize).await?;
+        tests::redis_server::fill_plain_keys(&mut con, 0, total - dbsize)
+            .await
+            .map_err(|e| format!("fill: {e}"))?;
     }
     let write = |cache: Cache| async move {
         for i in 0..MATCHING {

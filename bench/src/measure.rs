@@ -143,7 +143,7 @@ pub(crate) fn median_f64(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// `i`-th of `n` sorted durations at quantile `q`.
+/// The value at quantile `q` (0..=1) of `sorted`; zero when it is empty.
 pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(i).copied().unwrap_or_default()

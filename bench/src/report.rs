@@ -53,8 +53,7 @@ pub(crate) struct Case {
     pub(crate) title: String,
     pub(crate) how: String,
     pub(crate) unit: Unit,
-    /// Ratios are `value / baseline value` (for throughput, `baseline / value`
-    /// is not used: the ratio is still `value / baseline`).
+    /// The row the ratios divide by (`value / baseline value`, in every unit).
     pub(crate) baseline: Option<String>,
     pub(crate) rows: Vec<Row>,
 }

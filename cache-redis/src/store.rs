@@ -254,9 +254,7 @@ impl RedisStore {
             // made while Redis refused connections waited ~16 ms for the
             // backoff. The next failed command starts the next attempt, and
             // the breaker spaces them once it opens.
-            .set_number_of_retries(0)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
+            .set_number_of_retries(0);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(invalid)?;
         Ok(RedisStore {

@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, Preset};
-use cache_redis::redis;
 use cache_redis::{RedisConfig, RedisStore, WriteGuard};
 use tests::redis_server::RedisServer;
 
@@ -24,25 +23,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn ms(s: f64) -> f64 {
     s * 1e3
-}
-
-/// Background keys with plain pipelined `SET`s: other data in the same
-/// database (what a `SCAN` has to walk), up to `total` keys in all.
-async fn fill(con: &mut redis::aio::ConnectionManager, from: usize, to: usize) {
-    const BATCH: usize = 10_000;
-    let mut i = from;
-    while i < to {
-        let end = (i + BATCH).min(to);
-        let mut pipe = redis::pipe();
-        for n in i..end {
-            pipe.cmd("SET")
-                .arg(format!("bench:other:{n}"))
-                .arg("x")
-                .ignore();
-        }
-        let () = pipe.query_async(con).await.expect("fill");
-        i = end;
-    }
 }
 
 /// The 1,000 keys of user 42, written through the cache (so indexed).
@@ -105,7 +85,9 @@ fn main() {
         let mut filled = 0;
         let mut ours_at = Vec::new();
         for &total in sizes {
-            fill(&mut con, filled, total - MATCHING).await;
+            tests::redis_server::fill_plain_keys(&mut con, filled, total - MATCHING)
+                .await
+                .expect("fill");
             filled = total - MATCHING;
             let mut ours = Vec::new();
             let mut only = Vec::new();

@@ -222,3 +222,32 @@ fn ping(port: u16) -> bool {
     let mut buf = [0u8; 7];
     matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
+
+/// Plain keys `bench:other:<n>` for `n` in `from..to` (value `x`), by
+/// pipelined `SET`s of 10,000: other data in the database, for the
+/// invalidation benchmarks (what a `SCAN` has to walk).
+///
+/// # Errors
+///
+/// The first failed pipeline's error.
+pub async fn fill_plain_keys(
+    con: &mut impl redis::aio::ConnectionLike,
+    from: usize,
+    to: usize,
+) -> redis::RedisResult<()> {
+    const BATCH: usize = 10_000;
+    let mut i = from;
+    while i < to {
+        let end = (i + BATCH).min(to);
+        let mut pipe = redis::pipe();
+        for n in i..end {
+            pipe.cmd("SET")
+                .arg(format!("bench:other:{n}"))
+                .arg("x")
+                .ignore();
+        }
+        pipe.query_async::<()>(con).await?;
+        i = end;
+    }
+    Ok(())
+}
