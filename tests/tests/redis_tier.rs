@@ -417,9 +417,13 @@ async fn manual_api_works_across_instances() {
             .await
             .unwrap();
     }
+    let before = bp_a.borrow().applied;
     assert_eq!(b.invalidate("page:*").await.unwrap(), 10);
     a.set("x", &1u8, Preset::Short).await.unwrap();
     b.clear().await.unwrap();
+    // Both of b's announcements (the pattern, then the clear) reached a,
+    // in the order b published them.
+    bp_a.wait_for(|s| s.applied >= before + 2).await.unwrap();
     assert!(!a.exists("x").await.unwrap());
     let v = Arc::new(AtomicUsize::new(0));
     let v2 = Arc::clone(&v);
