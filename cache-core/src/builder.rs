@@ -2,31 +2,18 @@
 
 use std::time::Duration;
 
-use crate::Cache;
 use crate::breaker::BreakerConfig;
+use crate::cache::Cache;
 use crate::codec::{CodecConfig, Compression, Format};
+use crate::config::{
+    Config, DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES,
+    DEFAULT_PREFIX, DEFAULT_STALE_RETRY, LockConfig,
+};
+use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
-use crate::l2::{L2, RedisConfig};
+use crate::tier::{L2, RedisConfig};
 use crate::ttl::{Preset, TtlTable, parse_duration};
 
-/// Default number of in-process entries (`CACHE_MAX_SIZE_MEMORY`).
-pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
-/// Default key prefix (`CACHE_KEY_PREFIX`).
-pub const DEFAULT_PREFIX: &str = "cache";
-/// Default bound on how long a caller waits for another caller's computation
-/// of the same key before computing itself.
-pub const DEFAULT_FLIGHT_WAIT: Duration = Duration::from_secs(10);
-/// Default time to live of a Redis stampede lock. The holder renews it every
-/// third of this while its computation runs, so it only runs out when the
-/// holder is gone: then another process takes over within this time.
-pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
-/// Default bound on how long a call waits for another process's computation
-/// (its Redis lock) before computing itself. Below the single-flight wait, so
-/// callers queued behind a waiting call in this process do not give up first.
-pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
-/// Default time a stale value served after an origin failure is used before
-/// the origin is tried again.
-pub const DEFAULT_STALE_RETRY: Duration = Duration::from_secs(10);
 const MAX_PREFIX_LEN: usize = 64;
 
 #[derive(Debug, Clone, Default)]
@@ -37,6 +24,13 @@ struct Settings {
     default_ttl: Option<Duration>,
     presets: [Option<Duration>; 9],
     max_entries: Option<u64>,
+}
+
+impl Cache {
+    /// A builder; see [`CacheBuilder`] for the settings and their variables.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
 }
 
 /// Builds a [`Cache`]. Settings made in code win over the environment,
@@ -395,7 +389,7 @@ impl CacheBuilder {
         let self_breaker = self.breaker;
         let config = self.resolve()?;
         let Some((source, redis)) = redis else {
-            return Ok(Cache::from_config(config));
+            return Ok(Cache::from_engine(Engine::start(config, None)));
         };
         let url = redacted(&redis);
         if config.key_prefix.is_empty() {
@@ -414,7 +408,7 @@ impl CacheBuilder {
         }
         let l2 = L2::connect(redis, config.codec, self_breaker, &config.key_prefix)
             .map_err(|e| config_error(source, &url, &e.to_string()))?;
-        Ok(Cache::assemble(config, Some(l2)))
+        Ok(Cache::from_engine(Engine::start(config, Some(l2))))
     }
 
     /// The Redis settings, if any, and where they came from.
@@ -577,7 +571,7 @@ impl CacheBuilder {
             l1_ttl: self.l1_ttl,
             codec: self.codec,
             strict: self.strict,
-            lock: crate::lock::LockConfig {
+            lock: LockConfig {
                 enabled: self.lock.unwrap_or(true),
                 ttl: lock_ttl,
                 wait: lock_wait,
@@ -586,24 +580,6 @@ impl CacheBuilder {
             backplane: self.backplane.unwrap_or(true),
         })
     }
-}
-
-/// A resolved configuration.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) name: Option<String>,
-    pub(crate) enabled: bool,
-    pub(crate) key_prefix: String,
-    pub(crate) ttls: TtlTable,
-    pub(crate) max_entries: u64,
-    pub(crate) flight_wait: Duration,
-    pub(crate) l1_enabled: bool,
-    pub(crate) l1_ttl: Option<Duration>,
-    pub(crate) codec: CodecConfig,
-    pub(crate) strict: bool,
-    pub(crate) lock: crate::lock::LockConfig,
-    pub(crate) stale_retry: Duration,
-    pub(crate) backplane: bool,
 }
 
 #[cfg(feature = "redis")]

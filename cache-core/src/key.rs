@@ -231,8 +231,38 @@ fn shorten(buf: &mut String, start: usize, keep: usize) {
     buf.push_str(&hash.to_hex()[..32]);
 }
 
+/// A key (or pattern) of the manual API under `prefix`. A `~` that starts a
+/// segment becomes `%7E`: that namespace holds the cache's locks, indexes
+/// and markers, which a key like `~lock:x` would otherwise reach.
+pub(crate) fn manual_key(prefix: &str, key: &str) -> String {
+    let escaped;
+    let key = if key.starts_with('~') || key.contains(":~") {
+        escaped = key
+            .split(':')
+            .map(|seg| match seg.strip_prefix('~') {
+                Some(rest) => format!("%7E{rest}"),
+                None => seg.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(":");
+        escaped.as_str()
+    } else {
+        key
+    };
+    let full = if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        let mut s = String::with_capacity(prefix.len() + 1 + key.len());
+        s.push_str(prefix);
+        s.push(':');
+        s.push_str(key);
+        s
+    };
+    cap_key(full)
+}
+
 /// Shortens an over-long key from the manual API (see the module docs).
-pub(crate) fn cap_key(mut key: String) -> String {
+fn cap_key(mut key: String) -> String {
     if key.len() > MAX_KEY_LEN {
         shorten(&mut key, 0, MAX_KEY_LEN / 2);
     }

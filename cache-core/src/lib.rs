@@ -62,41 +62,50 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+// The layers, lowest first; a module imports only from its own layer or
+// below (ARCHITECTURE.md; checked by the `layering` test).
+//
+// Leaves: no imports from the crate but other leaves.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod breaker;
-mod builder;
-mod cache;
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod codec;
+mod config;
 mod error;
-mod flight;
 mod glob;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod id;
 mod invalidation;
 mod key;
-mod l1;
-#[cfg(feature = "redis")]
-mod l2;
-#[cfg(not(feature = "redis"))]
-#[path = "l2_off.rs"]
-mod l2;
-mod lock;
-mod private;
-mod registry;
+mod options;
 mod stats;
-mod tier;
 mod ttl;
+mod value;
+// Tiers: the in-process tier, the single flight, the Redis tier.
+mod tier;
+// The engine: the read path, the origin call, the write side.
+mod engine;
+// The facade: the handle, its builder, the default and named caches.
+mod builder;
+mod cache;
+mod registry;
+// Macro support: what the attributes expand to.
+mod private;
 
 pub use breaker::{BreakerConfig, BreakerState};
-pub use builder::{
-    CacheBuilder, DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES,
-    DEFAULT_PREFIX, DEFAULT_STALE_RETRY,
-};
-pub use cache::{Cache, CacheValue};
+pub use builder::CacheBuilder;
+pub use cache::Cache;
 pub use codec::{Compression, Format};
+pub use config::{
+    DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX,
+    DEFAULT_STALE_RETRY,
+};
 pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use stats::{FunctionKind, FunctionStats, Health, HealthStatus, RedisStats, Stats};
-pub use tier::BackplaneStatus;
+pub use stats::{
+    BackplaneStatus, FunctionKind, FunctionStats, Health, HealthStatus, RedisStats, Stats,
+};
+pub use value::CacheValue;
 
 /// The Redis tier's own crate, for its connection settings ([`RedisConfig`](cache_redis::RedisConfig)).
 #[cfg(feature = "redis")]

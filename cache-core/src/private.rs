@@ -6,73 +6,19 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
-use crate::cache::{Cache, CacheValue, Spec};
+use crate::cache::Cache;
+use crate::engine::Spec;
 use crate::key::KeyBuilder;
+use crate::options::Options;
 use crate::registry;
 use crate::stats::{FnCounters, FunctionKind, bump};
+use crate::value::CacheValue;
+
+pub use crate::engine::{Kind, OptionKind, PlainKind, ResultKind};
 
 pub use crate::codec::{Compression, Format};
 pub use crate::ttl::{Preset, Refresh, Ttl};
 pub use core::time::Duration;
-
-/// How a function's return value maps to what is stored.
-pub trait Kind<R> {
-    /// The stored value.
-    type Value;
-    /// The value to store and share, or `None` if the call failed.
-    fn value(r: &R) -> Option<&Self::Value>;
-    /// True for `None` results (stored only with `cache_none`).
-    fn is_none(_: &R) -> bool {
-        false
-    }
-    /// The return value for a cached value.
-    fn rebuild(v: Self::Value) -> R;
-}
-
-/// `Result<T, E>`: `Ok(T)` is stored, `Err` never.
-#[derive(Debug)]
-pub enum ResultKind {}
-
-impl<T, E> Kind<Result<T, E>> for ResultKind {
-    type Value = T;
-    fn value(r: &Result<T, E>) -> Option<&T> {
-        r.as_ref().ok()
-    }
-    fn rebuild(v: T) -> Result<T, E> {
-        Ok(v)
-    }
-}
-
-/// `Option<T>`: `Some` is stored; `None` only with `cache_none`.
-#[derive(Debug)]
-pub enum OptionKind {}
-
-impl<T> Kind<Option<T>> for OptionKind {
-    type Value = Option<T>;
-    fn value(r: &Option<T>) -> Option<&Option<T>> {
-        Some(r)
-    }
-    fn is_none(r: &Option<T>) -> bool {
-        r.is_none()
-    }
-    fn rebuild(v: Option<T>) -> Option<T> {
-        v
-    }
-}
-
-/// Any other `T`: always stored.
-#[derive(Debug)]
-pub enum PlainKind {}
-
-impl<T> Kind<T> for PlainKind {
-    type Value = T;
-    fn value(r: &T) -> Option<&T> {
-        Some(r)
-    }
-    fn rebuild(v: T) -> T {
-        v
-    }
-}
 
 /// Picks the [`Kind`] of a return type by trait resolution, so type aliases
 /// (`type ApiResult<T> = Result<T, ApiError>`) are seen through. Autoref
@@ -222,7 +168,7 @@ impl Target {
         }
         match self.name {
             None => CacheHandle::Static(Cache::global()),
-            Some(n) => CacheHandle::Static(self.named.get_or_init(|| registry::named(n))),
+            Some(n) => CacheHandle::Static(self.named.get_or_init(|| Cache::named(n))),
         }
     }
 }
@@ -256,12 +202,13 @@ impl SiteCounters {
     fn for_cache(&'static self, cache: &Cache) -> CountersRef {
         let addr = self as *const SiteCounters as usize;
         let lookup = || {
-            cache.inner.functions.get_or_insert(addr, || {
+            cache.engine().functions.get_or_insert(addr, || {
                 FnCounters::new(self.function, self.label, self.kind)
             })
         };
-        let (id, counters) = self.first.get_or_init(|| (cache.inner.id, lookup()));
-        if *id == cache.inner.id {
+        let id_now = cache.engine().id;
+        let (id, counters) = self.first.get_or_init(|| (id_now, lookup()));
+        if *id == id_now {
             CountersRef::Static(counters)
         } else {
             CountersRef::Owned(lookup())
@@ -272,16 +219,7 @@ impl SiteCounters {
 /// A `#[cached]` function.
 #[derive(Debug)]
 pub struct Site {
-    ttl: Ttl,
-    cache_none: bool,
-    format: Option<Format>,
-    compression: Option<Compression>,
-    version: u32,
-    l1_ttl: Option<Duration>,
-    lock: Option<bool>,
-    stale: Option<Duration>,
-    timeout: Option<Duration>,
-    refresh: Option<Refresh>,
+    options: Options,
     target: Target,
     counters: SiteCounters,
 }
@@ -295,17 +233,10 @@ impl Site {
         cache: Option<&'static str>,
         cache_none: bool,
     ) -> Site {
+        let mut options = Options::new(ttl);
+        options.cache_none = cache_none;
         Site {
-            ttl,
-            cache_none,
-            format: None,
-            compression: None,
-            version: 0,
-            l1_ttl: None,
-            lock: None,
-            stale: None,
-            timeout: None,
-            refresh: None,
+            options,
             target: Target::new(cache),
             counters: SiteCounters {
                 function,
@@ -315,73 +246,57 @@ impl Site {
             },
         }
     }
-}
 
-impl Site {
     /// `format = "..."`.
     pub const fn format(mut self, format: Format) -> Site {
-        self.format = Some(format);
+        self.options.format = Some(format);
         self
     }
 
     /// `compress = "..."`.
     pub const fn compress(mut self, compression: Compression) -> Site {
-        self.compression = Some(compression);
+        self.options.compression = Some(compression);
         self
     }
 
     /// `version = N`.
     pub const fn version(mut self, version: u32) -> Site {
-        self.version = version;
+        self.options.version = version;
         self
     }
 
     /// `l1_ttl = "..."`.
     pub const fn l1_ttl(mut self, ttl: Duration) -> Site {
-        self.l1_ttl = Some(ttl);
+        self.options.l1_ttl = Some(ttl);
         self
     }
 
     /// `lock = true|false`.
     pub const fn lock(mut self, lock: bool) -> Site {
-        self.lock = Some(lock);
+        self.options.lock = Some(lock);
         self
     }
 
     /// `stale_if_error = "..."`.
     pub const fn stale_if_error(mut self, window: Duration) -> Site {
-        self.stale = Some(window);
+        self.options.stale = Some(window);
         self
     }
 
     /// `timeout = "..."`.
     pub const fn timeout(mut self, limit: Duration) -> Site {
-        self.timeout = Some(limit);
+        self.options.timeout = Some(limit);
         self
     }
 
     /// `refresh = ...`.
     pub const fn refresh(mut self, refresh: Refresh) -> Site {
-        self.refresh = Some(refresh);
+        self.options.refresh = Some(refresh);
         self
     }
 
-    fn spec<'a>(&self, counters: &'a FnCounters) -> Spec<'a> {
-        Spec {
-            ttl: self.ttl,
-            cache_none: self.cache_none,
-            site: Some(counters),
-            format: self.format,
-            compression: self.compression,
-            version: self.version,
-            l1_ttl: self.l1_ttl,
-            skip_l2_write: false,
-            lock: self.lock,
-            stale: self.stale,
-            timeout: self.timeout,
-            refresh: self.refresh,
-            background: false,
-        }
+    fn spec<'a>(&'a self, counters: &'a FnCounters) -> Spec<'a> {
+        Spec::new(&self.options, Some(counters))
     }
 }
 
@@ -432,7 +347,7 @@ where
     K: Kind<R>,
     K::Value: Clone + 'static,
 {
-    let v = handle.l1_hit::<K::Value>(key)?;
+    let v = handle.engine().l1_hit::<K::Value>(key)?;
     bump(&site.counters.for_cache(handle).hits);
     Some(K::rebuild(v))
 }
@@ -462,7 +377,7 @@ where
     K: Kind<R>,
     K::Value: Clone + 'static,
 {
-    match handle.l1_hit_refresh::<K::Value>(key) {
+    match handle.engine().l1_hit_refresh::<K::Value>(key) {
         Some((v, due)) => {
             bump(&site.counters.for_cache(handle).hits);
             if due {
@@ -500,7 +415,10 @@ pub fn refresh<K, R, F, U>(
         let counters = site.counters.for_cache(&cache);
         let mut spec = site.spec(&counters);
         spec.background = true;
-        cache.refresh::<K, R, F, U>(key, spec, fut, unless).await;
+        cache
+            .engine()
+            .refresh::<K, R, F, U>(key, spec, fut, unless)
+            .await;
     });
 }
 
@@ -533,6 +451,7 @@ where
     let counters = site.counters.for_cache(&handle);
     let spec = site.spec(&counters);
     handle
+        .engine()
         .get_or_compute::<K, R, _, U>(key, spec, fut, unless)
         .await
 }
@@ -558,7 +477,7 @@ pub async fn invalidate_after<K, R, P>(
     let counters = site.counters.for_cache(&handle);
     for pattern in patterns {
         // Never an error here: what cannot reach Redis is kept and replayed.
-        let _ = handle.invalidate_full(&pattern).await;
+        let _ = handle.engine().invalidate(&pattern).await;
         bump(&counters.invalidations);
     }
 }

@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use crate::Cache;
 use crate::builder::CacheBuilder;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::engine::Engine;
 use crate::error::Error;
 
 static DEFAULT: OnceLock<Cache> = OnceLock::new();
@@ -49,39 +51,27 @@ fn lazy(name: Option<&str>) -> Cache {
 /// Built-in defaults always resolve; this exists so no path panics.
 #[cold]
 fn unreachable_config() -> Cache {
-    Cache::from_config(crate::builder::Config {
-        name: None,
-        enabled: false,
-        key_prefix: String::new(),
-        ttls: Default::default(),
-        max_entries: 1,
-        flight_wait: crate::builder::DEFAULT_FLIGHT_WAIT,
-        l1_enabled: true,
-        l1_ttl: None,
-        codec: Default::default(),
-        strict: false,
-        lock: crate::lock::LockConfig {
+    Cache::from_engine(Engine::start(
+        Config {
             enabled: false,
-            ttl: crate::builder::DEFAULT_LOCK_TTL,
-            wait: crate::builder::DEFAULT_LOCK_WAIT,
+            ..Config::default()
         },
-        stale_retry: crate::builder::DEFAULT_STALE_RETRY,
-        backplane: false,
-    })
+        None,
+    ))
 }
 
-pub(crate) fn default_cache() -> &'static Cache {
+fn default_cache() -> &'static Cache {
     DEFAULT.get_or_init(|| lazy(None))
 }
 
-pub(crate) fn named(name: &str) -> Cache {
+fn named(name: &str) -> Cache {
     named_map()
         .entry(name.to_owned())
         .or_insert_with(|| lazy(Some(name)))
         .clone()
 }
 
-pub(crate) fn install(cache: Cache) -> Result<(), Error> {
+fn install(cache: Cache) -> Result<(), Error> {
     match cache.name().map(str::to_owned) {
         None => DEFAULT
             .set(cache)
@@ -101,9 +91,72 @@ pub(crate) fn scoped() -> Option<Cache> {
     SCOPED.try_with(Cache::clone).ok()
 }
 
-pub(crate) fn scope<F: std::future::Future>(
+fn scope<F: std::future::Future>(
     cache: Cache,
     fut: F,
 ) -> tokio::task::futures::TaskLocalFuture<Cache, F> {
     SCOPED.scope(cache, fut)
+}
+
+impl Cache {
+    /// The default cache: the one [installed](Cache::install), else one built
+    /// from the environment on first use (in-process; an invalid environment
+    /// is logged and makes it a pass-through).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let stats = cache_core::Cache::global().stats().await;
+    /// assert_eq!(stats.backend, "memory");
+    /// # }
+    /// ```
+    pub fn global() -> &'static Cache {
+        default_cache()
+    }
+
+    /// The cache installed under `name`, else one built from the environment
+    /// on first use (as `#[cached(cache = "name")]` does).
+    ///
+    /// ```
+    /// let reports = cache_core::Cache::named("reports-doc");
+    /// assert_eq!(reports.name(), Some("reports-doc"));
+    /// ```
+    pub fn named(name: &str) -> Cache {
+        named(name)
+    }
+
+    /// Makes this the default cache, or, if it was built with a
+    /// [`name`](CacheBuilder::name), the cache of that name. Do it at startup.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyInstalled`] if that name already has a cache (for the
+    /// default: one was installed, or a cached call already created it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// cache_core::Cache::builder().name("sessions-doc").build().await?.install()?;
+    /// assert!(cache_core::Cache::builder().name("sessions-doc").build().await?.install().is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn install(self) -> Result<(), Error> {
+        install(self)
+    }
+
+    /// Runs `fut` with every attribute inside it (default and named caches
+    /// alike) using this cache: isolation for tests that run in parallel.
+    /// Tasks spawned inside do not inherit it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder().build().await?;
+    /// let n = cache.scope(async { 1 + 1 }).await;
+    /// assert_eq!(n, 2);
+    /// // The future owns its cache handle, so it can be spawned:
+    /// let task = tokio::spawn(cache.scope(async { 3 }));
+    /// assert_eq!(task.await.unwrap(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> + use<F> {
+        scope(self.clone(), fut)
+    }
 }

@@ -111,6 +111,18 @@ pub enum FunctionKind {
     Invalidates,
 }
 
+/// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackplaneStatus {
+    /// The subscription is active.
+    pub connected: bool,
+    /// Times the subscription was (re)established; each cleared the in-process tier.
+    pub subscriptions: u64,
+    /// Messages from other instances applied so far.
+    pub applied: u64,
+}
+
 /// A point-in-time snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
 /// Serializes with serde (for a `/cache/stats` endpoint) and prints as a table.
@@ -190,7 +202,7 @@ pub struct Stats {
     /// Messages from other instances applied to the in-process tier.
     pub backplane_applied: u64,
     /// The backplane subscription, with a shared tier.
-    pub backplane: Option<crate::l2::BackplaneStatus>,
+    pub backplane: Option<BackplaneStatus>,
     /// Redis's own figures, with a shared tier.
     pub redis: Option<RedisStats>,
     /// The circuit breaker in front of Redis, with a shared tier.

@@ -1,14 +1,42 @@
-//! Types shared by the Redis tier and its stand-in when the `redis` feature is off.
+//! The tiers: the in-process tier ([`memory`]), the single flight
+//! ([`flight`]), and the shared Redis tier ([`redis`], or a stand-in
+//! without the `redis` feature), with the types they share.
+//!
+//! A tier never names the engine: the Redis tier reports what happens on
+//! its side (a backplane message, a subscription that restarted) through
+//! [`TierEvents`], which the engine implements and hands it at start.
 
 use std::time::Duration;
 
-use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::codec::DecodeError;
-use crate::l2::TierError;
+use crate::glob::Glob;
 
-/// The invalidation sequence number read before a computation (see `l2`).
+pub(crate) mod flight;
+pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+#[cfg(not(feature = "redis"))]
+#[path = "tier/off.rs"]
+pub(crate) mod redis;
+
+pub(crate) use redis::{Held, L2, RedisConfig, TierError};
+
+/// The invalidation sequence number read before a computation (see
+/// [`cache_redis::Layout`] with the `redis` feature).
 pub(crate) type Observed = u64;
+
+/// What the Redis tier reports to the layer above it. Held as a `Weak`, so
+/// the tier's background tasks never keep the cache alive.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) trait TierEvents: Send + Sync + 'static {
+    /// The backplane subscription (re)started: whatever was published while
+    /// it was down is lost, so nothing in-process can be proven fresh.
+    fn subscribed(&self);
+    /// Another instance wrote, deleted or invalidated what `glob` matches.
+    fn remote_change(&self, glob: &Glob);
+}
 
 /// What a read of the shared tier found.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // never built without the feature
@@ -37,14 +65,23 @@ pub(crate) struct Timing {
     pub(crate) delta: Option<Duration>,
 }
 
-/// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BackplaneStatus {
-    /// The subscription is active.
-    pub connected: bool,
-    /// Times the subscription was (re)established; each cleared the in-process tier.
-    pub subscriptions: u64,
-    /// Messages from other instances applied so far.
-    pub applied: u64,
+/// What one attempt at a key's stampede lock found.
+pub(crate) struct Attempt<V> {
+    /// The lock, if this attempt took it.
+    pub(crate) held: Option<Held>,
+    /// The key's value, read in the same round trip.
+    pub(crate) read: Read<V>,
+    /// The invalidation sequence then, and when it was asked for.
+    pub(crate) observed: (Observed, Instant),
+}
+
+/// What an invalidation in Redis came to. Whatever did not reach Redis
+/// (the removal, or the announcement that follows it) is queued for replay
+/// either way; `error` says what failed, for counting and strict mode.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Invalidated {
+    /// Keys removed in Redis, if the removal ran.
+    pub(crate) removed: Option<u64>,
+    pub(crate) error: Option<TierError>,
 }

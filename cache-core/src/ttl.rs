@@ -257,6 +257,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total_ms))
 }
 
+/// TTLs are capped at ten years, so deadlines never overflow `Instant`.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// `now + d`, saturating at `now + MAX_TTL`.
+pub(crate) fn deadline(now: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    now.checked_add(d.min(MAX_TTL)).unwrap_or(now)
+}
+
 /// Resolved TTL values for one cache.
 #[derive(Debug, Clone)]
 pub(crate) struct TtlTable {
@@ -366,7 +374,7 @@ impl Refresh {
                 Duration::from_secs_f64((d * -(1.0 - uniform()).ln()).min(left.as_secs_f64()))
             }
         };
-        crate::l1::deadline(now, left.saturating_sub(early))
+        deadline(now, left.saturating_sub(early))
     }
 }
 
@@ -378,7 +386,7 @@ impl TtlTable {
             Ttl::Preset(p) => self.presets[p.index()],
             Ttl::Fixed(d) => d,
         };
-        d.min(crate::l1::MAX_TTL)
+        d.min(MAX_TTL)
     }
 }
 

@@ -8,6 +8,8 @@
 //!   that connects lazily and reconnects by itself, every command under a hard
 //!   timeout that is small by default ([`RedisConfig`]).
 //! - Pattern deletion with `SCAN MATCH … COUNT` and batched `UNLINK`, never `KEYS`.
+//! - [`Layout`]: the names of a cache's keys and of its bookkeeping (index
+//!   sets, generation markers, locks, the backplane channel).
 //! - [`Subscription`]: a pub/sub channel on its own connection that
 //!   resubscribes after a disconnect and says so, so the caller can drop
 //!   whatever it may have missed.
@@ -28,12 +30,14 @@
 
 mod config;
 mod error;
+mod layout;
 mod store;
 mod subscription;
 
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, RedisConfig};
 pub use error::StoreError;
-pub use store::{KeyTtl, Observed, RedisStore, ServerInfo, WriteGuard, is_reserved};
+pub use layout::{Layout, MARKER_TTL, MAX_DEPTH, is_reserved};
+pub use store::{KeyTtl, Observed, RedisStore, ServerInfo, WriteGuard};
 pub use subscription::{Event, Subscription};
 
 /// The redis-rs crate this tier is built on, for callers that need raw access

@@ -9,6 +9,7 @@ use redis::{AsyncCommands, Client, RedisResult};
 
 use crate::config::{RedisConfig, redact};
 use crate::error::StoreError;
+use crate::layout::is_reserved;
 use crate::subscription::Subscription;
 
 /// A handle to one Redis server. Cheap to clone; clones share the connection.
@@ -168,15 +169,6 @@ impl std::fmt::Debug for RedisStore {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-/// Bookkeeping keys of the cache (locks, indexes, generation markers), which
-/// pattern deletion never removes. Templates escape `~`, so no cached key has
-/// one of these segments.
-pub fn is_reserved(key: &str) -> bool {
-    [":~lock:", ":~idx:", ":~gen:", ":~key:"]
-        .iter()
-        .any(|s| key.contains(s))
 }
 
 /// A key's time to live as Redis reports it.

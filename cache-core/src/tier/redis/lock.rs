@@ -1,6 +1,6 @@
 //! Stampede protection across processes: a Redis lock per key.
 //!
-//! The in-process single flight ([`crate::flight`]) makes one call per key
+//! The in-process single flight ([`crate::tier::flight`]) makes one call per key
 //! and process reach Redis; this module makes one call per key across all
 //! processes reach the origin. On a Redis miss, the flight's leader sends
 //! `SET <prefix>:~lock:<key> <token> NX PX <ttl>` pipelined with a second read
@@ -27,7 +27,7 @@
 //!   at hand does not wait at all: it answers with the stale value while the
 //!   holder computes.
 //!
-//! Every attempt also reads the key's generation markers (see `crate::l2`)
+//! Every attempt also reads the key's generation markers (see `cache_redis::Layout`)
 //! and notes the invalidation epoch: what the caller computes after taking
 //! the lock starts after both, so an invalidation during the wait does not
 //! discard it.
@@ -49,38 +49,134 @@
 //! produce a literal `~`. For Redis Cluster, a lock and its key would need a
 //! common hash tag to be read in one pipeline.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::cache::Inner;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-/// How a cache uses stampede locks.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LockConfig {
-    pub(crate) enabled: bool,
-    pub(crate) ttl: Duration,
-    pub(crate) wait: Duration,
+use super::backplane::Op;
+use super::{L2, TierError, time_left};
+use crate::tier::{Attempt, Read};
+
+/// Calls in this process waiting on another holder's lock, by key.
+pub(super) type Waiters = Mutex<HashMap<String, Arc<Notify>>>;
+
+impl L2 {
+    /// Tries to take the lock of `key` with `token` (for `ttl`, renewed for
+    /// at most `hold` while held) and reads `key`, in one round trip (see
+    /// [`cache_redis::RedisStore::lock_and_get`]). The guard is armed before
+    /// the attempt: one that Redis ran but that timed out here, or was
+    /// cancelled, leaves no lock behind.
+    pub(crate) async fn try_lock<V: DeserializeOwned>(
+        self: &Arc<Self>,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+        hold: Duration,
+        version: u32,
+    ) -> Result<Attempt<V>, TierError> {
+        self.ready()?;
+        let guard = Held::new(Arc::clone(self), key, token, ttl, hold);
+        let lock = self.layout.lock_key(key);
+        let asked = Instant::now();
+        let (held, fetched, observed) = self
+            .guarded(
+                self.store
+                    .lock_and_get(&lock, token, ttl, key, self.layout.sequence()),
+            )
+            .await?;
+        let held = if held {
+            Some(guard)
+        } else {
+            guard.disarm();
+            None
+        };
+        let read = match fetched {
+            None => Read::Miss,
+            Some((bytes, ttl)) => self.decoded(key, &bytes, time_left(ttl), version).await,
+        };
+        Ok(Attempt {
+            held,
+            read,
+            observed: (observed, asked),
+        })
+    }
+
+    /// Extends the lock of `key` if `token` still holds it.
+    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError> {
+        let lock = self.layout.lock_key(key);
+        self.guarded(self.store.renew_lock(&lock, token, ttl)).await
+    }
+
+    /// Releases the lock of `key` if `token` holds it, and wakes the
+    /// processes waiting on it, all in one round trip.
+    async fn unlock(&self, key: &str, token: &str) -> Result<bool, TierError> {
+        let lock = self.layout.lock_key(key);
+        let payload = self.payload(Op::Landed(key.to_owned()));
+        self.guarded(
+            self.store
+                .unlock(&lock, token, self.layout.channel(), &payload),
+        )
+        .await
+    }
+
+    /// Registers interest in `key`'s lock being released; dropping the
+    /// returned handle withdraws it.
+    pub(crate) fn waiter(&self, key: &str) -> Waiter<'_> {
+        let mut map = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        let notify = Arc::clone(map.entry(key.to_owned()).or_default());
+        Waiter {
+            l2: self,
+            key: key.to_owned(),
+            notify,
+        }
+    }
+
+    /// Wakes the calls waiting on `key`'s lock.
+    pub(super) fn wake(&self, key: &str) {
+        let map = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get(key) {
+            n.notify_waiters();
+        }
+    }
 }
 
-/// First and last poll interval of a waiting call.
-pub(crate) const FIRST_POLL: Duration = Duration::from_millis(5);
-pub(crate) const MAX_POLL: Duration = Duration::from_millis(200);
+/// Interest in one key's lock; see [`L2::waiter`].
+pub(crate) struct Waiter<'a> {
+    l2: &'a L2,
+    key: String,
+    notify: Arc<Notify>,
+}
 
-/// A random lock token: which holder a lock belongs to.
-pub(crate) fn token() -> String {
-    format!(
-        "{:016x}{:016x}",
-        crate::l2::random_id(),
-        crate::l2::random_id()
-    )
+impl Waiter<'_> {
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .l2
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and ours: nobody else waits on this key.
+        if Arc::strong_count(&self.notify) == 2 {
+            map.remove(&self.key);
+        }
+    }
 }
 
 /// A lock this process holds on a key. Renewed while [`Held::run`] runs;
 /// released with the `Landed` message by [`Held::release`], or, if dropped
 /// without (an early return, a cancelled call), by a background task.
 pub(crate) struct Held {
-    cache: Arc<Inner>,
+    l2: Arc<L2>,
     key: String,
     token: String,
     ttl: Duration,
@@ -99,26 +195,20 @@ impl Held {
     /// A guard for the lock of `key` with `token`, made *before* the attempt
     /// to take it: if the attempt times out or is cancelled after Redis ran
     /// it, dropping the guard still deletes the lock (compare-and-delete, so
-    /// another holder's lock is safe). Renewals stop after the cache's
-    /// `lock_wait`.
-    pub(crate) fn new(cache: Arc<Inner>, key: &str, token: String) -> Held {
-        let LockConfig { ttl, wait, .. } = cache.lock_config();
+    /// another holder's lock is safe). Renewals stop after `hold`.
+    fn new(l2: Arc<L2>, key: &str, token: &str, ttl: Duration, hold: Duration) -> Held {
         Held {
-            cache,
+            l2,
             key: key.to_owned(),
-            token,
+            token: token.to_owned(),
             ttl,
-            hold: wait,
+            hold,
             released: false,
         }
     }
 
-    pub(crate) fn token(&self) -> &str {
-        &self.token
-    }
-
     /// The attempt found the lock held by another process: nothing to release.
-    pub(crate) fn disarm(mut self) {
+    fn disarm(mut self) {
         self.released = true;
     }
 
@@ -127,9 +217,7 @@ impl Held {
     /// depend on this process staying up after its call returns. If this
     /// call is cancelled meanwhile, the drop does it in the background.
     pub(crate) async fn release(mut self) {
-        if let Some(l2) = self.cache.l2()
-            && let Err(e) = l2.unlock(&self.key, &self.token).await
-        {
+        if let Err(e) = self.l2.unlock(&self.key, &self.token).await {
             tracing::debug!(key = self.key, error = %e, "stampede lock not released; it will expire");
         }
         self.released = true;
@@ -160,15 +248,13 @@ impl Held {
                 );
                 return;
             }
-            if let Some(l2) = self.cache.l2() {
-                match l2.renew_lock(&self.key, &self.token, self.ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::debug!(key = self.key, "stampede lock lost while computing");
-                    }
-                    Err(e) => {
-                        tracing::debug!(key = self.key, error = %e, "stampede lock not renewed");
-                    }
+            match self.l2.renew_lock(&self.key, &self.token, self.ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(key = self.key, "stampede lock lost while computing");
+                }
+                Err(e) => {
+                    tracing::debug!(key = self.key, error = %e, "stampede lock not renewed");
                 }
             }
         }
@@ -184,13 +270,11 @@ impl Drop for Held {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let cache = Arc::clone(&self.cache);
+        let l2 = Arc::clone(&self.l2);
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
         rt.spawn(async move {
-            if let Some(l2) = cache.l2()
-                && let Err(e) = l2.unlock(&key, &token).await
-            {
+            if let Err(e) = l2.unlock(&key, &token).await {
                 tracing::debug!(key, error = %e, "stampede lock not released; it will expire");
             }
         });

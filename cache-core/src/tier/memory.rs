@@ -44,6 +44,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::glob::Glob;
+use crate::ttl::deadline;
 
 /// One stored value with its deadlines.
 #[derive(Debug)]
@@ -59,14 +60,6 @@ pub(crate) struct Entry {
 }
 
 pub(crate) type Shared = Arc<Entry>;
-
-/// TTLs are capped at ten years, so deadlines never overflow `Instant`.
-pub(crate) const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
-
-/// `now + d`, saturating at `now + MAX_TTL`.
-pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d.min(MAX_TTL)).unwrap_or(now)
-}
 
 impl Entry {
     pub(crate) fn new(value: Arc<dyn Any + Send + Sync>, ttl: Duration) -> Shared {
@@ -278,6 +271,12 @@ impl L1 {
                 _ => Op::Nop,
             });
         matches!(result, CompResult::ReplacedWith(_))
+    }
+
+    /// Re-arms `key` with a new TTL, keeping its value. Atomic with respect to
+    /// concurrent writes of the same key.
+    pub(crate) fn retime(&self, key: &str, ttl: Duration) -> bool {
+        self.update_live(key, |e: &Shared| Entry::new(Arc::clone(&e.value), ttl))
     }
 
     pub(crate) fn clear(&self) {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::l1::Shared;
+use super::memory::Shared;
 
 const SHARDS: usize = 64;
 
@@ -197,7 +197,7 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::l1::Entry;
+    use crate::tier::memory::Entry;
     use std::time::Duration;
 
     fn leader(j: Join<'_>) -> Leader<'_> {

@@ -1,0 +1,234 @@
+//! The engine: what a cache does, behind the [`Cache`](crate::Cache)
+//! handle. It owns the tiers of one cache and runs every operation over
+//! them:
+//!
+//! - [`read`]: the read path (in-process hit, single flight, Redis read,
+//!   stampede lock wait);
+//! - [`compute`]: the origin call, stale-if-error and background refresh;
+//! - [`write`]: stores, deletes, invalidations, `clear`, `expire`.
+//!
+//! Counters are bumped here and only here; the tiers report what happens
+//! on their side through [`TierEvents`], which the engine implements.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::breaker::BreakerState;
+use crate::config::Config;
+use crate::error::Error;
+use crate::glob::Glob;
+use crate::invalidation::InvalidationLog;
+use crate::options::Options;
+use crate::stats::{
+    self, BackplaneStatus, Counters, FnCounters, FnRegistry, Health, HealthStatus, Stats, bump,
+};
+use crate::tier::flight::Flights;
+use crate::tier::memory::{Entry, L1, Lookup};
+use crate::tier::{L2, TierError, TierEvents};
+use crate::ttl::Ttl;
+
+mod compute;
+mod kind;
+mod read;
+mod write;
+
+pub use kind::{Kind, OptionKind, PlainKind, ResultKind};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One cache's tiers, state and counters.
+pub(crate) struct Engine {
+    /// Tells caches apart in per-site counter caches.
+    pub(crate) id: u64,
+    pub(crate) config: Config,
+    l1: L1,
+    l2: Option<Arc<L2>>,
+    flights: Flights,
+    log: InvalidationLog,
+    counters: Counters,
+    pub(crate) functions: FnRegistry,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("name", &self.config.name)
+            .field("enabled", &self.config.enabled)
+            .field("prefix", &self.config.key_prefix)
+            .field("l1", &self.l1)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings of one call through the engine: the function's (or manual
+/// call's) [`Options`], its counters, and what this call has learnt so far.
+#[derive(Clone, Copy)]
+pub(crate) struct Spec<'a> {
+    pub(crate) opts: &'a Options,
+    pub(crate) site: Option<&'a FnCounters>,
+    /// Set when this call's Redis read just failed: do not wait on Redis
+    /// again to write the computed value.
+    pub(crate) skip_l2_write: bool,
+    /// A background refresh, not a caller's miss.
+    pub(crate) background: bool,
+}
+
+impl<'a> Spec<'a> {
+    pub(crate) fn new(opts: &'a Options, site: Option<&'a FnCounters>) -> Spec<'a> {
+        Spec {
+            opts,
+            site,
+            skip_l2_write: false,
+            background: false,
+        }
+    }
+}
+
+impl Engine {
+    /// An engine over `config` and, if given, the Redis tier, whose
+    /// background work (replay, backplane) starts now, reporting to the
+    /// engine (needs a Tokio runtime).
+    pub(crate) fn start(config: Config, l2: Option<L2>) -> Arc<Engine> {
+        let subscribe = config.backplane;
+        let engine = Arc::new(Engine {
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            l1: L1::new(config.max_entries),
+            config,
+            l2: l2.map(Arc::new),
+            flights: Flights::new(),
+            log: InvalidationLog::default(),
+            counters: Counters::default(),
+            functions: FnRegistry::default(),
+        });
+        if let Some(l2) = &engine.l2 {
+            let events: Weak<dyn TierEvents> = Arc::downgrade(&engine) as Weak<Engine>;
+            l2.start(events, subscribe);
+        }
+        engine
+    }
+
+    pub(crate) fn has_l2(&self) -> bool {
+        self.l2.is_some()
+    }
+
+    pub(crate) fn backplane(&self) -> Option<tokio::sync::watch::Receiver<BackplaneStatus>> {
+        self.l2.as_deref().map(L2::status)
+    }
+
+    pub(crate) fn breaker(&self) -> Option<BreakerState> {
+        self.l2.as_deref().map(L2::breaker_state)
+    }
+
+    pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Duration {
+        self.config.ttls.resolve(ttl)
+    }
+
+    /// Drops everything in the in-process tier and makes racing computations
+    /// discard their results.
+    fn forget_everything_local(&self) {
+        let _recording = self.log.begin(Arc::new(Glob::new("*")));
+        self.l1.clear();
+    }
+
+    /// Counts and logs a failure of the shared tier; in strict mode, the
+    /// error the manual API returns (callers on the attribute path ignore it).
+    fn tier_error(&self, op: &'static str, key: &str, error: &TierError) -> Result<(), Error> {
+        if error.is_failure() {
+            bump(&self.counters.errors);
+            tracing::warn!(op, key, %error, "Redis failed; continuing with the in-process tier");
+        } else {
+            bump(&self.counters.redis_skipped);
+            tracing::debug!(op, key, %error, "Redis skipped");
+        }
+        if self.config.strict {
+            return Err(Error::Unavailable {
+                op,
+                reason: error.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// See [`Cache::stats`](crate::Cache::stats).
+    pub(crate) async fn stats(&self, backend: &'static str) -> Stats {
+        self.l1.sync();
+        let mut stats = stats::snapshot(
+            backend,
+            self.config.enabled,
+            &self.counters,
+            &self.functions,
+            self.l1.entry_count(),
+        );
+        if let Some(l2) = &self.l2 {
+            stats.backplane = Some(*l2.status().borrow());
+            stats.breaker = Some(l2.breaker_state());
+            stats.pending_invalidations = l2.pending();
+            stats.redis = Some(match l2.info().await {
+                Ok((used_memory, keys)) => stats::RedisStats {
+                    reachable: true,
+                    used_memory,
+                    keys,
+                },
+                Err(_) => stats::RedisStats {
+                    reachable: false,
+                    used_memory: 0,
+                    keys: 0,
+                },
+            });
+        }
+        stats
+    }
+
+    /// See [`Cache::health`](crate::Cache::health).
+    pub(crate) async fn health(&self, backend: &'static str) -> Health {
+        let started = std::time::Instant::now();
+        let mut error = None;
+        let breaker = self.breaker();
+        let status = if !self.config.enabled {
+            HealthStatus::Disabled
+        } else if let Some(l2) = &self.l2 {
+            match l2.ping().await {
+                Ok(_) if l2.breaker_state() == BreakerState::Closed => HealthStatus::Healthy,
+                Ok(_) => HealthStatus::Degraded,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    HealthStatus::Degraded
+                }
+            }
+        } else {
+            let key = "\u{0}health-probe".to_owned();
+            let probe = Entry::new(Arc::new(started), Duration::from_secs(1));
+            self.l1.insert(key.clone(), probe);
+            let ok = self.l1.get::<std::time::Instant>(&key);
+            self.l1.remove(&key);
+            match ok {
+                Lookup::Hit(t) if t == started => HealthStatus::Healthy,
+                _ => HealthStatus::Degraded,
+            }
+        };
+        Health {
+            status,
+            backend,
+            latency: started.elapsed(),
+            entries: self.l1.entry_count(),
+            breaker,
+            error,
+        }
+    }
+}
+
+impl TierEvents for Engine {
+    fn subscribed(&self) {
+        // Whatever was published while we were not listening is lost:
+        // nothing in the in-process tier can be proven fresh. After a gap,
+        // computations that straddled it do not store either.
+        self.forget_everything_local();
+    }
+
+    fn remote_change(&self, glob: &Glob) {
+        let _recording = self.log.begin(Arc::new(glob.clone()));
+        self.l1.remove_matching(glob);
+        bump(&self.counters.backplane_applied);
+    }
+}

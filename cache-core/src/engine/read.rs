@@ -1,0 +1,472 @@
+//! The read path: an in-process hit, else the single flight, whose leader
+//! reads Redis, then (on a Redis miss) takes the key's stampede lock or
+//! waits for the process holding it, and hands what it finds, or the origin
+//! call ([`super::compute`]), to the callers waiting on the flight.
+//!
+//! The hit path (`l1_hit`) builds no future and takes no lock but moka's:
+//! the expansion calls it before the body's future exists. The miss paths
+//! are boxed where they start, so an L2 hit does not allocate and move the
+//! origin call's state.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::compute::Origin;
+use super::{Engine, Kind, Spec};
+use crate::error::Error;
+use crate::options::Options;
+use crate::stats::bump;
+use crate::tier::flight::{Join, Waited};
+use crate::tier::memory::{Entry, Lookup, Shared};
+use crate::tier::{Attempt, Held, L2, Observed, Read, Timing};
+use crate::ttl::{Ttl, deadline};
+use crate::value::CacheValue;
+
+/// First and last poll interval of a call waiting on another process's
+/// stampede lock (the release message usually wakes it first).
+const FIRST_POLL: Duration = Duration::from_millis(5);
+const MAX_POLL: Duration = Duration::from_millis(200);
+
+impl Engine {
+    /// A live in-process value of type `V` under `key`, counted as a hit;
+    /// `None` otherwise (misses are counted by the slow path that follows).
+    #[inline]
+    pub(crate) fn l1_hit<V: Clone + 'static>(&self, key: &str) -> Option<V> {
+        if !self.config.l1_enabled {
+            return None;
+        }
+        match self.l1.get::<V>(key) {
+            Lookup::Hit(v) => {
+                bump(&self.counters.l1_hits);
+                Some(v)
+            }
+            Lookup::Miss | Lookup::WrongType => None,
+        }
+    }
+
+    /// Like [`l1_hit`](Self::l1_hit), and whether this caller should start
+    /// the copy's background refresh (true for one caller per copy).
+    #[inline]
+    pub(crate) fn l1_hit_refresh<V: Clone + 'static>(&self, key: &str) -> Option<(V, bool)> {
+        if !self.config.l1_enabled {
+            return None;
+        }
+        let e = self.l1.entry(key)?;
+        let v = e.value.downcast_ref::<V>()?.clone();
+        bump(&self.counters.l1_hits);
+        Some((v, e.claim_refresh(Instant::now())))
+    }
+
+    /// Get-or-compute for the attributes and the manual API. `key: None`
+    /// means the cache is disabled: just run `fut`.
+    pub(crate) async fn get_or_compute<K, R, F, U>(
+        &self,
+        key: Option<String>,
+        mut spec: Spec<'_>,
+        fut: F,
+        unless: U,
+    ) -> R
+    where
+        K: Kind<R>,
+        K::Value: CacheValue,
+        F: Future<Output = R>,
+        U: Fn(&K::Value) -> bool,
+    {
+        let Some(key) = key else {
+            return fut.await;
+        };
+        // The miss paths (the lock wait, the origin call and its store) are
+        // boxed where they start: inline, they made this future four times
+        // larger, and an L2 hit paid for allocating and moving all of it.
+        let fns = spec.site;
+        let hit = |v: K::Value| {
+            if let Some(f) = fns {
+                bump(&f.hits);
+            }
+            K::rebuild(v)
+        };
+        // The caller has just looked in the in-process tier (the expansion's
+        // hit path, or `get_or_set`): go straight to the single flight.
+        let wait_until = deadline(Instant::now(), self.config.flight_wait);
+        loop {
+            match self.flights.join(&key) {
+                Join::Leader(leader) => {
+                    let mut start = self.log.epoch();
+                    // A leader that finished between our read and our join may have stored it.
+                    if let Some(e) = self
+                        .config
+                        .l1_enabled
+                        .then(|| self.l1.entry(&key))
+                        .flatten()
+                        && let Some(v) = e.value.downcast_ref::<K::Value>()
+                    {
+                        let v = v.clone();
+                        leader.complete(e, start);
+                        bump(&self.counters.l1_hits);
+                        return hit(v);
+                    }
+                    let mut fallback = None;
+                    let mut lock = None;
+                    let mut observed = None;
+                    let mut reachable = true;
+                    if let Some(l2) = &self.l2 {
+                        let read = l2
+                            .read::<K::Value>(&key, spec.opts.version, self.config.l1_enabled)
+                            .await;
+                        let missed = match read {
+                            Read::Hit(v, timing) => Some((v, timing)),
+                            Read::Stale(v, left) => {
+                                fallback = spec.opts.stale.map(|_| (v, left));
+                                None
+                            }
+                            Read::Miss => None,
+                            Read::Invalid(e) => {
+                                bump(&self.counters.errors);
+                                tracing::debug!(key, error = %e, "cache entry does not decode: removed, recomputing");
+                                None
+                            }
+                            Read::Unavailable(e) => {
+                                spec.skip_l2_write = e.is_failure();
+                                reachable = false;
+                                let _ = self.tier_error("get", &key, &e);
+                                None
+                            }
+                        };
+                        let found = match missed {
+                            Some(found) => Some(found),
+                            None if reachable
+                                && spec.opts.lock.unwrap_or(self.config.lock.enabled) =>
+                            {
+                                // With `timeout`, a stale value beats waiting on another process.
+                                let stale_now = spec.opts.timeout.is_some() && fallback.is_some();
+                                let locked = Box::pin(
+                                    self.lock_or_wait::<K::Value>(l2, &key, &spec, stale_now),
+                                )
+                                .await;
+                                // An invalidation while we waited makes the
+                                // stale value we read before it unusable.
+                                if self.log.invalidated_since(start, &key) {
+                                    fallback = None;
+                                }
+                                match locked {
+                                    Locked::Value(v, timing, epoch) => {
+                                        start = epoch;
+                                        Some((v, timing))
+                                    }
+                                    Locked::Held(held, seen, epoch) => {
+                                        start = epoch;
+                                        lock = Some(held);
+                                        observed = Some(seen);
+                                        None
+                                    }
+                                    Locked::Busy => match fallback.take() {
+                                        Some((v, left)) => {
+                                            return K::rebuild(self.serve_stale(
+                                                &key,
+                                                v,
+                                                left,
+                                                &spec,
+                                                start,
+                                                Some(leader),
+                                            ));
+                                        }
+                                        // Invalidated while we looked: compute.
+                                        None => None,
+                                    },
+                                    Locked::Proceed => None,
+                                }
+                            }
+                            None => None,
+                        };
+                        if let Some((v, timing)) = found {
+                            bump(&self.counters.l2_hits);
+                            match self.fill_l1(&key, &v, &timing, &spec, start) {
+                                Some(entry) => leader.complete(entry, start),
+                                None => leader.complete_with(
+                                    || {
+                                        self.entry_for(
+                                            &v,
+                                            self.resolve_ttl(spec.opts.ttl),
+                                            &timing,
+                                            &spec,
+                                        )
+                                    },
+                                    start,
+                                ),
+                            }
+                            return hit(v);
+                        }
+                    }
+                    let origin = Origin {
+                        start,
+                        leader: Some(leader),
+                        fallback,
+                        lock,
+                        observed,
+                    };
+                    return Box::pin(self.compute::<K, R, F, U>(key, spec, origin, fut, unless))
+                        .await;
+                }
+                Join::Follower(follower) => match follower.wait(wait_until).await {
+                    Waited::Done(shared, leader_start) => {
+                        if self.log.invalidated_since(leader_start, &key) {
+                            // Computed from data read before an invalidation we
+                            // may have seen return: not ours to take.
+                            continue;
+                        }
+                        if let Some(v) = shared.value.downcast_ref::<K::Value>() {
+                            bump(&self.counters.coalesced);
+                            if let Some(f) = fns {
+                                bump(&f.coalesced);
+                            }
+                            return K::rebuild(v.clone());
+                        }
+                        // Another type under the same key: compute our own.
+                        let origin = Origin::alone(self.log.epoch());
+                        return Box::pin(
+                            self.compute::<K, R, F, U>(key, spec, origin, fut, unless),
+                        )
+                        .await;
+                    }
+                    Waited::Retry => {
+                        if let Some(v) = self.l1_hit::<K::Value>(&key) {
+                            return hit(v);
+                        }
+                    }
+                    Waited::TimedOut => {
+                        bump(&self.counters.flight_timeouts);
+                        tracing::debug!(key, "single-flight wait reached its bound; computing");
+                        let origin = Origin::alone(self.log.epoch());
+                        return Box::pin(
+                            self.compute::<K, R, F, U>(key, spec, origin, fut, unless),
+                        )
+                        .await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// After a Redis miss: takes the key's stampede lock, or waits for the
+    /// process holding it to store the value (see [`crate::tier::redis::Held`]).
+    // Without the `redis` feature the tier is uninhabited and all of this is dead code.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(unused_mut, unused_variables, unreachable_code)
+    )]
+    async fn lock_or_wait<V: CacheValue>(
+        &self,
+        l2: &Arc<L2>,
+        key: &str,
+        spec: &Spec<'_>,
+        stale_now: bool,
+    ) -> Locked<V> {
+        let config = self.config.lock;
+        let token = crate::id::token();
+        let give_up = deadline(Instant::now(), config.wait);
+        let mut poll = FIRST_POLL;
+        let mut waited = false;
+        // Registered before the first attempt, so a release between our
+        // attempt and our wait still wakes us.
+        let waiter = l2.waiter(key);
+        loop {
+            let landed = waiter.notify().notified();
+            let mut landed = std::pin::pin!(landed);
+            landed.as_mut().enable();
+            // Whatever this attempt finds or computes comes after every
+            // invalidation recorded so far.
+            let epoch = self.log.epoch();
+            let Attempt {
+                held,
+                read,
+                observed,
+            } = match l2
+                .try_lock::<V>(key, &token, config.ttl, config.wait, spec.opts.version)
+                .await
+            {
+                Ok(attempt) => attempt,
+                Err(e) => {
+                    // Never wait on a failing Redis: compute, single flight still holds.
+                    let _ = self.tier_error("lock", key, &e);
+                    return Locked::Proceed;
+                }
+            };
+            match read {
+                Read::Hit(v, timing) => {
+                    if let Some(h) = held {
+                        h.release().await;
+                    }
+                    return Locked::Value(v, timing, epoch);
+                }
+                Read::Invalid(e) => {
+                    bump(&self.counters.errors);
+                    tracing::debug!(key, error = %e, "cache entry does not decode: removed");
+                }
+                Read::Stale(..) | Read::Miss | Read::Unavailable(_) => {}
+            }
+            if let Some(held) = held {
+                if waited {
+                    bump(&self.counters.lock_takeovers);
+                    tracing::debug!(key, "stampede lock taken over");
+                }
+                return Locked::Held(held, observed, epoch);
+            }
+            if stale_now {
+                // Another process is computing it, and this call may answer
+                // with a stale value rather than wait.
+                return Locked::Busy;
+            }
+            if !waited {
+                waited = true;
+                bump(&self.counters.lock_waits);
+            }
+            let now = Instant::now();
+            if now >= give_up {
+                bump(&self.counters.lock_timeouts);
+                tracing::debug!(key, "waited for another process's computation to its bound");
+                return Locked::Proceed;
+            }
+            let wake = (now + poll).min(give_up);
+            tokio::select! {
+                () = landed => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            poll = (poll * 2).min(MAX_POLL);
+        }
+    }
+
+    /// See [`Cache::get`](crate::Cache::get); `key` is a full key.
+    pub(crate) async fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>, Error> {
+        if !self.config.enabled {
+            return Ok(None);
+        }
+        let c = &self.counters;
+        if self.config.l1_enabled {
+            match self.l1.get::<T>(key) {
+                Lookup::Hit(v) => {
+                    bump(&c.l1_hits);
+                    return Ok(Some(v));
+                }
+                Lookup::Miss => {}
+                Lookup::WrongType => {
+                    tracing::debug!(
+                        key,
+                        ty = std::any::type_name::<T>(),
+                        "cache entry of another type: removed"
+                    );
+                    self.l1.remove(key);
+                    if self.l2.is_none() {
+                        bump(&c.misses);
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        if let Some(l2) = &self.l2 {
+            let start = self.log.epoch();
+            match l2.read::<T>(key, 0, self.config.l1_enabled).await {
+                Read::Hit(v, timing) => {
+                    bump(&c.l2_hits);
+                    let opts = Options::new(Ttl::Default);
+                    self.fill_l1(key, &v, &timing, &Spec::new(&opts, None), start);
+                    return Ok(Some(v));
+                }
+                // Past its freshness: kept in Redis only as a fallback for its function.
+                Read::Stale(..) | Read::Miss => {}
+                Read::Invalid(e) => {
+                    bump(&c.errors);
+                    tracing::debug!(key, error = %e, "cache entry does not decode: removed");
+                }
+                Read::Unavailable(e) => self.tier_error("get", key, &e)?,
+            }
+        }
+        bump(&c.misses);
+        Ok(None)
+    }
+
+    /// Keeps a copy of a value read from the shared tier, unless an
+    /// invalidation since `start` may have removed it. Returns the entry
+    /// built for it, or `None` when there is no in-process copy to make.
+    pub(super) fn fill_l1<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        timing: &Timing,
+        spec: &Spec<'_>,
+        start: u64,
+    ) -> Option<Shared> {
+        if !self.config.l1_enabled {
+            return None;
+        }
+        let entry = self.entry_for(value, self.resolve_ttl(spec.opts.ttl), timing, spec);
+        if entry.expires_at <= Instant::now() {
+            return None;
+        }
+        let kept = Arc::clone(&entry);
+        self.log
+            .insert_unless_invalidated(start, key, || self.l1.insert(key.to_owned(), kept));
+        Some(entry)
+    }
+
+    /// The in-process entry for `value`: fresh for the configured TTL, never
+    /// beyond the shared tier's time left (`timing.left`) nor the
+    /// in-process cap, then stale for `timing.stale`; with the function's
+    /// refresh point, if it has one.
+    pub(super) fn entry_for<T: CacheValue>(
+        &self,
+        value: &T,
+        ttl: Duration,
+        timing: &Timing,
+        spec: &Spec<'_>,
+    ) -> Shared {
+        let fresh = self.config.l1_ttl(ttl, timing.left, spec.opts.l1_ttl);
+        let now = Instant::now();
+        let refresh_at = spec
+            .opts
+            .refresh
+            .map(|r| r.point(now, timing.left.unwrap_or(ttl), ttl, timing.delta));
+        Entry::timed(
+            Arc::new(value.clone()),
+            deadline(now, fresh),
+            deadline(now, fresh.saturating_add(timing.stale)),
+            refresh_at,
+        )
+    }
+}
+
+/// What [`Engine::lock_or_wait`] came to.
+enum Locked<V> {
+    /// The value, stored by another process (or found on the second read),
+    /// and the invalidation epoch of that read.
+    Value(V, Timing, u64),
+    /// This call holds the lock: compute. With the markers read with it and
+    /// the epoch of that attempt (the computation starts after it).
+    Held(Held, (Observed, Instant), u64),
+    /// Another process holds the lock, and the caller asked not to wait.
+    Busy,
+    /// Compute without the lock (Redis failing, or the wait reached its bound).
+    Proceed,
+}
+
+impl Engine {
+    /// `get_or_set`/`try_get_or_set` of the manual API: a hit, else `init`
+    /// through the single flight, stored for `ttl`. `key: None` when the
+    /// cache is disabled.
+    pub(crate) async fn get_or_init<K, R, F>(&self, key: Option<String>, ttl: Ttl, init: F) -> R
+    where
+        K: Kind<R>,
+        K::Value: CacheValue,
+        F: Future<Output = R>,
+    {
+        if let Some(v) = key.as_deref().and_then(|k| self.l1_hit::<K::Value>(k)) {
+            return K::rebuild(v);
+        }
+        let opts = Options::new(ttl);
+        let init = std::pin::pin!(init);
+        self.get_or_compute::<K, R, _, _>(key, Spec::new(&opts, None), init, |_| false)
+            .await
+    }
+}

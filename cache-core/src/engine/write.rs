@@ -1,0 +1,348 @@
+//! The write side: storing values (Redis first, then in-process), deletes,
+//! invalidation by key or pattern, `clear`, `expire`, and the other manual
+//! look-ups (`exists`, `ttl`).
+//!
+//! Every removal is recorded in the invalidation log for as long as it runs
+//! (so a computation racing it does not store), and goes to Redis through
+//! [`L2::invalidate_key`] / [`L2::invalidate_pattern`], which announce it
+//! to other instances or queue it for replay: nothing is lost to an outage.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Engine, Spec};
+use crate::codec::Meta;
+use crate::error::Error;
+use crate::glob::Glob;
+use crate::options::Options;
+use crate::stats::bump;
+use crate::tier::memory::Shared;
+use crate::tier::{L2, Observed, Timing};
+use crate::ttl::{Ttl, jittered};
+use crate::value::CacheValue;
+
+/// Where a value to store comes from.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// An explicit `set`: overwrites, and other instances drop their copies.
+    Set,
+    /// An origin call that started at invalidation epoch `start`, with the
+    /// Redis markers read before it (and when), and how long it took.
+    Computed {
+        start: u64,
+        observed: Option<&'a (Observed, Instant)>,
+        delta: Duration,
+    },
+}
+
+impl Engine {
+    /// See [`Cache::set`](crate::Cache::set); `key` is a full key.
+    pub(crate) async fn set<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Ttl,
+    ) -> Result<(), Error> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let ttl = self.resolve_ttl(ttl);
+        let opts = Options::new(Ttl::Fixed(ttl));
+        self.store(key, value, ttl, &Spec::new(&opts, None), Source::Set)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes both tiers (shared first, so a reader that misses in-process
+    /// finds it). A computed value stays stored only if no invalidation
+    /// since its start matched the key; else `None`.
+    pub(super) async fn store<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        spec: &Spec<'_>,
+        source: Source<'_>,
+    ) -> Result<Option<Shared>, Error> {
+        let (guard, delta) = match source {
+            Source::Set => (None, None),
+            Source::Computed { start, delta, .. } => (Some(start), Some(delta)),
+        };
+        let ttl = jittered(ttl, self.config.ttls.jitter);
+        let stale = spec.opts.stale.unwrap_or_default();
+        let mut written = false;
+        if let Some(l2) = self.l2.as_ref().filter(|_| !spec.skip_l2_write) {
+            match self
+                .write_l2(l2, key, value, ttl, spec, source, stale)
+                .await
+            {
+                Ok(Some(true)) => written = true,
+                Ok(Some(false)) => {
+                    // An invalidation, here or in another process, came
+                    // after the origin read its data: the value is stale.
+                    tracing::debug!(key, "computed value refused: invalidated while computing");
+                    return Ok(None);
+                }
+                Ok(None) => {}
+                // Strict mode fails a manual `set`; a computed value carries on.
+                Err(e) if guard.is_none() => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let entry = self.entry_for(
+            value,
+            ttl,
+            &Timing {
+                left: Some(ttl),
+                stale,
+                delta,
+            },
+            spec,
+        );
+        let kept = match (guard, self.config.l1_enabled) {
+            (None, true) => {
+                self.l1.insert(key.to_owned(), Arc::clone(&entry));
+                true
+            }
+            (None, false) => true,
+            (Some(start), true) => {
+                let e = Arc::clone(&entry);
+                self.log
+                    .insert_unless_invalidated(start, key, || self.l1.insert(key.to_owned(), e))
+            }
+            (Some(start), false) => !self.log.invalidated_since(start, key),
+        };
+        if !kept {
+            // An invalidation overtook this computation after its value went to
+            // Redis: undo it as a full invalidation of the key, since another
+            // reader may already have copied it.
+            if written && let Some(l2) = &self.l2 {
+                let _recording = self.log.begin(Arc::new(Glob::exact_key(key)));
+                self.l1.remove(key);
+                // Whatever does not reach Redis is queued and replayed.
+                let _ = l2.invalidate_key(key).await;
+            }
+            return Ok(None);
+        }
+        bump(&self.counters.sets);
+        Ok(Some(entry))
+    }
+
+    /// The Redis half of [`store`](Self::store): `Some(true)` written,
+    /// `Some(false)` refused (invalidated while computing), `None` not
+    /// written (not encodable, Redis failing, or markers too old to guard
+    /// the write). `Err` only in strict mode.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_l2<T: CacheValue>(
+        &self,
+        l2: &L2,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        spec: &Spec<'_>,
+        source: Source<'_>,
+        stale: Duration,
+    ) -> Result<Option<bool>, Error> {
+        // A computed value goes to Redis only against markers observed
+        // before its computation, and not long ago.
+        let observed = match source {
+            Source::Set => None,
+            Source::Computed {
+                observed: Some((seen, at)),
+                ..
+            } if l2.observation_usable(*at) => Some(seen),
+            Source::Computed { .. } => return Ok(None),
+        };
+        // With a stale window or early refresh, the window and the origin's
+        // time travel with the value.
+        let meta = spec.opts.keeps_meta().then(|| Meta {
+            stale_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
+            delta_ms: match source {
+                Source::Computed { delta, .. } => {
+                    u32::try_from(delta.as_millis()).unwrap_or(u32::MAX)
+                }
+                Source::Set => 0,
+            },
+        });
+        let o = spec.opts;
+        let bytes = match l2.encode(value, o.version, o.format, o.compression, meta) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                bump(&self.counters.errors);
+                tracing::warn!(key, error = %e, "value not stored in Redis");
+                return Ok(None);
+            }
+        };
+        let physical = ttl.saturating_add(stale);
+        let written = match observed {
+            Some(seen) => l2.write_computed(key, &bytes, physical, seen).await,
+            None => l2.write(key, &bytes, physical).await.map(|()| true),
+        };
+        match written {
+            Ok(true) if observed.is_none() => {
+                // An explicit overwrite may replace copies other instances
+                // hold. A computed value cannot: it follows a miss in Redis,
+                // and no in-process copy outlives the Redis key it was read
+                // from (see `Config::l1_ttl`). Queued for replay if not sent.
+                let _ = l2.announce_key(key).await;
+                Ok(Some(true))
+            }
+            Ok(stored) => Ok(Some(stored)),
+            Err(e) => {
+                // An overwrite that failed leaves the old value in Redis: queue its removal.
+                if observed.is_none() {
+                    l2.defer_key(key);
+                }
+                self.tier_error("set", key, &e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// See [`Cache::delete`](crate::Cache::delete); `key` is a full key.
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, Error> {
+        if !self.config.enabled {
+            return Ok(false);
+        }
+        let _recording = self.log.begin(Arc::new(Glob::exact_key(key)));
+        let mut removed = self.l1.remove(key);
+        if let Some(l2) = &self.l2 {
+            let out = l2.invalidate_key(key).await;
+            match (out.removed, out.error) {
+                (Some(n), _) => removed = n > 0,
+                // Kept and replayed (with its announcement) once Redis answers.
+                (None, Some(e)) => self.tier_error("delete", key, &e)?,
+                (None, None) => {}
+            }
+        }
+        bump(&self.counters.deletes);
+        Ok(removed)
+    }
+
+    /// See [`Cache::exists`](crate::Cache::exists); `key` is a full key.
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, Error> {
+        if !self.config.enabled {
+            return Ok(false);
+        }
+        if self.config.l1_enabled && self.l1.entry(key).is_some() {
+            return Ok(true);
+        }
+        if let Some(l2) = &self.l2 {
+            match l2.exists(key).await {
+                Ok(found) => return Ok(found),
+                Err(e) => self.tier_error("exists", key, &e)?,
+            }
+        }
+        Ok(false)
+    }
+
+    /// See [`Cache::ttl`](crate::Cache::ttl); `key` is a full key.
+    pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
+        if !self.config.enabled {
+            return Ok(None);
+        }
+        if let Some(l2) = &self.l2 {
+            match l2.ttl(key).await {
+                Ok(left) => return Ok(left),
+                Err(e) => self.tier_error("ttl", key, &e)?,
+            }
+        }
+        Ok(self.l1.entry(key).and_then(|e| e.remaining(Instant::now())))
+    }
+
+    /// See [`Cache::expire`](crate::Cache::expire); `key` is a full key.
+    pub(crate) async fn expire(&self, key: &str, ttl: Ttl) -> Result<bool, Error> {
+        if !self.config.enabled {
+            return Ok(false);
+        }
+        let ttl = self.resolve_ttl(ttl);
+        let start = self.log.epoch();
+        let local = self.l1.retime(key, self.config.l1_ttl(ttl, None, None));
+        // The re-armed copy was read before an invalidation that ran
+        // meanwhile may have removed it: it goes again.
+        if local && self.log.invalidated_since(start, key) {
+            self.l1.remove(key);
+        }
+        if let Some(l2) = &self.l2 {
+            match l2.expire(key, ttl).await {
+                Ok(found) => {
+                    // Other instances' copies must not outlive the new TTL
+                    // (queued for replay if the message is not sent).
+                    if found {
+                        let _ = l2.announce_key(key).await;
+                    }
+                    return Ok(found);
+                }
+                Err(e) => self.tier_error("expire", key, &e)?,
+            }
+        }
+        Ok(local)
+    }
+
+    /// Invalidates a full pattern in both tiers and announces it; what cannot
+    /// reach Redis is kept and replayed. `Err` only in strict mode.
+    pub(crate) async fn invalidate(&self, full_pattern: &str) -> Result<u64, Error> {
+        if !self.config.enabled {
+            return Ok(0);
+        }
+        let glob = Arc::new(Glob::new(full_pattern));
+        let _recording = self.log.begin(Arc::clone(&glob));
+        let (removed, failure) = match &self.l2 {
+            Some(l2) => {
+                // Redis first: once its command is on its way, the in-process
+                // removal runs while Redis works.
+                let mut shared = std::pin::pin!(l2.invalidate_pattern(full_pattern));
+                let early = poll_once(shared.as_mut()).await;
+                let local = self.l1.remove_matching(&glob);
+                let out = match early {
+                    Some(done) => done,
+                    None => shared.await,
+                };
+                (out.removed.unwrap_or(local), out.error)
+            }
+            None => (self.l1.remove_matching(&glob), None),
+        };
+        let c = &self.counters;
+        bump(&c.invalidations);
+        c.invalidated_entries.fetch_add(removed, Relaxed);
+        tracing::debug!(pattern = full_pattern, removed, "cache invalidated");
+        if let Some(e) = failure {
+            self.tier_error("invalidate", full_pattern, &e)?;
+        }
+        Ok(removed)
+    }
+
+    /// See [`Cache::clear`](crate::Cache::clear).
+    pub(crate) async fn clear(&self) -> Result<(), Error> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let prefix = &self.config.key_prefix;
+        if self.l2.is_some() && !prefix.is_empty() {
+            self.invalidate(&format!("{prefix}:*")).await?;
+        } else {
+            if self.l2.is_some() {
+                tracing::warn!("clear() with an empty key prefix leaves Redis untouched");
+            }
+            self.forget_everything_local();
+            bump(&self.counters.invalidations);
+        }
+        Ok(())
+    }
+}
+
+/// Polls `fut` once: its output if it is already done, else `None` (it has
+/// started, and can be awaited later).
+async fn poll_once<F: Future + Unpin>(mut fut: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut fut).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}

@@ -1,0 +1,557 @@
+//! The shared tier: typed reads and writes over `cache-redis`, every command
+//! through the circuit breaker, invalidations that reach Redis or wait in a
+//! queue for it ([`queue`]), the backplane that keeps every instance's
+//! in-process tier in step ([`backplane`]), and the stampede lock ([`lock`]).
+//!
+//! The names of the keys (values, index sets, generation markers, locks,
+//! the backplane channel) come from [`cache_redis::Layout`], whose docs
+//! draw the layout. In short: every write is one script that `SET`s the
+//! value and adds it to the index set of each of its segment prefixes, so
+//! `user:42:*` drains one set (O(matching keys), never a scan of the
+//! keyspace); every invalidation stamps a generation marker with the next
+//! number of one sequence, and a computed value is written only if none of
+//! its key's markers moved since the computation started, so Redis itself
+//! refuses a value computed from data an invalidation has replaced, here or
+//! in another process. Reads are a plain `GET`: none of this is on the hit
+//! path. Markers live [`MARKER_TTL`]; a computation that started longer ago
+//! does not write.
+//!
+//! Requirements and limits: Redis must not evict the bookkeeping keys
+//! (`maxmemory-policy noeviction`, or memory to spare): an evicted index set
+//! leaves its keys to expire by TTL instead of being invalidated. Each time
+//! the backplane (re)subscribes, `INFO memory` is read and a warning logged
+//! if Redis has a memory limit with an evicting policy. Write path cost (the
+//! `invalidation` bench): one `EVALSHA` instead of a `SET`, 1.28–1.32× its time.
+//!
+//! ## Redis Cluster
+//!
+//! Not supported yet; this is how the layout maps to hash slots when it is.
+//! A script may only touch keys of one slot, and today a write touches the
+//! value, its index sets and (computed values) its markers, which hash to
+//! different slots. The plan: give every key of one top-level segment a
+//! hash tag, `P:{user}:42:profile`, `P:~idx:{user}:42:`, `P:~gen:{user}:42:`,
+//! so a write, its indexes and markers share a slot and stay one script.
+//! Prefix invalidations below the top level then run on one shard. The root
+//! marker and top-level prefixes (`user:*`) span every slot holding that
+//! segment, so they become per-shard operations (bump the root marker on
+//! every master; drain `P:~idx:{user}:` on its shard, where all of `user`
+//! lives). Skewed segments concentrate on one shard; a finer tag (two
+//! segments) trades that for more fan-out on top-level patterns.
+//!
+//! # Failures
+//!
+//! Every command goes through the [circuit breaker](crate::breaker) and the
+//! store's per-command timeout ([`RedisConfig::op_timeout`]). An
+//! invalidation that cannot reach Redis is kept and replayed (see [`queue`]):
+//! a value invalidated during an outage is never read back.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use cache_redis::{KeyTtl, Layout, MARKER_TTL, RedisStore, StoreError, WriteGuard};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Invalidated, Observed, Read, Timing};
+use crate::breaker::{Breaker, BreakerConfig, BreakerState};
+use crate::codec::{self, CodecConfig, Compression, Format};
+use crate::glob::Glob;
+use crate::stats::BackplaneStatus;
+
+mod backplane;
+mod lock;
+mod queue;
+
+pub(crate) use cache_redis::RedisConfig;
+pub(crate) use lock::Held;
+
+/// Why the shared tier was not used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TierError {
+    #[error("circuit breaker open")]
+    BreakerOpen,
+    #[error("invalidations from an outage are still being replayed")]
+    Replaying,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TierError {
+    /// A failed command, as opposed to one not attempted (breaker open, replay pending).
+    pub(crate) fn is_failure(&self) -> bool {
+        matches!(self, TierError::Store(_))
+    }
+}
+
+/// The Redis tier of one cache. Shared as an `Arc` with its background
+/// tasks (which hold it weakly) and the lock guards of calls under way.
+pub(crate) struct L2 {
+    store: RedisStore,
+    codec: CodecConfig,
+    layout: Layout,
+    breaker: Breaker,
+    /// This instance on the backplane: its own messages are ignored.
+    instance: u64,
+    status: watch::Sender<BackplaneStatus>,
+    queue: queue::Queue,
+    /// The backplane receiver, stopped with the cache (a quiet channel would
+    /// otherwise keep it, and its connection, waiting forever).
+    receiver: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Calls in this process waiting on another holder's lock, by key.
+    waiters: lock::Waiters,
+}
+
+impl Drop for L2 {
+    fn drop(&mut self) {
+        // Wakes the replay task, which then finds the tier gone and ends.
+        self.queue.wake();
+        if let Some(task) = self
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for L2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L2")
+            .field("store", &self.store)
+            .field("channel", &self.layout.channel())
+            .finish_non_exhaustive()
+    }
+}
+
+impl L2 {
+    /// The tier over `config` (no I/O: the connection is made on first use).
+    pub(crate) fn connect(
+        config: RedisConfig,
+        codec: CodecConfig,
+        breaker: BreakerConfig,
+        prefix: &str,
+    ) -> Result<L2, TierError> {
+        Ok(L2::new(RedisStore::new(config)?, codec, breaker, prefix))
+    }
+
+    fn new(store: RedisStore, codec: CodecConfig, breaker: BreakerConfig, prefix: &str) -> L2 {
+        let (status, _) = watch::channel(BackplaneStatus {
+            connected: false,
+            subscriptions: 0,
+            applied: 0,
+        });
+        L2 {
+            store,
+            codec,
+            layout: Layout::new(prefix),
+            breaker: Breaker::new(breaker),
+            instance: crate::id::random_id(),
+            status,
+            queue: queue::Queue::default(),
+            receiver: Mutex::new(None),
+            waiters: lock::Waiters::default(),
+        }
+    }
+
+    pub(crate) fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Runs one Redis command through the breaker. (The command's timeout
+    /// is the store's: every `RedisStore` command is bounded by it.)
+    async fn guarded<T>(
+        &self,
+        command: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, TierError> {
+        let Some(permit) = self.breaker.allow() else {
+            return Err(TierError::BreakerOpen);
+        };
+        let result = command.await;
+        permit.record(!matches!(&result, Err(e) if e.is_unavailable()));
+        Ok(result?)
+    }
+
+    pub(crate) fn status(&self) -> watch::Receiver<BackplaneStatus> {
+        self.status.subscribe()
+    }
+
+    pub(crate) async fn read<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        version: u32,
+        want_ttl: bool,
+    ) -> Read<V> {
+        if let Err(e) = self.ready() {
+            return Read::Unavailable(e);
+        }
+        let fetched = if want_ttl {
+            self.guarded(self.store.get_with_ttl(key))
+                .await
+                .map(|o| o.map(|(bytes, ttl)| (bytes, time_left(ttl))))
+        } else {
+            self.guarded(self.store.get(key))
+                .await
+                .map(|o| o.map(|b| (b, None)))
+        };
+        match fetched {
+            Err(e) => Read::Unavailable(e),
+            Ok(None) => Read::Miss,
+            Ok(Some((bytes, left))) => self.decoded(key, &bytes, left, version).await,
+        }
+    }
+
+    /// Decodes what was read under `key`; bytes that are not a value of
+    /// type `V` are removed.
+    async fn decoded<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        left: Option<Duration>,
+        version: u32,
+    ) -> Read<V> {
+        match codec::decode::<V>(bytes, codec::fingerprint::<V>(version), &self.codec) {
+            Ok((v, None)) => Read::Hit(
+                v,
+                Timing {
+                    left,
+                    ..Timing::default()
+                },
+            ),
+            Ok((v, Some(meta))) => {
+                // Fresh while the key has more than its stale window left
+                // (Redis's clock, not ours). A read without `PTTL` asks now.
+                let left = match left {
+                    Some(l) => l,
+                    None => match self.guarded(self.store.ttl(key)).await {
+                        Ok(KeyTtl::Expires(l)) => l,
+                        Ok(KeyTtl::Missing) => return Read::Miss,
+                        Ok(KeyTtl::Persistent) => Duration::MAX,
+                        Err(e) => return Read::Unavailable(e),
+                    },
+                };
+                let window = Duration::from_millis(meta.stale_ms);
+                let fresh = left.saturating_sub(window);
+                if fresh.is_zero() {
+                    return Read::Stale(v, Some(left));
+                }
+                Read::Hit(
+                    v,
+                    Timing {
+                        left: Some(fresh),
+                        stale: left.min(window),
+                        delta: Some(Duration::from_millis(u64::from(meta.delta_ms))),
+                    },
+                )
+            }
+            Err(e) => {
+                // Only remove what we read: a concurrent valid write is kept.
+                let _ = self.guarded(self.store.unlink(&[key])).await;
+                Read::Invalid(e)
+            }
+        }
+    }
+
+    pub(crate) fn encode<V: Serialize>(
+        &self,
+        value: &V,
+        version: u32,
+        format: Option<Format>,
+        compression: Option<Compression>,
+        meta: Option<codec::Meta>,
+    ) -> Result<Vec<u8>, codec::EncodeError> {
+        codec::encode(
+            value,
+            codec::fingerprint::<V>(version),
+            format.unwrap_or(self.codec.format),
+            compression.unwrap_or(self.codec.compression),
+            meta,
+            &self.codec,
+        )
+    }
+
+    /// Whether markers read at `at` may still guard a write: they live
+    /// [`MARKER_TTL`], and one that expired and came back would look unchanged.
+    pub(crate) fn observation_usable(&self, at: Instant) -> bool {
+        at.elapsed() < MARKER_TTL
+    }
+
+    /// An explicit write: indexed, and bumps the key's marker so that a
+    /// computation that started before does not overwrite it.
+    pub(crate) async fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> Result<(), TierError> {
+        let indexes = self.layout.indexes(key);
+        let marker = self.layout.key_marker(key);
+        let guard = WriteGuard::Bump {
+            marker: &marker,
+            sequence: self.layout.sequence(),
+            ttl: MARKER_TTL,
+        };
+        self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
+            .await
+            .map(drop)
+    }
+
+    /// A computed value: indexed, and written only if no invalidation that
+    /// covers `key` happened since `observed` was read. False if one did.
+    pub(crate) async fn write_computed(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+        observed: &Observed,
+    ) -> Result<bool, TierError> {
+        // Invalidations from an outage not replayed yet have not stamped
+        // their markers: nothing computed is written before they are.
+        self.ready()?;
+        let indexes = self.layout.indexes(key);
+        let markers = self.layout.markers(key);
+        let guard = WriteGuard::Unchanged {
+            markers: &markers,
+            observed: *observed,
+        };
+        self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
+            .await
+    }
+
+    /// Removes `key` and bumps its marker.
+    async fn remove(&self, key: &str) -> Result<u64, TierError> {
+        let marker = self.layout.key_marker(key);
+        self.guarded(
+            self.store
+                .invalidate_key(key, &marker, self.layout.sequence(), MARKER_TTL),
+        )
+        .await
+    }
+
+    /// Removes what `pattern` matches: an exact key with one `UNLINK`; a
+    /// prefix at a segment boundary (`user:42:*`) from its index set, in
+    /// O(matching keys); anything else with `SCAN` + `UNLINK`. Each bumps
+    /// the marker of the deepest segment prefix it covers first, so that
+    /// computations that started before do not store their results.
+    async fn remove_matching(&self, pattern: &str) -> Result<u64, TierError> {
+        let glob = Glob::new(pattern);
+        if let Some(key) = glob.exact() {
+            return self.remove(&key).await;
+        }
+        let prefix = glob.prefix();
+        if let Some(segment) = prefix
+            .as_deref()
+            .and_then(|p| self.layout.indexed_segment(p))
+        {
+            let index = self.layout.index_key(segment);
+            let marker = self.layout.marker_key(segment);
+            return self
+                .guarded(self.store.drain_index(
+                    &index,
+                    &marker,
+                    self.layout.sequence(),
+                    MARKER_TTL,
+                ))
+                .await;
+        }
+        let literal = glob.leading_literal();
+        let marker = self
+            .layout
+            .marker_key(self.layout.covering_segment(&literal));
+        self.guarded(self.store.bump(&marker, self.layout.sequence(), MARKER_TTL))
+            .await?;
+        self.guarded(self.store.delete_matching(pattern)).await
+    }
+
+    /// Removes `key` in Redis and tells the other instances; what fails is
+    /// queued (removal and announcement) and replayed once Redis answers.
+    pub(crate) async fn invalidate_key(&self, key: &str) -> Invalidated {
+        match self.remove(key).await {
+            Ok(n) => Invalidated {
+                removed: Some(n),
+                error: self.announce_key(key).await.err(),
+            },
+            Err(e) => {
+                self.queue.defer_key(key);
+                Invalidated {
+                    removed: None,
+                    error: Some(e),
+                }
+            }
+        }
+    }
+
+    /// Removes what `pattern` matches in Redis and tells the other
+    /// instances; what fails is queued and replayed once Redis answers.
+    pub(crate) async fn invalidate_pattern(&self, pattern: &str) -> Invalidated {
+        let removed = match self.remove_matching(pattern).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.queue.defer_pattern(pattern);
+                return Invalidated {
+                    removed: None,
+                    error: Some(e),
+                };
+            }
+        };
+        let error = match self
+            .announce(backplane::Op::Pattern(pattern.to_owned()))
+            .await
+        {
+            Ok(()) => None,
+            Err(e) => {
+                self.queue.defer_pattern(pattern);
+                Some(e)
+            }
+        };
+        Invalidated {
+            removed: Some(removed),
+            error,
+        }
+    }
+
+    /// Tells the other instances to drop their copies of `key` (it was
+    /// overwritten, or given a new TTL); queued for replay if Redis does
+    /// not take the message.
+    pub(crate) async fn announce_key(&self, key: &str) -> Result<(), TierError> {
+        let sent = self.announce(backplane::Op::Key(key.to_owned())).await;
+        if sent.is_err() {
+            self.queue.defer_key(key);
+        }
+        sent
+    }
+
+    /// An overwrite of `key` that did not reach Redis left the old value
+    /// there: queue its removal (and announcement) for replay.
+    pub(crate) fn defer_key(&self, key: &str) {
+        self.queue.defer_key(key);
+    }
+
+    /// Invalidations queued and not yet replayed (`u64::MAX` after an overflow).
+    pub(crate) fn pending(&self) -> u64 {
+        self.queue.len()
+    }
+
+    /// The invalidation sequence now, before a computation starts.
+    pub(crate) async fn observe(&self) -> Result<Observed, TierError> {
+        self.ready()?;
+        self.guarded(self.store.observe(self.layout.sequence()))
+            .await
+    }
+
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, TierError> {
+        self.ready()?;
+        self.guarded(self.store.exists(key)).await
+    }
+
+    /// `Ok(None)` if the key is absent; a key without expiry reports `Duration::MAX`.
+    pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, TierError> {
+        self.ready()?;
+        Ok(match self.guarded(self.store.ttl(key)).await? {
+            KeyTtl::Missing => None,
+            KeyTtl::Persistent => Some(Duration::MAX),
+            KeyTtl::Expires(d) => Some(d),
+        })
+    }
+
+    /// A new TTL for `key`; its index sets are kept alive at least as long.
+    pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TierError> {
+        let indexes = self.layout.indexes(key);
+        self.guarded(self.store.expire_indexed(key, ttl, &indexes))
+            .await
+    }
+
+    /// Not through the breaker: health checks want the truth.
+    pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Used memory and key count.
+    pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
+        let info = self.guarded(self.store.info()).await?;
+        Ok((info.used_memory, info.keys))
+    }
+
+    /// Logs a warning if Redis may evict keys: an evicted index set or marker
+    /// weakens invalidation (see the module docs).
+    async fn warn_if_evicting(&self) {
+        if let Ok(info) = self.guarded(self.store.info()).await
+            && info.may_evict()
+        {
+            tracing::warn!(
+                policy = info.eviction_policy.as_deref().unwrap_or(""),
+                maxmemory = info.max_memory,
+                "Redis may evict keys: an evicted index set or invalidation marker lets keys \
+                 escape prefix invalidation until they expire; use maxmemory-policy noeviction \
+                 for the cache's Redis, or keep memory to spare"
+            );
+        }
+    }
+}
+
+/// A key's time left, if it expires.
+fn time_left(ttl: KeyTtl) -> Option<Duration> {
+    match ttl {
+        KeyTtl::Expires(d) => Some(d),
+        KeyTtl::Persistent | KeyTtl::Missing => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A tier over a port nothing listens on: every command fails at once.
+    fn unreachable() -> Arc<L2> {
+        let mut config = RedisConfig::new("redis://127.0.0.1:1/0");
+        config.connect_timeout = Duration::from_millis(200);
+        Arc::new(
+            L2::connect(
+                config,
+                CodecConfig::default(),
+                BreakerConfig::default(),
+                "t",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_that_cannot_reach_redis_is_queued_once() {
+        let l2 = unreachable();
+        let out = l2.invalidate_key("t:a").await;
+        assert!(out.removed.is_none());
+        assert!(out.error.is_some_and(|e| e.is_failure()));
+        assert_eq!(l2.pending(), 1);
+        let out = l2.invalidate_pattern("t:user:*").await;
+        assert!(out.removed.is_none() && out.error.is_some());
+        assert_eq!(
+            l2.pending(),
+            2,
+            "a failed removal is queued, not also its announcement"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_announcement_that_fails_is_queued() {
+        let l2 = unreachable();
+        assert!(l2.announce_key("t:k").await.is_err());
+        assert_eq!(l2.pending(), 1);
+    }
+
+    #[tokio::test]
+    async fn reads_wait_for_the_replay_and_never_fail_the_caller() {
+        let l2 = unreachable();
+        l2.defer_key("t:k");
+        assert!(matches!(
+            l2.read::<u32>("t:k", 0, false).await,
+            Read::Unavailable(TierError::Replaying)
+        ));
+        assert!(matches!(l2.observe().await, Err(TierError::Replaying)));
+    }
+}
