@@ -470,3 +470,160 @@ impl Engine {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::{PlainKind, ResultKind};
+
+    fn engine() -> Arc<Engine> {
+        Engine::start(Config::default(), None)
+    }
+
+    fn counted(engine: &Engine) -> (u64, u64, u64) {
+        let c = &engine.counters;
+        (
+            c.l1_hits.load(SeqCst),
+            c.coalesced.load(SeqCst),
+            c.misses.load(SeqCst),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_miss_computes_once_then_hits_in_process() {
+        let e = engine();
+        let calls = AtomicUsize::new(0);
+        let origin = || async {
+            calls.fetch_add(1, SeqCst);
+            7u32
+        };
+        let k = || Some("cache:k".to_owned());
+        assert_eq!(
+            e.get_or_init::<PlainKind, u32, _>(k(), Ttl::Default, origin())
+                .await,
+            7
+        );
+        assert_eq!(
+            e.get_or_init::<PlainKind, u32, _>(k(), Ttl::Default, origin())
+                .await,
+            7
+        );
+        assert_eq!(calls.load(SeqCst), 1);
+        assert_eq!(counted(&e), (1, 0, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_share_one_origin_call() {
+        let e = engine();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = watch::channel(false);
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (e, calls, mut gate) = (Arc::clone(&e), Arc::clone(&calls), gate.clone());
+                tokio::spawn(async move {
+                    let origin = async move {
+                        calls.fetch_add(1, SeqCst);
+                        let _ = gate.wait_for(|open| *open).await;
+                        5u8
+                    };
+                    e.get_or_init::<PlainKind, u8, _>(
+                        Some("cache:hot".into()),
+                        Ttl::Default,
+                        origin,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        // The first origin call is under way; the others wait on it or come later.
+        while calls.load(SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        open.send_replace(true);
+        for t in tasks {
+            assert_eq!(t.await.ok(), Some(5));
+        }
+        assert_eq!(calls.load(SeqCst), 1);
+        let (hits, coalesced, misses) = counted(&e);
+        assert_eq!(
+            (misses, hits + coalesced),
+            (1, 49),
+            "every other caller was served"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_is_returned_and_never_stored() {
+        let e = engine();
+        let k = || Some("cache:err".to_owned());
+        let failed: Result<u8, String> = e
+            .get_or_init::<ResultKind, _, _>(k(), Ttl::Default, async { Err("down".to_owned()) })
+            .await;
+        assert_eq!(failed, Err("down".to_owned()));
+        let ok: Result<u8, String> = e
+            .get_or_init::<ResultKind, _, _>(k(), Ttl::Default, async { Ok(3) })
+            .await;
+        assert_eq!(ok, Ok(3));
+        assert_eq!(e.counters.origin_errors.load(SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_value_invalidated_while_computing_is_not_stored() {
+        let e = engine();
+        let e2 = Arc::clone(&e);
+        let v = e
+            .get_or_init::<PlainKind, u8, _>(
+                Some("cache:user:1".into()),
+                Ttl::Default,
+                async move {
+                    // The data changes, and is invalidated, while we compute.
+                    let _ = e2.invalidate("cache:user:*").await;
+                    1u8
+                },
+            )
+            .await;
+        assert_eq!(v, 1, "the caller gets its value");
+        assert_eq!(e.counters.skipped_stores.load(SeqCst), 1);
+        assert_eq!(e.l1_hit::<u8>("cache:user:1"), None, "but it was not kept");
+    }
+
+    #[tokio::test]
+    async fn an_entry_of_another_type_is_a_miss_and_is_replaced() {
+        let e = engine();
+        let k = || Some("cache:t".to_owned());
+        e.get_or_init::<PlainKind, u8, _>(k(), Ttl::Default, async { 1u8 })
+            .await;
+        let s = e
+            .get_or_init::<PlainKind, String, _>(k(), Ttl::Default, async { "s".to_owned() })
+            .await;
+        assert_eq!(s, "s");
+        assert_eq!(e.l1_hit::<u8>("cache:t"), None);
+        assert_eq!(e.l1_hit::<String>("cache:t").as_deref(), Some("s"));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_cache_only_runs_the_origin() {
+        let e = Engine::start(
+            Config {
+                enabled: false,
+                ..Config::default()
+            },
+            None,
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                e.get_or_init::<PlainKind, u8, _>(None, Ttl::Default, async { 2u8 })
+                    .await,
+                2
+            );
+        }
+        assert_eq!(counted(&e), (0, 0, 0));
+        assert_eq!(e.get::<u8>("cache:x").await.ok(), Some(None));
+    }
+}

@@ -280,3 +280,83 @@ impl Drop for Held {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::breaker::BreakerConfig;
+    use crate::codec::CodecConfig;
+    use crate::tier::{L2, RedisConfig, TierError};
+
+    fn unreachable() -> Arc<L2> {
+        let mut config = RedisConfig::new("redis://127.0.0.1:1/0");
+        config.connect_timeout = Duration::from_millis(200);
+        Arc::new(
+            L2::connect(
+                config,
+                CodecConfig::default(),
+                BreakerConfig::default(),
+                "t",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_registered_until_the_last_one_for_its_key_goes() {
+        let l2 = unreachable();
+        let a = l2.waiter("t:k");
+        let b = l2.waiter("t:k");
+        assert!(Arc::ptr_eq(&a.notify, &b.notify), "one Notify per key");
+        drop(a);
+        assert!(
+            l2.waiters
+                .lock()
+                .map(|m| m.contains_key("t:k"))
+                .unwrap_or(false)
+        );
+        drop(b);
+        assert!(l2.waiters.lock().map(|m| m.is_empty()).unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn a_release_message_wakes_the_waiters_of_its_key_only() {
+        let l2 = unreachable();
+        let mine = l2.waiter("t:k");
+        let other = l2.waiter("t:other");
+        let woken = mine.notify().notified();
+        let mut woken = std::pin::pin!(woken);
+        woken.as_mut().enable();
+        let not_woken = other.notify().notified();
+        let mut not_woken = std::pin::pin!(not_woken);
+        not_woken.as_mut().enable();
+        l2.wake("t:k");
+        // Both futures were enabled before the wake: a notified one is ready at once.
+        assert!(futures_ready(woken.as_mut()));
+        assert!(!futures_ready(not_woken.as_mut()));
+    }
+
+    #[tokio::test]
+    async fn with_redis_away_a_lock_attempt_fails_and_leaves_nothing_registered() {
+        let l2 = unreachable();
+        let attempt = l2
+            .try_lock::<u32>(
+                "t:k",
+                "token",
+                Duration::from_secs(5),
+                Duration::from_secs(5),
+                0,
+            )
+            .await;
+        assert!(matches!(attempt, Err(TierError::Store(_))));
+        assert!(l2.waiters.lock().map(|m| m.is_empty()).unwrap_or(false));
+    }
+
+    fn futures_ready<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        fut.poll(&mut cx).is_ready()
+    }
+}
