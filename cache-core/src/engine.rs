@@ -5,7 +5,7 @@
 //! - [`read`]: the read path (in-process hit, single flight, Redis read,
 //!   stampede lock wait);
 //! - [`compute`]: the origin call, stale-if-error and background refresh;
-//! - [`write`]: stores, deletes, invalidations, `clear`, `expire`.
+//! - [`write`](mod@write): stores, deletes, invalidations, `clear`, `expire`.
 //!
 //! Counters are bumped here and only here; the tiers report what happens
 //! on their side through [`TierEvents`], which the engine implements.
