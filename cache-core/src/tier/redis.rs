@@ -507,7 +507,7 @@ mod tests {
     use super::*;
 
     /// A tier over a port nothing listens on: every command fails at once.
-    fn unreachable() -> Arc<L2> {
+    pub(super) fn unreachable() -> Arc<L2> {
         let mut config = RedisConfig::new("redis://127.0.0.1:1/0");
         config.connect_timeout = Duration::from_millis(200);
         Arc::new(

@@ -286,23 +286,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::breaker::BreakerConfig;
-    use crate::codec::CodecConfig;
-    use crate::tier::{L2, RedisConfig, TierError};
-
-    fn unreachable() -> Arc<L2> {
-        let mut config = RedisConfig::new("redis://127.0.0.1:1/0");
-        config.connect_timeout = Duration::from_millis(200);
-        Arc::new(
-            L2::connect(
-                config,
-                CodecConfig::default(),
-                BreakerConfig::default(),
-                "t",
-            )
-            .unwrap_or_else(|e| panic!("{e}")),
-        )
-    }
+    use super::super::tests::unreachable;
+    use crate::tier::TierError;
 
     #[tokio::test]
     async fn a_waiter_is_registered_until_the_last_one_for_its_key_goes() {
