@@ -1,5 +1,6 @@
 //! [`CacheBuilder`]: configuration from code first, environment second.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::breaker::BreakerConfig;
@@ -7,6 +8,7 @@ use crate::cache::Cache;
 use crate::codec::{CodecConfig, Compression, Format};
 use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
+use crate::observe::Observer;
 use crate::tier::L2;
 use crate::ttl::{Preset, parse_duration};
 
@@ -83,6 +85,7 @@ pub struct CacheBuilder {
     lock_wait: Option<Duration>,
     stale_retry: Option<Duration>,
     backplane: Option<bool>,
+    metrics: Option<bool>,
     error: Option<ConfigError>,
 }
 
@@ -301,6 +304,16 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether this cache records through the `metrics` facade (feature
+    /// `metrics`; default `true`: nothing is recorded until the application
+    /// installs a recorder, such as `metrics-exporter-prometheus`).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = Some(enabled);
+        self
+    }
+
     /// Reads the `CACHE_*` variables from the process environment.
     pub fn from_env(self) -> Self {
         self.from_env_with(|name| std::env::var(name).ok())
@@ -387,7 +400,8 @@ impl CacheBuilder {
         let self_breaker = self.breaker;
         let config = self.resolve()?;
         let Some((source, redis)) = redis else {
-            return Ok(Cache::from_engine(Engine::start(config, None)));
+            let observer = Arc::new(Observer::new(config.name.as_deref(), config.metrics));
+            return Ok(Cache::from_engine(Engine::start(config, observer, None)));
         };
         let url = redacted(&redis);
         if config.key_prefix.is_empty() {
@@ -404,8 +418,19 @@ impl CacheBuilder {
                 "a cache with Redis must be built inside a Tokio runtime",
             ));
         }
-        let l2 = L2::connect(redis, config.codec, self_breaker, &config.key_prefix)
-            .map_err(|e| config_error(source, &url, &e.to_string()))?;
-        Ok(Cache::from_engine(Engine::start(config, Some(l2))))
+        let observer = Arc::new(Observer::new(config.name.as_deref(), config.metrics));
+        let l2 = L2::connect(
+            redis,
+            config.codec,
+            self_breaker,
+            &config.key_prefix,
+            Arc::clone(&observer),
+        )
+        .map_err(|e| config_error(source, &url, &e.to_string()))?;
+        Ok(Cache::from_engine(Engine::start(
+            config,
+            observer,
+            Some(l2),
+        )))
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) lock: LockConfig,
     pub(crate) stale_retry: Duration,
     pub(crate) backplane: bool,
+    /// Record through the `metrics` facade (feature `metrics`).
+    pub(crate) metrics: bool,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             lock: LockConfig::default(),
             stale_retry: DEFAULT_STALE_RETRY,
             backplane: true,
+            metrics: cfg!(feature = "metrics"),
         }
     }
 }

@@ -19,10 +19,9 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::glob::Glob;
 use crate::invalidation::InvalidationLog;
+use crate::observe::{Event, Function, Observer};
 use crate::options::Options;
-use crate::stats::{
-    self, BackplaneStatus, Counters, FnCounters, FnRegistry, Health, HealthStatus, Stats, bump,
-};
+use crate::stats::{self, BackplaneStatus, FnCounters, Health, HealthStatus, Stats};
 use crate::tier::flight::Flights;
 use crate::tier::memory::{Entry, L1, Lookup};
 use crate::tier::{L2, TierError, TierEvents};
@@ -46,8 +45,8 @@ pub(crate) struct Engine {
     l2: Option<Arc<L2>>,
     flights: Flights,
     log: InvalidationLog,
-    counters: Counters,
-    pub(crate) functions: FnRegistry,
+    /// Where every count goes (stats, metrics, tracing).
+    pub(crate) observer: Arc<Observer>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -66,7 +65,9 @@ impl std::fmt::Debug for Engine {
 #[derive(Clone, Copy)]
 pub(crate) struct Spec<'a> {
     pub(crate) opts: &'a Options,
-    pub(crate) site: Option<&'a FnCounters>,
+    pub(crate) site: Option<&'a Function>,
+    /// When the call started, if its `tracing` event will be emitted.
+    pub(crate) started: Option<tokio::time::Instant>,
     /// Set when this call's Redis read just failed: do not wait on Redis
     /// again to write the computed value.
     pub(crate) skip_l2_write: bool,
@@ -75,10 +76,11 @@ pub(crate) struct Spec<'a> {
 }
 
 impl<'a> Spec<'a> {
-    pub(crate) fn new(opts: &'a Options, site: Option<&'a FnCounters>) -> Spec<'a> {
+    pub(crate) fn new(opts: &'a Options, site: Option<&'a Function>) -> Spec<'a> {
         Spec {
             opts,
             site,
+            started: None,
             skip_l2_write: false,
             background: false,
         }
@@ -86,10 +88,10 @@ impl<'a> Spec<'a> {
 }
 
 impl Engine {
-    /// An engine over `config` and, if given, the Redis tier, whose
-    /// background work (replay, backplane) starts now, reporting to the
-    /// engine (needs a Tokio runtime).
-    pub(crate) fn start(config: Config, l2: Option<L2>) -> Arc<Engine> {
+    /// An engine over `config` and, if given, the Redis tier (made with the
+    /// same `observer`), whose background work (replay, backplane) starts
+    /// now, reporting to the engine (needs a Tokio runtime).
+    pub(crate) fn start(config: Config, observer: Arc<Observer>, l2: Option<L2>) -> Arc<Engine> {
         let subscribe = config.backplane;
         let engine = Arc::new(Engine {
             id: NEXT_ID.fetch_add(1, Relaxed),
@@ -98,8 +100,7 @@ impl Engine {
             l2: l2.map(Arc::new),
             flights: Flights::new(),
             log: InvalidationLog::default(),
-            counters: Counters::default(),
-            functions: FnRegistry::default(),
+            observer,
         });
         if let Some(l2) = &engine.l2 {
             let events: Weak<dyn TierEvents> = Arc::downgrade(&engine) as Weak<Engine>;
@@ -131,14 +132,20 @@ impl Engine {
         self.l1.clear();
     }
 
+    /// Reports `event` for the call's function, if any.
+    #[inline]
+    fn record(&self, site: Option<&Function>, event: Event) {
+        self.observer.record(site, event);
+    }
+
     /// Counts and logs a failure of the shared tier; in strict mode, the
     /// error the manual API returns (callers on the attribute path ignore it).
     fn tier_error(&self, op: &'static str, key: &str, error: &TierError) -> Result<(), Error> {
-        if error.is_failure() {
-            bump(&self.counters.errors);
+        let failed = error.is_failure();
+        self.record(None, Event::Tier { failed });
+        if failed {
             tracing::warn!(op, key, %error, "Redis failed; continuing with the in-process tier");
         } else {
-            bump(&self.counters.redis_skipped);
             tracing::debug!(op, key, %error, "Redis skipped");
         }
         if self.config.strict {
@@ -153,11 +160,13 @@ impl Engine {
     /// See [`Cache::stats`](crate::Cache::stats).
     pub(crate) async fn stats(&self, backend: &'static str) -> Stats {
         self.l1.sync();
+        let functions = self.observer.functions();
+        let counters: Vec<&FnCounters> = functions.iter().map(|f| &f.counters).collect();
         let mut stats = stats::snapshot(
             backend,
             self.config.enabled,
-            &self.counters,
-            &self.functions,
+            self.observer.counters(),
+            &counters,
             self.l1.entry_count(),
         );
         if let Some(l2) = &self.l2 {
@@ -177,6 +186,7 @@ impl Engine {
                 },
             });
         }
+        self.observer.gauges(&stats);
         stats
     }
 
@@ -229,6 +239,6 @@ impl TierEvents for Engine {
     fn remote_change(&self, glob: &Glob) {
         let _recording = self.log.begin(Arc::new(glob.clone()));
         self.l1.remove_matching(glob);
-        bump(&self.counters.backplane_applied);
+        self.record(None, Event::BackplaneApplied);
     }
 }

@@ -77,6 +77,7 @@ mod glob;
 mod id;
 mod invalidation;
 mod key;
+mod observe;
 mod options;
 mod stats;
 mod ttl;

@@ -9,9 +9,10 @@ use std::sync::{Arc, OnceLock};
 use crate::cache::Cache;
 use crate::engine::Spec;
 use crate::key::KeyBuilder;
+use crate::observe::{Event, Function, Observer, Outcome};
 use crate::options::Options;
 use crate::registry;
-use crate::stats::{FnCounters, FunctionKind, bump};
+use crate::stats::FunctionKind;
 use crate::value::CacheValue;
 
 pub use crate::engine::{Kind, OptionKind, PlainKind, ResultKind};
@@ -180,17 +181,17 @@ struct SiteCounters {
     function: &'static str,
     label: &'static str,
     kind: FunctionKind,
-    first: OnceLock<(u64, Arc<FnCounters>)>,
+    first: OnceLock<(u64, Arc<Function>)>,
 }
 
 enum CountersRef {
-    Static(&'static FnCounters),
-    Owned(Arc<FnCounters>),
+    Static(&'static Function),
+    Owned(Arc<Function>),
 }
 
 impl Deref for CountersRef {
-    type Target = FnCounters;
-    fn deref(&self) -> &FnCounters {
+    type Target = Function;
+    fn deref(&self) -> &Function {
         match self {
             CountersRef::Static(c) => c,
             CountersRef::Owned(c) => c,
@@ -202,9 +203,10 @@ impl SiteCounters {
     fn for_cache(&'static self, cache: &Cache) -> CountersRef {
         let addr = self as *const SiteCounters as usize;
         let lookup = || {
-            cache.engine().functions.get_or_insert(addr, || {
-                FnCounters::new(self.function, self.label, self.kind)
-            })
+            cache
+                .engine()
+                .observer
+                .function(addr, self.function, self.label, self.kind)
         };
         let id_now = cache.engine().id;
         let (id, counters) = self.first.get_or_init(|| (id_now, lookup()));
@@ -295,7 +297,7 @@ impl Site {
         self
     }
 
-    fn spec<'a>(&'a self, counters: &'a FnCounters) -> Spec<'a> {
+    fn spec<'a>(&'a self, counters: &'a Function) -> Spec<'a> {
         Spec::new(&self.options, Some(counters))
     }
 }
@@ -347,8 +349,11 @@ where
     K: Kind<R>,
     K::Value: Clone + 'static,
 {
-    let v = handle.engine().l1_hit::<K::Value>(key)?;
-    bump(&site.counters.for_cache(handle).hits);
+    let started = Observer::call_start();
+    let engine = handle.engine();
+    let v = engine.l1_hit::<K::Value>(key)?;
+    let function = site.counters.for_cache(handle);
+    engine.answered(Some(&function), key, Outcome::HitL1, started);
     Some(K::rebuild(v))
 }
 
@@ -377,9 +382,12 @@ where
     K: Kind<R>,
     K::Value: Clone + 'static,
 {
-    match handle.engine().l1_hit_refresh::<K::Value>(key) {
+    let started = Observer::call_start();
+    let engine = handle.engine();
+    match engine.l1_hit_refresh::<K::Value>(key) {
         Some((v, due)) => {
-            bump(&site.counters.for_cache(handle).hits);
+            let function = site.counters.for_cache(handle);
+            engine.answered(Some(&function), key, Outcome::HitL1, started);
             if due {
                 Refreshing::Due(K::rebuild(v))
             } else {
@@ -449,7 +457,8 @@ where
     // Pinned once: the engine below gets a pointer, never a copy.
     let fut = std::pin::pin!(fut);
     let counters = site.counters.for_cache(&handle);
-    let spec = site.spec(&counters);
+    let mut spec = site.spec(&counters);
+    spec.started = Observer::call_start();
     handle
         .engine()
         .get_or_compute::<K, R, _, U>(key, spec, fut, unless)
@@ -474,10 +483,13 @@ pub async fn invalidate_after<K, R, P>(
     if K::value(result).is_none() {
         return;
     }
-    let counters = site.counters.for_cache(&handle);
+    let function = site.counters.for_cache(&handle);
+    let engine = handle.engine();
     for pattern in patterns {
         // Never an error here: what cannot reach Redis is kept and replayed.
-        let _ = handle.engine().invalidate(&pattern).await;
-        bump(&counters.invalidations);
+        let _ = engine.invalidate(&pattern).await;
+        engine
+            .observer
+            .record(Some(&function), Event::PatternApplied);
     }
 }

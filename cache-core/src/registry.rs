@@ -1,13 +1,14 @@
 //! The default cache, named caches, and the scoped override.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::builder::CacheBuilder;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::observe::Observer;
 
 static DEFAULT: OnceLock<Cache> = OnceLock::new();
 static NAMED: OnceLock<Mutex<HashMap<String, Cache>>> = OnceLock::new();
@@ -56,6 +57,7 @@ fn unreachable_config() -> Cache {
             enabled: false,
             ..Config::default()
         },
+        Arc::new(Observer::new(None, false)),
         None,
     ))
 }

@@ -1,9 +1,7 @@
 //! Counters and the serializable snapshot [`Stats`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -75,28 +73,6 @@ impl FnCounters {
     pub(crate) fn add_origin_time(&self, d: Duration) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.origin_nanos.fetch_add(nanos, Relaxed);
-    }
-}
-
-/// Per-function counters of one cache, keyed by the site's address.
-#[derive(Debug, Default)]
-pub(crate) struct FnRegistry {
-    map: Mutex<HashMap<usize, Arc<FnCounters>>>,
-}
-
-impl FnRegistry {
-    pub(crate) fn get_or_insert(
-        &self,
-        site: usize,
-        make: impl FnOnce() -> FnCounters,
-    ) -> Arc<FnCounters> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry(site).or_insert_with(|| Arc::new(make())))
-    }
-
-    fn all(&self) -> Vec<Arc<FnCounters>> {
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.values().cloned().collect()
     }
 }
 
@@ -260,7 +236,7 @@ pub(crate) fn snapshot(
     backend: &'static str,
     enabled: bool,
     c: &Counters,
-    fns: &FnRegistry,
+    fns: &[&FnCounters],
     entries: u64,
 ) -> Stats {
     let l1_hits = c.l1_hits.load(Relaxed);
@@ -270,7 +246,6 @@ pub(crate) fn snapshot(
     let hits = l1_hits + l2_hits;
     let lookups = hits + misses + coalesced;
     let mut functions: Vec<FunctionStats> = fns
-        .all()
         .iter()
         .map(|f| {
             let misses = f.misses.load(Relaxed);

@@ -27,6 +27,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
             "id",
             "invalidation",
             "key",
+            "observe",
             "options",
             "stats",
             "ttl",

@@ -184,6 +184,7 @@ impl CacheBuilder {
             },
             stale_retry,
             backplane: self.backplane.unwrap_or(true),
+            metrics: self.metrics.unwrap_or(cfg!(feature = "metrics")),
         })
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::write::Source;
 use super::{Engine, Kind, Spec};
-use crate::stats::bump;
+use crate::observe::{Event, Outcome};
 use crate::tier::flight::Leader;
 use crate::tier::memory::Entry;
 use crate::tier::{Attempt, Held, Observed, Read};
@@ -89,11 +89,16 @@ impl Engine {
             }
         }
         if !spec.background {
-            bump(&self.counters.misses);
-            if let Some(f) = fns {
-                bump(&f.misses);
-            }
+            self.record(fns, Event::Call(Outcome::Miss));
         }
+        // The call's event, once the origin has answered (and not with a stale value).
+        let done = |result: R| {
+            if !spec.background {
+                self.observer
+                    .call_done(fns, &key, Outcome::Miss, spec.started);
+            }
+            result
+        };
         // A stale value to fall back on: read from Redis by this call, or an
         // in-process copy still inside its stale window.
         let mut fallback = match fallback {
@@ -125,7 +130,7 @@ impl Engine {
                     }
                     // Cut off only while there is a stale value we may serve.
                     Err(_) if !self.log.invalidated_since(start, &key) => {
-                        bump(&self.counters.origin_timeouts);
+                        self.record(fns, Event::OriginTimeout);
                         return K::rebuild(self.serve_stale(&key, v, left, &spec, start, leader));
                     }
                     Err(_) => run.await,
@@ -137,33 +142,29 @@ impl Engine {
             }
         };
         let delta = started.elapsed();
-        if let Some(f) = fns {
-            f.add_origin_time(delta);
-        }
+        self.record(fns, Event::OriginTime(delta));
         if K::value(&result).is_none() {
-            if spec.background {
-                bump(&self.counters.refresh_failures);
-            } else {
-                bump(&self.counters.origin_errors);
-                if let Some(f) = fns {
-                    bump(&f.origin_errors);
-                }
-            }
+            self.record(
+                fns,
+                Event::OriginError {
+                    background: spec.background,
+                },
+            );
             if let Some((v, left)) = fallback
                 && !self.log.invalidated_since(start, &key)
             {
                 return K::rebuild(self.serve_stale(&key, v, left, &spec, start, leader));
             }
             drop(leader); // followers retry with their own calls
-            return result;
+            return done(result);
         }
         let Some(value) = K::value(&result) else {
-            return result;
+            return done(result);
         };
         if self.log.invalidated_since(start, &key) {
             // Computed from data an invalidation has since replaced.
-            bump(&self.counters.skipped_stores);
-            return result;
+            self.record(fns, Event::SkippedStore);
+            return done(result);
         }
         let store = (spec.opts.cache_none || !K::is_none(&result)) && !unless(value);
         let entry = if store {
@@ -181,17 +182,11 @@ impl Engine {
                 )
                 .await
             else {
-                bump(&self.counters.skipped_stores);
-                return result;
+                self.record(fns, Event::SkippedStore);
+                return done(result);
             };
-            if let Some(f) = fns {
-                bump(&f.sets);
-                if spec.background {
-                    bump(&f.refreshes);
-                }
-            }
             if spec.background {
-                bump(&self.counters.refreshes);
+                self.record(fns, Event::Call(Outcome::Refresh));
             }
             entry
         } else {
@@ -200,7 +195,7 @@ impl Engine {
         if let Some(l) = leader {
             l.complete(entry, start);
         }
-        result
+        done(result)
     }
 
     /// Answers a failed or slow origin call with a stale value, and keeps
@@ -215,10 +210,7 @@ impl Engine {
         start: u64,
         leader: Option<Leader<'_>>,
     ) -> V {
-        bump(&self.counters.stale_served);
-        if let Some(f) = spec.site {
-            bump(&f.stale_served);
-        }
+        self.answered(spec.site, key, Outcome::Stale, spec.started);
         tracing::warn!(key, "origin failed; serving a stale value");
         let now = Instant::now();
         let retry = deadline(now, self.config.stale_retry);

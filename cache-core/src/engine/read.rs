@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use super::compute::Origin;
 use super::{Engine, Kind, Spec};
 use crate::error::Error;
+use crate::observe::{Event, Function, Observer, Outcome};
 use crate::options::Options;
-use crate::stats::bump;
 use crate::tier::flight::{Join, Waited};
 use crate::tier::memory::{Entry, Lookup, Shared};
 use crate::tier::{Attempt, Held, L2, Observed, Read, Timing};
@@ -31,20 +31,30 @@ const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(200);
 
 impl Engine {
-    /// A live in-process value of type `V` under `key`, counted as a hit;
-    /// `None` otherwise (misses are counted by the slow path that follows).
+    /// A live in-process value of type `V` under `key`, if there is one
+    /// (the caller reports the hit with [`answered`](Self::answered)).
     #[inline]
     pub(crate) fn l1_hit<V: Clone + 'static>(&self, key: &str) -> Option<V> {
         if !self.config.l1_enabled {
             return None;
         }
         match self.l1.get::<V>(key) {
-            Lookup::Hit(v) => {
-                bump(&self.counters.l1_hits);
-                Some(v)
-            }
+            Lookup::Hit(v) => Some(v),
             Lookup::Miss | Lookup::WrongType => None,
         }
+    }
+
+    /// Reports how a call was answered: counted, and its `tracing` event.
+    #[inline]
+    pub(crate) fn answered(
+        &self,
+        site: Option<&Function>,
+        key: &str,
+        outcome: Outcome,
+        started: Option<Instant>,
+    ) {
+        self.record(site, Event::Call(outcome));
+        self.observer.call_done(site, key, outcome, started);
     }
 
     /// Like [`l1_hit`](Self::l1_hit), and whether this caller should start
@@ -56,7 +66,6 @@ impl Engine {
         }
         let e = self.l1.entry(key)?;
         let v = e.value.downcast_ref::<V>()?.clone();
-        bump(&self.counters.l1_hits);
         Some((v, e.claim_refresh(Instant::now())))
     }
 
@@ -81,11 +90,8 @@ impl Engine {
         // The miss paths (the lock wait, the origin call and its store) are
         // boxed where they start: inline, they made this future four times
         // larger, and an L2 hit paid for allocating and moving all of it.
-        let fns = spec.site;
-        let hit = |v: K::Value| {
-            if let Some(f) = fns {
-                bump(&f.hits);
-            }
+        let hit = |v: K::Value, outcome: Outcome, key: &str| {
+            self.answered(spec.site, key, outcome, spec.started);
             K::rebuild(v)
         };
         // The caller has just looked in the in-process tier (the expansion's
@@ -105,8 +111,7 @@ impl Engine {
                     {
                         let v = v.clone();
                         leader.complete(e, start);
-                        bump(&self.counters.l1_hits);
-                        return hit(v);
+                        return hit(v, Outcome::HitL1, &key);
                     }
                     let mut fallback = None;
                     let mut lock = None;
@@ -124,7 +129,7 @@ impl Engine {
                             }
                             Read::Miss => None,
                             Read::Invalid(e) => {
-                                bump(&self.counters.errors);
+                                self.record(None, Event::DecodeError);
                                 tracing::debug!(key, error = %e, "cache entry does not decode: removed, recomputing");
                                 None
                             }
@@ -182,7 +187,6 @@ impl Engine {
                             None => None,
                         };
                         if let Some((v, timing)) = found {
-                            bump(&self.counters.l2_hits);
                             match self.fill_l1(&key, &v, &timing, &spec, start) {
                                 Some(entry) => leader.complete(entry, start),
                                 None => leader.complete_with(
@@ -197,7 +201,7 @@ impl Engine {
                                     start,
                                 ),
                             }
-                            return hit(v);
+                            return hit(v, Outcome::HitL2, &key);
                         }
                     }
                     let origin = Origin {
@@ -218,11 +222,7 @@ impl Engine {
                             continue;
                         }
                         if let Some(v) = shared.value.downcast_ref::<K::Value>() {
-                            bump(&self.counters.coalesced);
-                            if let Some(f) = fns {
-                                bump(&f.coalesced);
-                            }
-                            return K::rebuild(v.clone());
+                            return hit(v.clone(), Outcome::Coalesced, &key);
                         }
                         // Another type under the same key: compute our own.
                         let origin = Origin::alone(self.log.epoch());
@@ -233,11 +233,11 @@ impl Engine {
                     }
                     Waited::Retry => {
                         if let Some(v) = self.l1_hit::<K::Value>(&key) {
-                            return hit(v);
+                            return hit(v, Outcome::HitL1, &key);
                         }
                     }
                     Waited::TimedOut => {
-                        bump(&self.counters.flight_timeouts);
+                        self.record(spec.site, Event::FlightTimeout);
                         tracing::debug!(key, "single-flight wait reached its bound; computing");
                         let origin = Origin::alone(self.log.epoch());
                         return Box::pin(
@@ -302,14 +302,14 @@ impl Engine {
                     return Locked::Value(v, timing, epoch);
                 }
                 Read::Invalid(e) => {
-                    bump(&self.counters.errors);
+                    self.record(None, Event::DecodeError);
                     tracing::debug!(key, error = %e, "cache entry does not decode: removed");
                 }
                 Read::Stale(..) | Read::Miss | Read::Unavailable(_) => {}
             }
             if let Some(held) = held {
                 if waited {
-                    bump(&self.counters.lock_takeovers);
+                    self.record(spec.site, Event::LockTakeover);
                     tracing::debug!(key, "stampede lock taken over");
                 }
                 return Locked::Held(held, observed, epoch);
@@ -321,11 +321,11 @@ impl Engine {
             }
             if !waited {
                 waited = true;
-                bump(&self.counters.lock_waits);
+                self.record(spec.site, Event::LockWait);
             }
             let now = Instant::now();
             if now >= give_up {
-                bump(&self.counters.lock_timeouts);
+                self.record(spec.site, Event::LockTimeout);
                 tracing::debug!(key, "waited for another process's computation to its bound");
                 return Locked::Proceed;
             }
@@ -343,11 +343,12 @@ impl Engine {
         if !self.config.enabled {
             return Ok(None);
         }
-        let c = &self.counters;
+        let started = Observer::call_start();
+        let answered = |outcome| self.answered(None, key, outcome, started);
         if self.config.l1_enabled {
             match self.l1.get::<T>(key) {
                 Lookup::Hit(v) => {
-                    bump(&c.l1_hits);
+                    answered(Outcome::HitL1);
                     return Ok(Some(v));
                 }
                 Lookup::Miss => {}
@@ -359,7 +360,7 @@ impl Engine {
                     );
                     self.l1.remove(key);
                     if self.l2.is_none() {
-                        bump(&c.misses);
+                        answered(Outcome::Miss);
                         return Ok(None);
                     }
                 }
@@ -369,7 +370,7 @@ impl Engine {
             let start = self.log.epoch();
             match l2.read::<T>(key, 0, self.config.l1_enabled).await {
                 Read::Hit(v, timing) => {
-                    bump(&c.l2_hits);
+                    answered(Outcome::HitL2);
                     let opts = Options::new(Ttl::Default);
                     self.fill_l1(key, &v, &timing, &Spec::new(&opts, None), start);
                     return Ok(Some(v));
@@ -377,13 +378,13 @@ impl Engine {
                 // Past its freshness: kept in Redis only as a fallback for its function.
                 Read::Stale(..) | Read::Miss => {}
                 Read::Invalid(e) => {
-                    bump(&c.errors);
+                    self.record(None, Event::DecodeError);
                     tracing::debug!(key, error = %e, "cache entry does not decode: removed");
                 }
                 Read::Unavailable(e) => self.tier_error("get", key, &e)?,
             }
         }
-        bump(&c.misses);
+        answered(Outcome::Miss);
         Ok(None)
     }
 
@@ -461,12 +462,18 @@ impl Engine {
         K::Value: CacheValue,
         F: Future<Output = R>,
     {
-        if let Some(v) = key.as_deref().and_then(|k| self.l1_hit::<K::Value>(k)) {
+        let started = Observer::call_start();
+        if let Some(k) = key.as_deref()
+            && let Some(v) = self.l1_hit::<K::Value>(k)
+        {
+            self.answered(None, k, Outcome::HitL1, started);
             return K::rebuild(v);
         }
         let opts = Options::new(ttl);
         let init = std::pin::pin!(init);
-        self.get_or_compute::<K, R, _, _>(key, Spec::new(&opts, None), init, |_| false)
+        let mut spec = Spec::new(&opts, None);
+        spec.started = started;
+        self.get_or_compute::<K, R, _, _>(key, spec, init, |_| false)
             .await
     }
 }
@@ -483,11 +490,15 @@ mod tests {
     use crate::engine::{PlainKind, ResultKind};
 
     fn engine() -> Arc<Engine> {
-        Engine::start(Config::default(), None)
+        Engine::start(
+            Config::default(),
+            Arc::new(Observer::new(None, false)),
+            None,
+        )
     }
 
     fn counted(engine: &Engine) -> (u64, u64, u64) {
-        let c = &engine.counters;
+        let c = engine.observer.counters();
         (
             c.l1_hits.load(SeqCst),
             c.coalesced.load(SeqCst),
@@ -570,7 +581,7 @@ mod tests {
             .get_or_init::<ResultKind, _, _>(k(), Ttl::Default, async { Ok(3) })
             .await;
         assert_eq!(ok, Ok(3));
-        assert_eq!(e.counters.origin_errors.load(SeqCst), 1);
+        assert_eq!(e.observer.counters().origin_errors.load(SeqCst), 1);
     }
 
     #[tokio::test]
@@ -589,7 +600,7 @@ mod tests {
             )
             .await;
         assert_eq!(v, 1, "the caller gets its value");
-        assert_eq!(e.counters.skipped_stores.load(SeqCst), 1);
+        assert_eq!(e.observer.counters().skipped_stores.load(SeqCst), 1);
         assert_eq!(e.l1_hit::<u8>("cache:user:1"), None, "but it was not kept");
     }
 
@@ -614,6 +625,7 @@ mod tests {
                 enabled: false,
                 ..Config::default()
             },
+            Arc::new(Observer::new(None, false)),
             None,
         );
         for _ in 0..2 {

@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,8 +17,8 @@ use super::{Engine, Spec};
 use crate::codec::Meta;
 use crate::error::Error;
 use crate::glob::Glob;
+use crate::observe::Event;
 use crate::options::Options;
-use crate::stats::bump;
 use crate::tier::memory::Shared;
 use crate::tier::{L2, Observed, Timing};
 use crate::ttl::{Ttl, jittered};
@@ -128,7 +127,7 @@ impl Engine {
             }
             return Ok(None);
         }
-        bump(&self.counters.sets);
+        self.record(spec.site, Event::Set);
         Ok(Some(entry))
     }
 
@@ -172,7 +171,7 @@ impl Engine {
         let bytes = match l2.encode(value, o.version, o.format, o.compression, meta) {
             Ok(bytes) => bytes,
             Err(e) => {
-                bump(&self.counters.errors);
+                self.record(spec.site, Event::EncodeError);
                 tracing::warn!(key, error = %e, "value not stored in Redis");
                 return Ok(None);
             }
@@ -219,7 +218,7 @@ impl Engine {
                 (None, None) => {}
             }
         }
-        bump(&self.counters.deletes);
+        self.record(None, Event::Delete);
         Ok(removed)
     }
 
@@ -306,9 +305,7 @@ impl Engine {
             }
             None => (self.l1.remove_matching(&glob), None),
         };
-        let c = &self.counters;
-        bump(&c.invalidations);
-        c.invalidated_entries.fetch_add(removed, Relaxed);
+        self.record(None, Event::Invalidation { removed });
         tracing::debug!(pattern = full_pattern, removed, "cache invalidated");
         if let Some(e) = failure {
             self.tier_error("invalidate", full_pattern, &e)?;
@@ -329,7 +326,7 @@ impl Engine {
                 tracing::warn!("clear() with an empty key prefix leaves Redis untouched");
             }
             self.forget_everything_local();
-            bump(&self.counters.invalidations);
+            self.record(None, Event::Invalidation { removed: 0 });
         }
         Ok(())
     }

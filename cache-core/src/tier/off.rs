@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::{Attempt, Invalidated, Observed, Read, TierEvents};
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::codec::{CodecConfig, Compression, EncodeError, Format, Meta};
+use crate::observe::Observer;
 use crate::stats::BackplaneStatus;
 
 /// Never constructed.
@@ -64,6 +65,7 @@ impl L2 {
         _: CodecConfig,
         _: BreakerConfig,
         _: &str,
+        _: Arc<Observer>,
     ) -> Result<L2, TierError> {
         Err(TierError)
     }

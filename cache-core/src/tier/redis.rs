@@ -45,7 +45,7 @@
 //! invalidation that cannot reach Redis is kept and replayed (see [`queue`]):
 //! a value invalidated during an outage is never read back.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cache_redis::{KeyTtl, Layout, MARKER_TTL, RedisStore, StoreError, WriteGuard};
@@ -58,6 +58,7 @@ use super::{Invalidated, Observed, Read, Timing};
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
+use crate::observe::Observer;
 use crate::stats::BackplaneStatus;
 
 mod backplane;
@@ -101,6 +102,8 @@ pub(crate) struct L2 {
     receiver: Mutex<Option<tokio::task::AbortHandle>>,
     /// Calls in this process waiting on another holder's lock, by key.
     waiters: lock::Waiters,
+    /// Given by the engine: times Redis commands for the metrics.
+    observer: Arc<Observer>,
 }
 
 impl Drop for L2 {
@@ -134,11 +137,24 @@ impl L2 {
         codec: CodecConfig,
         breaker: BreakerConfig,
         prefix: &str,
+        observer: Arc<Observer>,
     ) -> Result<L2, TierError> {
-        Ok(L2::new(RedisStore::new(config)?, codec, breaker, prefix))
+        Ok(L2::new(
+            RedisStore::new(config)?,
+            codec,
+            breaker,
+            prefix,
+            observer,
+        ))
     }
 
-    fn new(store: RedisStore, codec: CodecConfig, breaker: BreakerConfig, prefix: &str) -> L2 {
+    fn new(
+        store: RedisStore,
+        codec: CodecConfig,
+        breaker: BreakerConfig,
+        prefix: &str,
+        observer: Arc<Observer>,
+    ) -> L2 {
         let (status, _) = watch::channel(BackplaneStatus {
             connected: false,
             subscriptions: 0,
@@ -154,6 +170,7 @@ impl L2 {
             queue: queue::Queue::default(),
             receiver: Mutex::new(None),
             waiters: lock::Waiters::default(),
+            observer,
         }
     }
 
@@ -170,7 +187,9 @@ impl L2 {
         let Some(permit) = self.breaker.allow() else {
             return Err(TierError::BreakerOpen);
         };
+        let timer = self.observer.redis_timer();
         let result = command.await;
+        self.observer.redis_command(timer);
         permit.record(!matches!(&result, Err(e) if e.is_unavailable()));
         Ok(result?)
     }
@@ -502,8 +521,6 @@ fn time_left(ttl: KeyTtl) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// A tier over a port nothing listens on: every command fails at once.
@@ -516,6 +533,7 @@ mod tests {
                 CodecConfig::default(),
                 BreakerConfig::default(),
                 "t",
+                Arc::new(Observer::new(None, false)),
             )
             .unwrap_or_else(|e| panic!("{e}")),
         )
