@@ -59,7 +59,7 @@
 //! - `tls`: `rediss://` URLs.
 //! - `bincode`: bincode 2 as a value [`Format`] (unmaintained upstream, RUSTSEC-2025-0141).
 //! - `metrics`: counters, histograms and gauges through the `metrics` facade
-//!   (see [`CacheBuilder::metrics`]); the application installs the recorder.
+//!   (`CacheBuilder::metrics` turns it off per cache); the application installs the recorder.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
