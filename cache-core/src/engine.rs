@@ -7,8 +7,9 @@
 //! - [`compute`]: the origin call, stale-if-error and background refresh;
 //! - [`write`](mod@write): stores, deletes, invalidations, `clear`, `expire`.
 //!
-//! Counters are bumped here and only here; the tiers report what happens
-//! on their side through [`TierEvents`], which the engine implements.
+//! What happens is reported through the cache's [`Observer`] (counters,
+//! metrics, tracing); the tiers report what happens on their side through
+//! [`TierEvents`], which the engine implements.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
