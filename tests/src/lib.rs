@@ -2,3 +2,4 @@
 //! the support they share.
 
 pub mod redis_server;
+pub mod support;

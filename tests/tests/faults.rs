@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_core::{BreakerConfig, BreakerState, Cache, cached, invalidates};
 use serde::{Deserialize, Serialize};
 use tests::redis_server::RedisServer;
+use tests::support::{Instance, connected, eventually, redis_store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Row {
@@ -45,15 +46,17 @@ impl Db {
     }
 }
 
-async fn cache(url: String) -> Cache {
-    Cache::builder()
-        .redis_url(url)
-        .redis_op_timeout(Duration::from_millis(50))
-        .redis_connect_timeout(Duration::from_millis(200))
-        .breaker(BreakerConfig::default().cool_down(Duration::from_millis(200)))
+/// An instance that gives up on Redis quickly: short command and connect
+/// timeouts, and a breaker that probes again after 200 ms. It builds
+/// whatever Redis is doing.
+fn fast_failover(server: &RedisServer) -> Cache {
+    Instance::on(server)
+        .configure(|b| {
+            b.redis_op_timeout(Duration::from_millis(50))
+                .redis_connect_timeout(Duration::from_millis(200))
+                .breaker(BreakerConfig::default().cool_down(Duration::from_millis(200)))
+        })
         .build()
-        .await
-        .expect("a cache builds whatever Redis is doing")
 }
 
 /// Tasks calling `row` in a loop until stopped; counts calls and wrong answers.
@@ -106,22 +109,12 @@ impl Load {
     }
 }
 
-/// Waits (bounded) for a condition that depends on Redis coming back.
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Whether Redis itself holds `key` (under the default prefix); false while it is down.
 async fn stored_in_redis(server: &RedisServer, key: &str) -> bool {
-    let Ok(store) = cache_redis::RedisStore::new(cache_redis::RedisConfig::new(server.url()))
-    else {
-        return false;
-    };
-    store.exists(&format!("cache:{key}")).await.unwrap_or(false)
+    redis_store(server)
+        .exists(&format!("cache:{key}"))
+        .await
+        .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +122,7 @@ async fn killed_redis_costs_callers_nothing() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let c = cache(server.url()).await;
+    let c = fast_failover(&server);
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 8);
     eventually("some values in Redis", async || {
@@ -177,13 +170,9 @@ async fn an_update_while_redis_hangs_is_not_lost() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (cache(server.url()).await, cache(server.url()).await);
+    let (a, b) = (fast_failover(&server), fast_failover(&server));
     for c in [&a, &b] {
-        c.backplane()
-            .unwrap()
-            .wait_for(|s| s.connected)
-            .await
-            .unwrap();
+        connected(c).await;
     }
     let db = Arc::new(Db::default());
     // v0 cached in Redis, in A's and in B's in-process tier.
@@ -216,7 +205,7 @@ async fn an_update_while_redis_hangs_is_not_lost() {
         "B no longer serves v0"
     );
     // And Redis itself holds no v0.
-    let fresh = cache(server.url()).await;
+    let fresh = fast_failover(&server);
     let from_redis: Option<Row> = fresh.get("row:1").await.unwrap();
     assert!(
         from_redis.as_ref().is_none_or(|r| r.version == 1),
@@ -232,7 +221,7 @@ async fn redis_restarted_on_the_same_port_is_used_again() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let c = cache(server.url()).await;
+    let c = fast_failover(&server);
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 8);
     eventually("values in Redis", async || {
@@ -257,7 +246,7 @@ async fn redis_started_after_the_app() {
     let Some(mut server) = RedisServer::reserve() else {
         return;
     };
-    let c = cache(server.url()).await; // nothing listens yet
+    let c = fast_failover(&server); // nothing listens yet
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 4);
     // Works from memory meanwhile.
@@ -274,11 +263,7 @@ async fn redis_started_after_the_app() {
     .await;
     let (calls, wrong) = load.finish().await;
     assert_eq!(wrong, 0, "{calls} calls");
-    c.backplane()
-        .unwrap()
-        .wait_for(|s| s.connected)
-        .await
-        .unwrap();
+    connected(&c).await;
 }
 
 #[tokio::test]
@@ -286,14 +271,10 @@ async fn strict_mode_reports_what_default_mode_absorbs() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let strict = Cache::builder()
-        .redis_url(server.url())
-        .redis_op_timeout(Duration::from_millis(50))
-        .strict(true)
-        .build()
-        .await
-        .unwrap();
-    let lenient = cache(server.url()).await;
+    let strict = Instance::on(&server)
+        .configure(|b| b.redis_op_timeout(Duration::from_millis(50)).strict(true))
+        .build();
+    let lenient = fast_failover(&server);
     strict
         .set("k", &1u8, cache_core::Preset::Short)
         .await
@@ -329,17 +310,15 @@ async fn a_miss_waits_on_a_failing_redis_once() {
         return;
     };
     // A breaker that stays closed, so every command is tried.
-    let c = Cache::builder()
-        .redis_url(server.url())
-        .redis_op_timeout(Duration::from_millis(50))
-        .breaker(
-            BreakerConfig::default()
-                .consecutive_failures(1000)
-                .window(1000),
-        )
-        .build()
-        .await
-        .unwrap();
+    let c = Instance::on(&server)
+        .configure(|b| {
+            b.redis_op_timeout(Duration::from_millis(50)).breaker(
+                BreakerConfig::default()
+                    .consecutive_failures(1000)
+                    .window(1000),
+            )
+        })
+        .build();
     let db = Db::default();
     server.pause();
     assert_eq!(c.scope(db.row(1)).await.unwrap().id, 1);

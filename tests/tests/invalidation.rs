@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cache_core::{Cache, cached};
 use tests::redis_server::RedisServer;
+use tests::support::{Instance, eventually, exists, redis_connection};
 use tokio::sync::{Notify, watch};
 
 /// A row whose reads can be held between reading the data and returning it.
@@ -40,49 +41,14 @@ impl Db {
     }
 }
 
-fn instance(redis: &RedisServer, backplane: bool) -> Cache {
-    Cache::builder()
-        .redis_url(redis.url())
-        .key_prefix("inv")
-        .backplane(backplane)
-        .build_blocking()
-        .unwrap()
-}
-
-async fn connected(c: &Cache) {
-    c.backplane()
-        .unwrap()
-        .wait_for(|s| s.connected)
-        .await
-        .unwrap();
-}
-
-async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-async fn exists(con: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<u64>(con)
-        .await
-        .unwrap()
-        == 1
-}
-
 /// A (listening to the backplane) and B (not), and a computation of row
 /// `id` on B that has read v1 and is held at the gate.
 async fn held_on_b(
     redis: &RedisServer,
     id: u32,
 ) -> (Cache, Cache, Arc<Db>, tokio::task::JoinHandle<u64>) {
-    let a = instance(redis, true);
-    let b = instance(redis, false);
-    connected(&a).await;
+    let a = Instance::on(redis).prefix("inv").connected().await;
+    let b = Instance::on(redis).prefix("inv").backplane(false).build();
     let db = Db::new();
     db.gate.send_replace(false);
     let computing = {
@@ -112,7 +78,7 @@ async fn stale_set_race(pattern: &str, id: u32) {
         "B's caller gets what B computed"
     );
 
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     assert!(
         !exists(&mut con, &format!("inv:item:{id}:row")).await,
         "Redis refused the stale value"
@@ -149,13 +115,10 @@ async fn an_invalidation_replayed_after_an_outage_refuses_values_computed_before
     a.invalidate("item:4:*").await.unwrap(); // Redis hung: kept for replay
     assert!(a.stats().await.pending_invalidations >= 1);
     redis.resume();
-    let mut status = a.backplane().unwrap();
-    for _ in 0..400 {
-        if a.stats().await.pending_invalidations == 0 {
-            break;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(50), status.changed()).await;
-    }
+    eventually("the replay of A's invalidation", async || {
+        a.stats().await.pending_invalidations == 0
+    })
+    .await;
     assert_eq!(a.stats().await.pending_invalidations, 0, "replayed");
     db.gate.send_replace(true);
     assert_eq!(computing.await.unwrap(), 1);
@@ -168,9 +131,7 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (instance(&redis, true), instance(&redis, true));
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = Instance::on(&redis).prefix("inv").connected_pair().await;
     for key in [
         "user:1:a",
         "user:1:b",
@@ -189,7 +150,7 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
     assert_eq!(b.invalidate("user:1:*").await.unwrap(), 3);
     // A drops its in-process copies when B's message arrives.
     a_status.wait_for(|s| s.applied > applied).await.unwrap();
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     for gone in ["user:1:a", "user:1:b", "user:1:c:d"] {
         assert!(!exists(&mut con, &format!("inv:{gone}")).await, "{gone}");
         assert_eq!(a.get::<String>(gone).await.unwrap(), None, "{gone}");
@@ -209,14 +170,13 @@ async fn other_patterns_scan_and_never_remove_the_cache_bookkeeping() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, true);
-    connected(&a).await;
+    let a = Instance::on(&redis).prefix("inv").connected().await;
     for key in ["x:1:name", "x:2:name", "x:2:mail"] {
         a.set(key, &1u8, cache_core::Preset::Long).await.unwrap();
     }
     assert_eq!(a.invalidate("x:*:name").await.unwrap(), 2);
     assert_eq!(a.get::<u8>("x:2:mail").await.unwrap(), Some(1));
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     // Markers bumped by those invalidations, and index sets, stay through `clear`.
     let bookkeeping: Vec<String> = redis::cmd("KEYS")
         .arg("inv:~*")
@@ -238,7 +198,7 @@ async fn a_longer_ttl_from_expire_keeps_the_key_in_its_index() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, true);
+    let a = Instance::on(&redis).prefix("inv").build();
     a.set("user:7:a", &1u8, Duration::from_secs(1))
         .await
         .unwrap();
@@ -247,7 +207,7 @@ async fn a_longer_ttl_from_expire_keeps_the_key_in_its_index() {
             .await
             .unwrap()
     );
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     for index in ["inv:~idx:user:", "inv:~idx:user:7:"] {
         let pttl: i64 = redis::cmd("PTTL")
             .arg(index)
@@ -290,7 +250,7 @@ async fn a_large_prefix_is_drained_whatever_the_configured_batch() {
     }
     assert_eq!(a.stats().await.errors, 0);
     assert_eq!(a.invalidate("big:1:*").await.unwrap(), 2_500);
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     let left: Vec<String> = redis::cmd("KEYS")
         .arg("inv:big:*")
         .query_async(&mut con)

@@ -5,15 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use cache_core::{Cache, Preset, Ttl};
+use tests::support::memory_cache;
 use tokio::sync::Notify;
-
-fn cache() -> Cache {
-    Cache::builder().build_blocking().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_or_set_shares_one_init_between_concurrent_callers() {
-    let c = cache();
+    let c = memory_cache();
     let calls = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Notify::new());
     let tasks: Vec<_> = (0..200)
@@ -42,7 +39,7 @@ async fn get_or_set_shares_one_init_between_concurrent_callers() {
 
 #[tokio::test]
 async fn try_get_or_set_never_stores_errors() {
-    let c = cache();
+    let c = memory_cache();
     let r: Result<u32, cache_core::Error> = c
         .try_get_or_set("k", Preset::Short, async {
             Err(cache_core::Error::AlreadyInstalled(
@@ -60,7 +57,7 @@ async fn try_get_or_set_never_stores_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_during_a_computation_wins() {
-    let c = cache();
+    let c = memory_cache();
     let (read, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let task = {
         let (c, read, release) = (c.clone(), Arc::clone(&read), Arc::clone(&release));
@@ -87,7 +84,7 @@ async fn delete_during_a_computation_wins() {
 
 #[tokio::test(start_paused = true)]
 async fn ttl_and_expire_follow_time() {
-    let c = cache();
+    let c = memory_cache();
     c.set("k", &1u8, Duration::from_secs(10)).await.unwrap();
     tokio::time::advance(Duration::from_secs(4)).await;
     assert_eq!(c.ttl("k").await.unwrap(), Some(Duration::from_secs(6)));
@@ -125,7 +122,7 @@ async fn clear_and_prefixes() {
 
 #[tokio::test]
 async fn very_long_keys_are_capped_consistently() {
-    let c = cache();
+    let c = memory_cache();
     let long = "k".repeat(10_000);
     c.set(&long, &1u8, Preset::Short).await.unwrap();
     assert_eq!(c.get::<u8>(&long).await.unwrap(), Some(1));
@@ -134,7 +131,7 @@ async fn very_long_keys_are_capped_consistently() {
 
 #[tokio::test]
 async fn stats_serialize_for_an_endpoint() {
-    let c = cache();
+    let c = memory_cache();
     c.set("k", &1u8, Preset::Short).await.unwrap();
     c.get::<u8>("k").await.unwrap();
     c.get::<u8>("missing").await.unwrap();

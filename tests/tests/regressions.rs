@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use cache_core::{Cache, Preset, cached, invalidates};
 use serde::{Deserialize, Serialize};
-
-fn cache() -> Cache {
-    Cache::builder().build_blocking().unwrap()
-}
+use tests::support::memory_cache;
 
 // --- default keys include the impl type, the trait and generic arguments ----
 
@@ -65,7 +62,7 @@ async fn total<T: Entity>() -> u64 {
 
 #[tokio::test]
 async fn default_keys_tell_impls_traits_and_generics_apart() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         assert_eq!(Users::count().await, 10);
         assert_eq!(Orders::count().await, 99);
@@ -102,7 +99,7 @@ async fn close_account(id: u64) -> ApiResult<()> {
 
 #[tokio::test]
 async fn errors_behind_a_result_alias_are_neither_cached_nor_invalidating() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         assert!(account(1).await.is_err());
         assert!(account(1).await.is_err());
@@ -123,7 +120,7 @@ async fn name(id: u64) -> MaybeName {
 
 #[tokio::test]
 async fn cache_none_sees_through_option_aliases() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         assert_eq!(name(2).await, None);
     })
@@ -135,7 +132,7 @@ async fn cache_none_sees_through_option_aliases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_after_invalidate_never_sees_an_older_value() {
-    let c = cache();
+    let c = memory_cache();
     let db = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = (0..3)
@@ -192,7 +189,7 @@ async fn touch_slug(slug: &str) {
 
 #[tokio::test]
 async fn wildcard_before_a_separator_matches_only_that_value() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         report(2023, "q-1").await;
         report(2023, "1").await;
@@ -255,7 +252,7 @@ async fn by_ref(ref x: u64) -> u64 {
 
 #[tokio::test]
 async fn unusual_but_valid_signatures() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         assert_eq!(tripled(2).await, 6);
         assert_eq!(
