@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::{Cache, cached};
 use cache_redis::redis::AsyncCommands;
-use examples::{Employee, compare};
+use examples::{Employee, compare, median};
 use tests::redis_server::RedisServer;
 
 const KEYS: u64 = 256;
@@ -24,11 +24,6 @@ const TASKS: usize = 64;
 #[cached(ttl = "long", key = "employee:<id>")]
 async fn get_employee(id: u64) -> Result<Employee, std::io::Error> {
     Ok(Employee::sample(id))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

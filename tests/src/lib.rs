@@ -2,4 +2,5 @@
 //! the support they share.
 
 pub mod redis_server;
+pub mod stampede;
 pub mod support;
