@@ -1,7 +1,7 @@
 //! The manual API: the same engine as the attributes, for hand-written code.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use cache_core::{Cache, Preset, Ttl};
@@ -196,4 +196,67 @@ fn stampede_and_stale_settings_that_cannot_work_are_refused_by_name() {
             .build_blocking()
             .is_ok()
     );
+}
+
+// --- no stale read after an invalidation returned ----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_invalidate_never_sees_an_older_value() {
+    let c = memory_cache();
+    let db = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (c, db, stop) = (c.clone(), Arc::clone(&db), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(SeqCst) {
+                    let db = Arc::clone(&db);
+                    c.get_or_set("row", Preset::Short, async move { db.load(SeqCst) })
+                        .await
+                        .unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut stale = 0;
+    for i in 1..=3000u64 {
+        db.store(i, SeqCst);
+        c.invalidate("row").await.unwrap();
+        let db2 = Arc::clone(&db);
+        let seen = c
+            .get_or_set("row", Preset::Short, async move { db2.load(SeqCst) })
+            .await
+            .unwrap();
+        if seen < i {
+            stale += 1;
+        }
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    stop.store(true, SeqCst);
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(stale, 0, "reads after invalidate returned older values");
+}
+
+// --- huge durations do not panic ---------------------------------------------
+
+#[tokio::test]
+async fn huge_ttls_are_capped_not_a_panic() {
+    let c = Cache::builder()
+        .preset_ttl(Preset::Long, Duration::MAX)
+        .single_flight_wait(Duration::MAX)
+        .build_blocking()
+        .unwrap();
+    c.set("k", &1u8, Duration::MAX).await.unwrap();
+    assert!(c.expire("k", Duration::MAX).await.unwrap());
+    assert!(c.ttl("k").await.unwrap().unwrap() > Duration::from_secs(9 * 365 * 86_400));
+    let v = c
+        .get_or_set("p", Preset::Long, async { 2u8 })
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
 }

@@ -1,5 +1,7 @@
 //! Redis as the shared tier, with two "app instances" (two `Cache`s) on one
-//! private `redis-server`.
+//! private `redis-server`: values computed by one served to the other, every
+//! format and compression, corrupt entries, invalidations reaching the other
+//! instance's in-process tier, and the manual API across instances.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};

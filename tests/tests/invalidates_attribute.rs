@@ -1,4 +1,6 @@
-//! `#[invalidates]`: exact keys, patterns, success only, and the stale-set race.
+//! The `#[invalidates]` attribute on the in-process tier: exact keys,
+//! patterns, only after success, and a read racing an update never storing
+//! stale data.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};

@@ -1,6 +1,7 @@
-//! Invalidation at scale and its race safety across instances: prefix
-//! patterns through Redis index sets, and generation markers that make Redis
-//! refuse a value computed from data an invalidation has since replaced.
+//! Invalidation through Redis, across instances: prefix patterns drained from
+//! Redis index sets, other patterns scanned, and generation markers that make
+//! Redis refuse a value computed from data an invalidation has since replaced
+//! (also when the invalidation was replayed after an outage).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};

@@ -1,4 +1,6 @@
-//! `cache-redis` against a real, private `redis-server`.
+//! `cache-redis`'s `RedisStore`, bytes in and out, against a real, private
+//! `redis-server`: commands and TTLs, batched pattern deletes, pub/sub across
+//! a restart, timeouts on a hung server, URL errors and eviction settings.
 
 use std::time::Duration;
 
