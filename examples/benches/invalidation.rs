@@ -39,7 +39,7 @@ async fn matching(cache: &Cache) {
 }
 
 fn main() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let quick = std::env::var_os("BENCH_QUICK").is_some();

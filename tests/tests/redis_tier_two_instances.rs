@@ -104,10 +104,9 @@ impl Service {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_value_computed_by_one_instance_is_served_to_the_other() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let (a, b) = Instance::on(&server).connected_pair().await;
     let svc = Service::default();
     let from_a = a.scope(svc.employee(7)).await.unwrap();
@@ -130,10 +129,9 @@ async fn a_value_computed_by_one_instance_is_served_to_the_other() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn an_invalidation_reaches_the_other_instances_in_process_tier() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let (a, b) = Instance::on(&server).connected_pair().await;
     let svc = Service::default();
     assert_eq!(b.scope(svc.employee(1)).await.unwrap().version, 0); // B computes, keeps an L1 copy
@@ -148,10 +146,9 @@ async fn an_invalidation_reaches_the_other_instances_in_process_tier() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn every_format_round_trips_through_redis() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let (a, b) = Instance::on(&server).connected_pair().await;
     let svc = Service::default();
     let store = redis_store(&server);
@@ -187,10 +184,9 @@ async fn every_format_round_trips_through_redis() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn compression_applies_above_the_threshold_only() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let a = Instance::on(&server).connected().await;
     let svc = Service::default();
     let store = redis_store(&server);
@@ -221,10 +217,9 @@ async fn compression_applies_above_the_threshold_only() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn corrupt_truncated_and_foreign_entries_are_misses_that_get_replaced() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let a = Instance::on(&server).connected().await;
     let store = redis_store(&server);
     let svc = Service::default();
@@ -271,10 +266,9 @@ async fn corrupt_truncated_and_foreign_entries_are_misses_that_get_replaced() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_decompression_bomb_is_refused() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     // A writer that accepts 128 MiB stores 64 MiB of zeros: a few KiB compressed.
     let writer = Instance::on(&server)
         .configure(|b| {
@@ -305,10 +299,9 @@ async fn a_decompression_bomb_is_refused() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn hostile_user_values_behave_exactly_as_in_memory() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let (a, b) = Instance::on(&server).connected_pair().await;
     let svc = Service::default();
     let users = ["*", "[a-z]", "\\", ":", "a", "a:b", "?"];
@@ -350,10 +343,9 @@ async fn hostile_user_values_behave_exactly_as_in_memory() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn in_process_copies_outlive_neither_redis_nor_a_dead_redis() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
+    let mut server = RedisServer::start();
     let (a, b) = Instance::on(&server).connected_pair().await;
     let mut bp = b.backplane().unwrap();
     a.set("session", &"alive".to_string(), Duration::from_secs(5))
@@ -383,10 +375,9 @@ async fn in_process_copies_outlive_neither_redis_nor_a_dead_redis() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn manual_api_works_across_instances() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let (a, b) = Instance::on(&server).connected_pair().await;
     a.set("k", &41u32, Preset::Short).await.unwrap();
     assert_eq!(b.get::<u32>("k").await.unwrap(), Some(41));

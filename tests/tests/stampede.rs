@@ -241,10 +241,9 @@ fn st(redis: &RedisServer) -> Instance {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn two_instances_make_one_origin_call_and_the_other_waits_for_it() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b) = st(&redis).connected_pair().await;
     let s = Source::new();
     s.gate.send_replace(false);
@@ -278,10 +277,9 @@ async fn two_instances_make_one_origin_call_and_the_other_waits_for_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn when_the_lock_holder_fails_one_more_call_computes() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b) = st(&redis).connected_pair().await;
     let s = Source::new();
     s.fail_first.store(true, SeqCst);
@@ -315,10 +313,9 @@ async fn when_the_lock_holder_fails_one_more_call_computes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn with_redis_down_the_lock_is_skipped_and_single_flight_still_holds() {
-    let Some(mut redis) = RedisServer::start() else {
-        return;
-    };
+    let mut redis = RedisServer::start();
     let a = st(&redis).connected().await;
     redis.kill();
     let s = Source::new();
@@ -343,10 +340,9 @@ async fn with_redis_down_the_lock_is_skipped_and_single_flight_still_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_lock_nobody_releases_delays_a_call_by_lock_wait_at_most() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let a = st(&redis)
         .configure(|b| b.lock_wait(Duration::from_millis(300)))
         .connected()
@@ -377,10 +373,9 @@ async fn a_lock_nobody_releases_delays_a_call_by_lock_wait_at_most() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn another_instance_serves_the_stale_value_from_redis_when_the_origin_fails() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b) = st(&redis).connected_pair().await;
     let s = Source::new();
     assert_eq!(a.scope(Arc::clone(&s).shared(1)).await, Ok(1));
@@ -400,10 +395,9 @@ async fn another_instance_serves_the_stale_value_from_redis_when_the_origin_fail
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_refresh_due_on_two_instances_runs_once() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b) = st(&redis).connected_pair().await;
     let s = Source::new();
     assert_eq!(a.scope(Arc::clone(&s).shared(2)).await, Ok(1));
@@ -425,10 +419,9 @@ async fn a_refresh_due_on_two_instances_runs_once() {
 // ----- review findings: locks that outlive their use --------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_hung_background_refresh_lets_its_lock_expire() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let a = st(&redis)
         .configure(|b| {
             b.lock_ttl(Duration::from_millis(90))
@@ -457,10 +450,9 @@ async fn a_hung_background_refresh_lets_its_lock_expire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another_process() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b) = st(&redis).connected_pair().await;
     let s = Source::new();
     assert_eq!(a.scope(s.timed_shared(1)).await, Ok(1));
@@ -486,10 +478,9 @@ async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_lock_attempt_that_times_out_does_not_leave_a_lock_behind() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     // A lock TTL far beyond the wait below: only a release removes the lock.
     let a = st(&redis)
         .configure(|b| b.lock_ttl(Duration::from_secs(60)))
@@ -526,10 +517,9 @@ async fn a_lock_attempt_that_times_out_does_not_leave_a_lock_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b) = st(&redis).connected_pair().await;
     let s = Source::new();
     s.gate.send_replace(false);
@@ -565,10 +555,9 @@ async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_manual_key_cannot_reach_the_lock_namespace() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let a = st(&redis).connected().await;
     a.set(
         "~lock:hot:13",
