@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
+use cache_core::cache_redis::RedisStore;
 use cache_core::{BreakerConfig, BreakerState, Cache, cached, invalidates};
 use serde::{Deserialize, Serialize};
 use tests::redis_server::RedisServer;
@@ -46,14 +47,25 @@ impl Db {
     }
 }
 
-/// An instance that gives up on Redis quickly: short command and connect
-/// timeouts, and a breaker that probes again after 200 ms. It builds
+/// Command timeout where the test hangs Redis (SIGSTOP): every hung command
+/// costs this long.
+const HUNG: Duration = Duration::from_millis(50);
+
+/// Command timeout where Redis is healthy, killed or not started yet: a
+/// killed Redis refuses at once, so this costs nothing, and it is long
+/// enough that a busy machine never makes a healthy Redis look failed (which
+/// would open the breaker, or leave values only in-process, before the
+/// fault the test is about).
+const REFUSED: Duration = Duration::from_secs(2);
+
+/// An instance whose breaker probes Redis again 200 ms after opening, with
+/// `op_timeout` per command (and four times that to connect). It builds
 /// whatever Redis is doing.
-fn fast_failover(server: &RedisServer) -> Cache {
+fn fast_failover(server: &RedisServer, op_timeout: Duration) -> Cache {
     Instance::on(server)
         .configure(|b| {
-            b.redis_op_timeout(Duration::from_millis(50))
-                .redis_connect_timeout(Duration::from_millis(200))
+            b.redis_op_timeout(op_timeout)
+                .redis_connect_timeout(op_timeout * 4)
                 .breaker(BreakerConfig::default().cool_down(Duration::from_millis(200)))
         })
         .build()
@@ -117,16 +129,38 @@ async fn stored_in_redis(server: &RedisServer, key: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a [`Load`] is done with Redis: its 16 rows stored and their
+/// stampede locks released. From then on it is served in-process only, so
+/// it sends Redis nothing that a fault could interrupt.
+async fn load_settled(store: &RedisStore) -> bool {
+    for id in 0..16 {
+        let stored = store.exists(&format!("cache:row:{id}")).await;
+        let locked = store.exists(&format!("cache:~lock:row:{id}")).await;
+        if stored.ok() != Some(true) || locked.ok() != Some(false) {
+            return false;
+        }
+    }
+    true
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn killed_redis_costs_callers_nothing() {
     let mut server = RedisServer::start();
-    let c = fast_failover(&server);
+    // Subscribed first: the subscription clears the in-process tier, and
+    // would make computations under way store nothing and be undone.
+    let c = fast_failover(&server, REFUSED);
+    connected(&c).await;
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 8);
-    eventually("some values in Redis", async || {
-        stored_in_redis(&server, "row:1").await
-    })
+    // Killed once the load is done with Redis, so that the misses below are
+    // the first commands to fail: a lock release the kill cut off would fail
+    // too, uncounted in `errors`, and five of those open the breaker first.
+    let store = redis_store(&server);
+    eventually(
+        "the load's values in Redis and its locks released",
+        async || load_settled(&store).await,
+    )
     .await;
     server.kill();
     // Misses now need Redis: they are answered by the origin, and counted.
@@ -154,7 +188,7 @@ async fn killed_redis_costs_callers_nothing() {
     .await;
     let (calls, wrong) = load.finish().await;
     assert_eq!(wrong, 0, "{calls} calls");
-    assert!(during.errors > 0, "the failures were counted");
+    assert!(during.errors > 0, "the failures were counted: {during}");
     // With Redis gone the in-process tier still serves (no origin call per request).
     let reads = db.reads.load(SeqCst);
     for id in 0..16 {
@@ -168,7 +202,7 @@ async fn killed_redis_costs_callers_nothing() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn an_update_while_redis_hangs_is_not_lost() {
     let server = RedisServer::start();
-    let (a, b) = (fast_failover(&server), fast_failover(&server));
+    let (a, b) = (fast_failover(&server, HUNG), fast_failover(&server, HUNG));
     for c in [&a, &b] {
         connected(c).await;
     }
@@ -203,7 +237,7 @@ async fn an_update_while_redis_hangs_is_not_lost() {
         "B no longer serves v0"
     );
     // And Redis itself holds no v0.
-    let fresh = fast_failover(&server);
+    let fresh = fast_failover(&server, HUNG);
     let from_redis: Option<Row> = fresh.get("row:1").await.unwrap();
     assert!(
         from_redis.as_ref().is_none_or(|r| r.version == 1),
@@ -218,7 +252,8 @@ async fn an_update_while_redis_hangs_is_not_lost() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn redis_restarted_on_the_same_port_is_used_again() {
     let mut server = RedisServer::start();
-    let c = fast_failover(&server);
+    let c = fast_failover(&server, REFUSED);
+    connected(&c).await;
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 8);
     eventually("values in Redis", async || {
@@ -242,7 +277,7 @@ async fn redis_restarted_on_the_same_port_is_used_again() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn redis_started_after_the_app() {
     let mut server = RedisServer::reserve();
-    let c = fast_failover(&server); // nothing listens yet
+    let c = fast_failover(&server, REFUSED); // nothing listens yet
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 4);
     // Works from memory meanwhile.
@@ -267,9 +302,9 @@ async fn redis_started_after_the_app() {
 async fn strict_mode_reports_what_default_mode_absorbs() {
     let mut server = RedisServer::start();
     let strict = Instance::on(&server)
-        .configure(|b| b.redis_op_timeout(Duration::from_millis(50)).strict(true))
+        .configure(|b| b.redis_op_timeout(REFUSED).strict(true))
         .build();
-    let lenient = fast_failover(&server);
+    let lenient = fast_failover(&server, REFUSED);
     strict
         .set("k", &1u8, cache_core::Preset::Short)
         .await
