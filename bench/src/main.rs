@@ -31,11 +31,12 @@ use std::time::{Duration, Instant};
 
 use cache_core::Cache;
 use cache_redis::{RedisConfig, RedisStore};
+use examples::median;
 use redis::aio::MultiplexedConnection;
 use tests::redis_server::RedisServer;
 
 use crate::data::set_origin_delay;
-use crate::measure::{Call, Entrant, Spec, interleaved, median, median_f64};
+use crate::measure::{Call, Entrant, Spec, interleaved};
 use crate::report::{Case, Report, Row, Unit};
 
 /// Records per hit case (each library fills the same ids).
@@ -131,7 +132,7 @@ fn main() -> ExitCode {
     if cfg!(debug_assertions) {
         eprintln!("note: a debug build measures unoptimised code; run with --release for figures");
     }
-    let Some(mut server) = RedisServer::start() else {
+    let Some(mut server) = RedisServer::start_or_skip() else {
         eprintln!("cache-bench needs redis-server (see above)");
         return ExitCode::FAILURE;
     };
@@ -391,8 +392,8 @@ async fn throughput(field: &Field, plan: &Plan) -> Case {
         unit: Unit::PerSecond,
         baseline: None,
         rows: vec![
-            Row::new(&ours_spec, median_f64(ours_tp)),
-            Row::new(&raw_spec, median_f64(raw_tp)),
+            Row::new(&ours_spec, median(ours_tp)),
+            Row::new(&raw_spec, median(raw_tp)),
         ],
     }
     .with_ratios("redis-rs")
@@ -518,7 +519,7 @@ async fn invalidation(field: &Field, url: &str, plan: &Plan) -> Result<Case, Str
                 "",
                 measure::Kind::Ours,
             ),
-            median_f64(ours),
+            median(ours),
         )
         .note("also drops the in-process copies and tells other instances"),
         Row::new(
@@ -528,7 +529,7 @@ async fn invalidation(field: &Field, url: &str, plan: &Plan) -> Result<Case, Str
                 "",
                 measure::Kind::Raw,
             ),
-            median_f64(scan),
+            median(scan),
         ),
     ];
     #[cfg(feature = "peers")]
@@ -551,7 +552,7 @@ async fn invalidation(field: &Field, url: &str, plan: &Plan) -> Result<Case, Str
                 "",
                 measure::Kind::Peer,
             ),
-            median_f64(times),
+            median(times),
         ));
     }
     Ok(Case {
@@ -580,7 +581,7 @@ async fn outage(field: &Field, plan: &Plan) -> Case {
         let o = measure::outage(call, 2_000_000 + (n * 100) as u64, calls, bound).await;
         let mut times = o.times.clone();
         times.sort_unstable();
-        let med = measure::quantile(&times, 0.5);
+        let med = examples::quantile(&times, 0.5);
         let mut parts = Vec::new();
         if o.values > 0 {
             parts.push(format!("{} of {} got the value", o.values, o.times.len()));

@@ -7,6 +7,8 @@ use std::hint::black_box;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use examples::{median, quantile};
+
 use crate::data::origin_calls;
 
 /// What a row is: who, how configured, in which format.
@@ -131,22 +133,6 @@ pub(crate) async fn interleaved(rounds: usize, iters: u32, entrants: &mut [Entra
         per_op: times.into_iter().map(median).collect(),
         origin_calls: calls,
     }
-}
-
-pub(crate) fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
-pub(crate) fn median_f64(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// The value at quantile `q` (0..=1) of `sorted`; zero when it is empty.
-pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 /// What `callers` concurrent callers of one cold key cost.

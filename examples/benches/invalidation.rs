@@ -12,14 +12,10 @@ use std::time::{Duration, Instant};
 
 use cache_core::{Cache, Preset};
 use cache_redis::{RedisConfig, RedisStore, WriteGuard};
+use examples::median;
 use tests::redis_server::RedisServer;
 
 const MATCHING: usize = 1_000;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn ms(s: f64) -> f64 {
     s * 1e3
@@ -43,7 +39,7 @@ async fn matching(cache: &Cache) {
 }
 
 fn main() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let quick = std::env::var_os("BENCH_QUICK").is_some();

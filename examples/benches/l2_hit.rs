@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::{Cache, cached};
 use cache_redis::redis::AsyncCommands;
-use examples::{Employee, compare};
+use examples::{Employee, compare, median};
 use tests::redis_server::RedisServer;
 
 const KEYS: u64 = 256;
@@ -26,13 +26,8 @@ async fn get_employee(id: u64) -> Result<Employee, std::io::Error> {
     Ok(Employee::sample(id))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let quick = std::env::var_os("BENCH_QUICK").is_some();

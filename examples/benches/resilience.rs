@@ -72,7 +72,7 @@ fn row(label: &str, f: &Figures) {
 }
 
 fn main() {
-    let Some(mut server) = RedisServer::start() else {
+    let Some(mut server) = RedisServer::start_or_skip() else {
         return;
     };
     let n = if std::env::var_os("BENCH_QUICK").is_some() {

@@ -5,204 +5,60 @@
 //!
 //! `cargo bench -p examples --bench stampede` (`BENCH_QUICK=1` for a short run).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use cache_core::{Cache, cached};
+use examples::{median, quantile};
 use tests::redis_server::RedisServer;
+use tests::stampede::{Mode, Worker, WorkerArgs, init_origin, origin_calls, take_origin_times};
 
 const ORIGIN: Duration = Duration::from_millis(50);
-static REDIS: OnceLock<redis::Client> = OnceLock::new();
-/// How long each origin call took (its 50 ms of work), to compare callers with.
-static ORIGIN_TIMES: std::sync::Mutex<Vec<Duration>> = std::sync::Mutex::new(Vec::new());
 
-fn take_origin_times() -> Vec<Duration> {
-    ORIGIN_TIMES
-        .lock()
-        .map(|mut v| std::mem::take(&mut *v))
-        .unwrap_or_default()
-}
-
-static CON: tokio::sync::OnceCell<redis::aio::MultiplexedConnection> =
-    tokio::sync::OnceCell::const_new();
-
-async fn origin(key: &str) -> Result<String, String> {
-    let client = REDIS.get().ok_or("no client")?;
-    let mut con = CON
-        .get_or_try_init(|| client.get_multiplexed_async_connection())
-        .await
-        .map_err(|e| e.to_string())?
-        .clone();
-    let _: u64 = redis::cmd("INCR")
-        .arg(format!("origin_calls:{key}"))
-        .query_async(&mut con)
-        .await
-        .map_err(|e| e.to_string())?;
-    let t = Instant::now();
-    tokio::time::sleep(ORIGIN).await;
-    if let Ok(mut v) = ORIGIN_TIMES.lock() {
-        v.push(t.elapsed());
-    }
-    Ok(format!("value of {key}"))
-}
-
-#[cached(ttl = "long", key = "locked:<key>")]
-async fn locked(key: String) -> Result<String, String> {
-    origin(&key).await
-}
-
-#[cached(ttl = "long", key = "unlocked:<key>", lock = false)]
-async fn unlocked(key: String) -> Result<String, String> {
-    origin(&key).await
-}
-
-/// The hand-written cache-aside our users replace: GET, on a miss call the
-/// origin and SET. No coalescing at all.
-async fn cache_aside(
-    con: &mut redis::aio::MultiplexedConnection,
-    key: String,
-) -> Result<String, String> {
-    let k = format!("aside:{key}");
-    let hit: Option<String> = redis::cmd("GET")
-        .arg(&k)
-        .query_async(con)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(v) = hit {
-        return Ok(v);
-    }
-    let v = origin(&key).await?;
-    let _: () = redis::cmd("SET")
-        .arg(&k)
-        .arg(&v)
-        .arg("EX")
-        .arg(3600)
-        .query_async(con)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(v)
-}
-
-/// `tasks` concurrent calls of `which` on `key`; per-call latencies, sorted.
-async fn wave(url: &str, which: &str, key: &str, tasks: usize) -> Vec<Duration> {
-    let client = redis::Client::open(url).expect("redis url");
-    let con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let calls: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (which, key, mut con) = (which.to_owned(), key.to_owned(), con.clone());
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let r = match which.as_str() {
-                    "locked" => locked(key).await,
-                    "unlocked" => unlocked(key).await,
-                    _ => cache_aside(&mut con, key).await,
-                };
-                assert!(r.is_ok(), "{r:?}");
-                t.elapsed()
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks);
-    for c in calls {
-        out.push(c.await.expect("task"));
-    }
-    out.sort_unstable();
-    out
-}
-
-fn build(url: &str) -> Cache {
-    Cache::builder()
-        .redis_url(url)
-        .key_prefix("bench")
-        .build_blocking()
-        .expect("cache")
-}
-
-async fn connected(cache: &Cache) {
-    if let Some(mut s) = cache.backplane() {
-        let _ = s.wait_for(|s| s.connected).await;
+/// Every wave's settings: `tasks` calls of `key` in `mode` under the prefix
+/// `bench`, the 50 ms origin, values kept for an hour.
+fn wave_args(url: &str, mode: Mode, key: &str, tasks: usize) -> WorkerArgs {
+    WorkerArgs {
+        origin: ORIGIN,
+        ttl: Duration::from_secs(3600),
+        mode,
+        ..WorkerArgs::new(url.to_owned(), "bench", key, tasks)
     }
 }
 
-/// Worker mode: `stampede worker <url> <which> <key> <tasks>`; prints
-/// `ready`, waits for a line, runs the wave, prints latencies in µs.
+/// Worker mode: `stampede worker <worker args>` (the shared stampede worker,
+/// as the multi-process suite runs it).
 fn worker(args: &[String]) {
-    let (url, which, key) = (&args[2], &args[3], &args[4]);
-    let tasks: usize = args[5].parse().expect("tasks");
-    let _ = REDIS.set(redis::Client::open(url.as_str()).expect("url"));
+    let args = WorkerArgs::parse(args).expect("worker arguments");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let cache = build(url);
-        cache.clone().install().expect("install");
-        connected(&cache).await;
-        println!("ready");
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        let lat = wave(url, which, key, tasks).await;
-        let us = |v: &[Duration]| {
-            v.iter()
-                .map(|d| d.as_micros().to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        println!("{}|{}", us(&lat), us(&take_origin_times()));
-    });
+    rt.block_on(tests::stampede::serve(args))
+        .expect("stampede worker");
 }
 
-fn origin_calls(url: &str, key: &str) -> u64 {
-    let client = redis::Client::open(url).expect("url");
-    let mut con = client.get_connection().expect("connect");
-    redis::cmd("GET")
-        .arg(format!("origin_calls:{key}"))
-        .query::<Option<u64>>(&mut con)
-        .expect("GET")
-        .unwrap_or(0)
-}
-
-/// `processes` workers × `tasks` calls of `which` on a fresh key: origin
+/// `processes` workers × `tasks` calls in `mode` on a fresh key: origin
 /// calls and every call's latency.
-fn across_processes(url: &str, which: &str, key: &str, processes: usize, tasks: usize) -> Run {
+fn across_processes(url: &str, mode: Mode, key: &str, processes: usize, tasks: usize) -> Run {
     let exe = std::env::current_exe().expect("current exe");
-    let mut children: Vec<_> = (0..processes)
+    let args = wave_args(url, mode, key, tasks);
+    let mut workers: Vec<Worker> = (0..processes)
         .map(|_| {
-            let mut child = Command::new(&exe)
-                .args(["worker", url, which, key, &tasks.to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn worker");
-            let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-            let mut line = String::new();
-            out.read_line(&mut line).expect("ready");
-            assert_eq!(line.trim(), "ready");
-            (child, out)
+            let mut program = Command::new(&exe);
+            program.arg("worker");
+            Worker::spawn(program, &args)
         })
         .collect();
-    for (child, _) in &mut children {
-        let stdin = child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "go").expect("go");
-        stdin.flush().expect("flush");
+    for w in &workers {
+        w.expect("ready");
+    }
+    for w in &mut workers {
+        w.go();
     }
     let mut lat = Vec::new();
     let mut origin = Vec::new();
-    for (mut child, mut out) in children {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("latencies");
-        let (calls, origins) = line.trim().split_once('|').expect("two lists");
-        let parse = |s: &str| {
-            s.split(',')
-                .filter_map(|x| x.parse().ok())
-                .map(Duration::from_micros)
-                .collect::<Vec<_>>()
-        };
-        lat.extend(parse(calls));
-        origin.extend(parse(origins));
-        let _ = child.wait();
+    for w in &workers {
+        let report = w.report();
+        assert_eq!(report.failures, 0, "{report:?}");
+        lat.extend(report.latencies);
+        origin.extend(report.origin_times);
     }
     lat.sort_unstable();
     Run {
@@ -219,27 +75,19 @@ struct Run {
     origin: Vec<Duration>,
 }
 
-fn pct(v: &[Duration], q: f64) -> Duration {
-    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("worker") {
-        return worker(&args);
+        return worker(&args[2..]);
     }
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let url = server.url();
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let rounds = if quick { 2 } else { 5 };
-    let _ = REDIS.set(redis::Client::open(url.as_str()).expect("url"));
+    // This process's own origin, for the one-process case.
+    init_origin(&wave_args(&url, Mode::Locked, "", 0), false).expect("redis url");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
 
     println!(
@@ -255,12 +103,12 @@ fn main() {
         let calls = median(runs.iter().map(|r| r.calls as f64).collect());
         let p50 = median(
             runs.iter()
-                .map(|r| pct(&r.lat, 0.5).as_secs_f64())
+                .map(|r| quantile(&r.lat, 0.5).as_secs_f64())
                 .collect(),
         );
         let p99 = median(
             runs.iter()
-                .map(|r| pct(&r.lat, 0.99).as_secs_f64())
+                .map(|r| quantile(&r.lat, 0.99).as_secs_f64())
                 .collect(),
         );
         // Each origin call's own duration in these rounds: what callers are compared with.
@@ -278,18 +126,21 @@ fn main() {
         (calls, p50, p99, origin)
     };
 
-    // One process, 1,000 concurrent callers.
-    let one_process = |which: &'static str| {
+    // One process, 1,000 concurrent callers, each task scoped to a cache on
+    // this Redis.
+    let one_process = |mode: Mode| {
         (0..rounds)
             .map(|r| {
-                let key = format!("one-{which}-{r}");
+                let key = format!("one-{mode:?}-{r}");
                 rt.block_on(async {
-                    let cache = build(&url);
-                    connected(&cache).await;
-                    let lat = cache.scope(wave(&url, which, &key, 1000)).await;
+                    let cache =
+                        tests::stampede::cache(&wave_args(&url, mode, &key, 1000)).expect("cache");
+                    tests::support::connected(&cache).await;
+                    let wave = tests::stampede::wave(&cache, mode, &key, 1000).await;
+                    assert_eq!(wave.failures, 0);
                     Run {
                         calls: origin_calls(&url, &key),
-                        lat,
+                        lat: wave.latencies,
                         origin: take_origin_times(),
                     }
                 })
@@ -298,24 +149,27 @@ fn main() {
     };
     let aside1 = report(
         "1 process x 1000: hand-written cache-aside",
-        one_process("aside"),
+        one_process(Mode::CacheAside),
     );
-    let ours1 = report("1 process x 1000: #[cached]", one_process("locked"));
+    let ours1 = report("1 process x 1000: #[cached]", one_process(Mode::Locked));
 
     // Four processes, 250 callers each.
-    let many = |which: &'static str| {
+    let many = |mode: Mode| {
         (0..rounds)
-            .map(|r| across_processes(&url, which, &format!("four-{which}-{r}"), 4, 250))
+            .map(|r| across_processes(&url, mode, &format!("four-{mode:?}-{r}"), 4, 250))
             .collect::<Vec<_>>()
     };
-    let aside4 = report("4 processes x 250: hand-written cache-aside", many("aside"));
+    let aside4 = report(
+        "4 processes x 250: hand-written cache-aside",
+        many(Mode::CacheAside),
+    );
     let unlocked4 = report(
         "4 processes x 250: #[cached(lock = false)]",
-        many("unlocked"),
+        many(Mode::Unlocked),
     );
     let ours4 = report(
         "4 processes x 250: #[cached] (lock, default)",
-        many("locked"),
+        many(Mode::Locked),
     );
 
     println!();

@@ -88,14 +88,28 @@ pub fn compare(
         }
     }
     Comparison {
-        ours: median(&mut a),
-        raw: median(&mut b),
+        ours: median(a),
+        raw: median(b),
     }
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort_unstable();
-    v[v.len() / 2]
+/// The median of `values`: the middle one once sorted (of an even count, the
+/// upper of the two middle ones), so it is always a measured value. For
+/// times, counts and rates alike.
+///
+/// # Panics
+///
+/// If `values` is empty or holds a value that does not compare (NaN).
+pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN among measurements"));
+    values[values.len() / 2]
+}
+
+/// The value at quantile `q` (0 to 1) of `sorted` (ascending): p50 is `0.5`,
+/// p99 `0.99`. Zero when `sorted` is empty.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or_default()
 }
 
 /// Times `f` once.

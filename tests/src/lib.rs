@@ -1,4 +1,7 @@
 //! Integration, fault and compile-fail suites for the cache workspace, and
 //! the support they share.
 
+mod redis_binary;
 pub mod redis_server;
+pub mod stampede;
+pub mod support;

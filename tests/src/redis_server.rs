@@ -2,8 +2,11 @@
 //! persistence, killed on drop. Tests use it to kill, pause (SIGSTOP) and
 //! restart Redis. Its log is printed when the test fails.
 //!
-//! When `redis-server` is missing the suites are skipped with instructions,
-//! unless `CACHE_REQUIRE_REDIS=1` (set by `.ci/run`), where that is a failure.
+//! When `redis-server` is missing, the tests that need it are reported as
+//! ignored (`tests/build.rs` sets the cfg `skip_redis`, and each such test
+//! carries `#[cfg_attr(skip_redis, ignore = "...")]`), unless
+//! `CACHE_REQUIRE_REDIS=1` (set by `.ci/run`): then they run, and
+//! [`RedisServer::start`] fails them with the install hint.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
+
+use crate::redis_binary;
 
 const INSTALL_HINT: &str = "install it to run the Redis suites: `sudo apt-get install redis-server` (Debian/Ubuntu), \
 `brew install redis` (macOS), or point REDIS_SERVER_BIN at a binary";
@@ -25,36 +30,25 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
-fn find_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("REDIS_SERVER_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|d| d.join("redis-server"))
-        .find(|p| p.is_file())
-}
-
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
 }
 
 impl RedisServer {
-    /// Starts a server, or `None` (after printing why) when `redis-server` is
-    /// missing and `CACHE_REQUIRE_REDIS` is not `1`.
+    /// Starts a server.
     ///
     /// # Panics
     ///
-    /// If the binary is missing under `CACHE_REQUIRE_REDIS=1`, or the server
-    /// does not become ready.
-    pub fn start() -> Option<RedisServer> {
-        let mut server = RedisServer::reserve()?;
+    /// If `redis-server` is missing (with how to install it: a test that
+    /// runs without it was required to, by `CACHE_REQUIRE_REDIS=1` or
+    /// `--include-ignored`), or the server does not become ready.
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer::reserve();
         let mut last_error = String::new();
         for _ in 0..5 {
             match server.spawn() {
-                Ok(()) => return Some(server),
+                Ok(()) => return server,
                 Err(e) => {
                     // Most likely the port was taken in between: try another.
                     last_error = e;
@@ -65,33 +59,54 @@ impl RedisServer {
         panic!("redis-server did not start: {last_error}");
     }
 
-    /// A server with its port and directory chosen but not started yet (for
-    /// "Redis comes up after the app"): start it with [`restart`](Self::restart).
-    /// `None` as for [`start`](Self::start).
+    /// For programs libtest does not run (the benchmarks), which cannot be
+    /// reported as ignored: a started server, or `None` after printing how
+    /// to install `redis-server` when it is missing and `CACHE_REQUIRE_REDIS`
+    /// is not `1`.
     ///
     /// # Panics
     ///
-    /// As for [`start`](Self::start).
-    pub fn reserve() -> Option<RedisServer> {
-        let Some(binary) = find_binary() else {
-            if std::env::var("CACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
-                panic!("redis-server not found and CACHE_REQUIRE_REDIS=1: {INSTALL_HINT}");
-            }
+    /// As for [`start`](Self::start), when the binary is missing under
+    /// `CACHE_REQUIRE_REDIS=1`.
+    pub fn start_or_skip() -> Option<RedisServer> {
+        if redis_binary::find().is_none()
+            && std::env::var("CACHE_REQUIRE_REDIS").as_deref() != Ok("1")
+        {
             eprintln!(
                 "SKIPPED: redis-server not found; {INSTALL_HINT}. Set CACHE_REQUIRE_REDIS=1 to make this a failure."
             );
             return None;
+        }
+        Some(RedisServer::start())
+    }
+
+    /// A server with its port and directory chosen but not started yet (for
+    /// "Redis comes up after the app"): start it with [`restart`](Self::restart).
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` is missing, as for [`start`](Self::start).
+    pub fn reserve() -> RedisServer {
+        let Some(binary) = redis_binary::find() else {
+            if std::env::var("CACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
+                panic!("redis-server not found and CACHE_REQUIRE_REDIS=1: {INSTALL_HINT}");
+            }
+            panic!(
+                "redis-server not found: {INSTALL_HINT}. (Tests that need it are reported as \
+                 ignored when it is missing at build time; this one ran under --include-ignored, \
+                 or it was removed after the build.)"
+            );
         };
         let dir = tempfile::Builder::new()
             .prefix("cache-redis-test-")
             .tempdir()
             .expect("temp dir");
-        Some(RedisServer {
+        RedisServer {
             child: None,
             port: free_port(),
             binary,
             dir,
-        })
+        }
     }
 
     fn log_path(&self) -> PathBuf {

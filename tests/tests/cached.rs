@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cache_core::{Cache, Preset, cached};
 use serde::{Deserialize, Serialize};
+use tests::support::memory_cache;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Employee {
@@ -16,12 +17,6 @@ struct Employee {
 /// Deliberately not `Clone`: errors are never shared between callers.
 #[derive(Debug, PartialEq)]
 struct DbError(String);
-
-fn cache() -> Cache {
-    Cache::builder()
-        .build_blocking()
-        .expect("default config builds")
-}
 
 struct Repo {
     tenant: String,
@@ -98,7 +93,7 @@ impl Repo {
 
 #[tokio::test]
 async fn miss_then_hit() {
-    let c = cache();
+    let c = memory_cache();
     let repo = Repo::new("acme");
     c.scope(async {
         let a = repo.employee(7).await.unwrap();
@@ -125,7 +120,7 @@ async fn miss_then_hit() {
 
 #[tokio::test]
 async fn self_fields_separate_keys() {
-    let c = cache();
+    let c = memory_cache();
     let (a, b) = (Repo::new("a"), Repo::new("b"));
     c.scope(async {
         assert_eq!(a.employee(1).await.unwrap().name, "a-1");
@@ -138,7 +133,7 @@ async fn self_fields_separate_keys() {
 
 #[tokio::test(start_paused = true)]
 async fn entries_expire_after_their_ttl() {
-    let c = cache();
+    let c = memory_cache();
     let repo = Repo::new("t");
     c.scope(async {
         repo.employee(1).await.unwrap();
@@ -174,7 +169,7 @@ async fn ttl_overrides_apply_at_run_time() {
 
 #[tokio::test]
 async fn errors_are_not_stored() {
-    let c = cache();
+    let c = memory_cache();
     let mut repo = Repo::new("t");
     repo.fail = true;
     c.scope(async {
@@ -190,7 +185,7 @@ async fn errors_are_not_stored() {
 
 #[tokio::test]
 async fn none_is_stored_only_with_cache_none() {
-    let c = cache();
+    let c = memory_cache();
     let repo = Repo::new("t");
     c.scope(async {
         assert!(repo.find("bob").await.is_none());
@@ -208,7 +203,7 @@ async fn none_is_stored_only_with_cache_none() {
 
 #[tokio::test]
 async fn unless_skips_storing() {
-    let c = cache();
+    let c = memory_cache();
     let repo = Repo::new("t");
     c.scope(async {
         assert!(repo.team(0).await.is_empty());
@@ -223,7 +218,7 @@ async fn unless_skips_storing() {
 
 #[tokio::test(start_paused = true)]
 async fn receivers_mut_and_arc() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         let mut repo = Repo::new("t");
         assert_eq!(repo.with_mut(4).await, 8);
@@ -259,7 +254,7 @@ where
 
 #[tokio::test]
 async fn generic_functions() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         assert_eq!(generic::<u8>(1, "u8").await.unwrap(), vec![0u8]);
         assert_eq!(generic::<u8>(1, "u8").await.unwrap(), vec![0u8]);
@@ -288,7 +283,7 @@ async fn search(query: &str, page: u32, filter: &Filter) -> Vec<String> {
 
 #[tokio::test]
 async fn default_keys_use_every_argument() {
-    let c = cache();
+    let c = memory_cache();
     let f = Filter {
         team: "x".into(),
         active: true,
@@ -325,7 +320,7 @@ async fn destructured(label: &str, (a, b): (u32, u32)) -> u32 {
 
 #[tokio::test]
 async fn destructured_parameters_still_work() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         assert_eq!(destructured("x", (1, 2)).await, 3);
         assert_eq!(destructured("x", (5, 5)).await, 3, "keyed on label only");
@@ -406,7 +401,7 @@ async fn early_return(n: i32) -> Result<i32, std::num::TryFromIntError> {
 
 #[tokio::test]
 async fn return_and_question_mark_keep_their_meaning() {
-    let c = cache();
+    let c = memory_cache();
     c.scope(async {
         assert_eq!(early_return(-5).await.unwrap(), 0);
         assert_eq!(early_return(-5).await.unwrap(), 0);
@@ -419,7 +414,7 @@ async fn return_and_question_mark_keep_their_meaning() {
 
 #[tokio::test]
 async fn scopes_isolate_parallel_tests() {
-    let (c1, c2) = (cache(), cache());
+    let (c1, c2) = (memory_cache(), memory_cache());
     let repo = Repo::new("iso");
     c1.scope(repo.employee(1)).await.unwrap();
     c2.scope(repo.employee(1)).await.unwrap();
@@ -430,7 +425,7 @@ async fn scopes_isolate_parallel_tests() {
 
 #[tokio::test]
 async fn wrong_type_under_a_key_is_a_miss_and_replaced() {
-    let c = cache();
+    let c = memory_cache();
     let repo = Repo::new("t");
     c.set(
         "tenant:t:employee:1",

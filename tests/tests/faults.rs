@@ -5,11 +5,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cache_core::cache_redis::RedisStore;
 use cache_core::{BreakerConfig, BreakerState, Cache, cached, invalidates};
 use serde::{Deserialize, Serialize};
 use tests::redis_server::RedisServer;
+use tests::support::{Instance, connected, eventually, redis_store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Row {
@@ -45,15 +47,28 @@ impl Db {
     }
 }
 
-async fn cache(url: String) -> Cache {
-    Cache::builder()
-        .redis_url(url)
-        .redis_op_timeout(Duration::from_millis(50))
-        .redis_connect_timeout(Duration::from_millis(200))
-        .breaker(BreakerConfig::default().cool_down(Duration::from_millis(200)))
+/// Command timeout where the test hangs Redis (SIGSTOP): every hung command
+/// costs this long.
+const HUNG: Duration = Duration::from_millis(50);
+
+/// Command timeout where Redis is healthy, killed or not started yet: a
+/// killed Redis refuses at once, so this costs nothing, and it is long
+/// enough that a busy machine never makes a healthy Redis look failed (which
+/// would open the breaker, or leave values only in-process, before the
+/// fault the test is about).
+const REFUSED: Duration = Duration::from_secs(2);
+
+/// An instance whose breaker probes Redis again 200 ms after opening, with
+/// `op_timeout` per command (and four times that to connect). It builds
+/// whatever Redis is doing.
+fn fast_failover(server: &RedisServer, op_timeout: Duration) -> Cache {
+    Instance::on(server)
+        .configure(|b| {
+            b.redis_op_timeout(op_timeout)
+                .redis_connect_timeout(op_timeout * 4)
+                .breaker(BreakerConfig::default().cool_down(Duration::from_millis(200)))
+        })
         .build()
-        .await
-        .expect("a cache builds whatever Redis is doing")
 }
 
 /// Tasks calling `row` in a loop until stopped; counts calls and wrong answers.
@@ -106,35 +121,46 @@ impl Load {
     }
 }
 
-/// Waits (bounded) for a condition that depends on Redis coming back.
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Whether Redis itself holds `key` (under the default prefix); false while it is down.
 async fn stored_in_redis(server: &RedisServer, key: &str) -> bool {
-    let Ok(store) = cache_redis::RedisStore::new(cache_redis::RedisConfig::new(server.url()))
-    else {
-        return false;
-    };
-    store.exists(&format!("cache:{key}")).await.unwrap_or(false)
+    redis_store(server)
+        .exists(&format!("cache:{key}"))
+        .await
+        .unwrap_or(false)
+}
+
+/// Whether a [`Load`] is done with Redis: its 16 rows stored and their
+/// stampede locks released. From then on it is served in-process only, so
+/// it sends Redis nothing that a fault could interrupt.
+async fn load_settled(store: &RedisStore) -> bool {
+    for id in 0..16 {
+        let stored = store.exists(&format!("cache:row:{id}")).await;
+        let locked = store.exists(&format!("cache:~lock:row:{id}")).await;
+        if stored.ok() != Some(true) || locked.ok() != Some(false) {
+            return false;
+        }
+    }
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn killed_redis_costs_callers_nothing() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
-    let c = cache(server.url()).await;
+    let mut server = RedisServer::start();
+    // Subscribed first: the subscription clears the in-process tier, and
+    // would make computations under way store nothing and be undone.
+    let c = fast_failover(&server, REFUSED);
+    connected(&c).await;
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 8);
-    eventually("some values in Redis", async || {
-        stored_in_redis(&server, "row:1").await
-    })
+    // Killed once the load is done with Redis, so that the misses below are
+    // the first commands to fail: a lock release the kill cut off would fail
+    // too, uncounted in `errors`, and five of those open the breaker first.
+    let store = redis_store(&server);
+    eventually(
+        "the load's values in Redis and its locks released",
+        async || load_settled(&store).await,
+    )
     .await;
     server.kill();
     // Misses now need Redis: they are answered by the origin, and counted.
@@ -162,7 +188,7 @@ async fn killed_redis_costs_callers_nothing() {
     .await;
     let (calls, wrong) = load.finish().await;
     assert_eq!(wrong, 0, "{calls} calls");
-    assert!(during.errors > 0, "the failures were counted");
+    assert!(during.errors > 0, "the failures were counted: {during}");
     // With Redis gone the in-process tier still serves (no origin call per request).
     let reads = db.reads.load(SeqCst);
     for id in 0..16 {
@@ -173,17 +199,12 @@ async fn killed_redis_costs_callers_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn an_update_while_redis_hangs_is_not_lost() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let (a, b) = (cache(server.url()).await, cache(server.url()).await);
+    let server = RedisServer::start();
+    let (a, b) = (fast_failover(&server, HUNG), fast_failover(&server, HUNG));
     for c in [&a, &b] {
-        c.backplane()
-            .unwrap()
-            .wait_for(|s| s.connected)
-            .await
-            .unwrap();
+        connected(c).await;
     }
     let db = Arc::new(Db::default());
     // v0 cached in Redis, in A's and in B's in-process tier.
@@ -216,7 +237,7 @@ async fn an_update_while_redis_hangs_is_not_lost() {
         "B no longer serves v0"
     );
     // And Redis itself holds no v0.
-    let fresh = cache(server.url()).await;
+    let fresh = fast_failover(&server, HUNG);
     let from_redis: Option<Row> = fresh.get("row:1").await.unwrap();
     assert!(
         from_redis.as_ref().is_none_or(|r| r.version == 1),
@@ -228,11 +249,11 @@ async fn an_update_while_redis_hangs_is_not_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn redis_restarted_on_the_same_port_is_used_again() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
-    let c = cache(server.url()).await;
+    let mut server = RedisServer::start();
+    let c = fast_failover(&server, REFUSED);
+    connected(&c).await;
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 8);
     eventually("values in Redis", async || {
@@ -253,11 +274,10 @@ async fn redis_restarted_on_the_same_port_is_used_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn redis_started_after_the_app() {
-    let Some(mut server) = RedisServer::reserve() else {
-        return;
-    };
-    let c = cache(server.url()).await; // nothing listens yet
+    let mut server = RedisServer::reserve();
+    let c = fast_failover(&server, REFUSED); // nothing listens yet
     let db = Arc::new(Db::default());
     let load = Load::start(&c, &db, 4);
     // Works from memory meanwhile.
@@ -274,26 +294,17 @@ async fn redis_started_after_the_app() {
     .await;
     let (calls, wrong) = load.finish().await;
     assert_eq!(wrong, 0, "{calls} calls");
-    c.backplane()
-        .unwrap()
-        .wait_for(|s| s.connected)
-        .await
-        .unwrap();
+    connected(&c).await;
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn strict_mode_reports_what_default_mode_absorbs() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
-    let strict = Cache::builder()
-        .redis_url(server.url())
-        .redis_op_timeout(Duration::from_millis(50))
-        .strict(true)
-        .build()
-        .await
-        .unwrap();
-    let lenient = cache(server.url()).await;
+    let mut server = RedisServer::start();
+    let strict = Instance::on(&server)
+        .configure(|b| b.redis_op_timeout(REFUSED).strict(true))
+        .build();
+    let lenient = fast_failover(&server, REFUSED);
     strict
         .set("k", &1u8, cache_core::Preset::Short)
         .await
@@ -324,22 +335,19 @@ async fn strict_mode_reports_what_default_mode_absorbs() {
 }
 
 #[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_miss_waits_on_a_failing_redis_once() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     // A breaker that stays closed, so every command is tried.
-    let c = Cache::builder()
-        .redis_url(server.url())
-        .redis_op_timeout(Duration::from_millis(50))
-        .breaker(
-            BreakerConfig::default()
-                .consecutive_failures(1000)
-                .window(1000),
-        )
-        .build()
-        .await
-        .unwrap();
+    let c = Instance::on(&server)
+        .configure(|b| {
+            b.redis_op_timeout(Duration::from_millis(50)).breaker(
+                BreakerConfig::default()
+                    .consecutive_failures(1000)
+                    .window(1000),
+            )
+        })
+        .build();
     let db = Db::default();
     server.pause();
     assert_eq!(c.scope(db.row(1)).await.unwrap().id, 1);

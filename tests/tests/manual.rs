@@ -1,19 +1,16 @@
 //! The manual API: the same engine as the attributes, for hand-written code.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use cache_core::{Cache, Preset, Ttl};
+use tests::support::memory_cache;
 use tokio::sync::Notify;
-
-fn cache() -> Cache {
-    Cache::builder().build_blocking().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_or_set_shares_one_init_between_concurrent_callers() {
-    let c = cache();
+    let c = memory_cache();
     let calls = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Notify::new());
     let tasks: Vec<_> = (0..200)
@@ -42,7 +39,7 @@ async fn get_or_set_shares_one_init_between_concurrent_callers() {
 
 #[tokio::test]
 async fn try_get_or_set_never_stores_errors() {
-    let c = cache();
+    let c = memory_cache();
     let r: Result<u32, cache_core::Error> = c
         .try_get_or_set("k", Preset::Short, async {
             Err(cache_core::Error::AlreadyInstalled(
@@ -60,7 +57,7 @@ async fn try_get_or_set_never_stores_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_during_a_computation_wins() {
-    let c = cache();
+    let c = memory_cache();
     let (read, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let task = {
         let (c, read, release) = (c.clone(), Arc::clone(&read), Arc::clone(&release));
@@ -87,7 +84,7 @@ async fn delete_during_a_computation_wins() {
 
 #[tokio::test(start_paused = true)]
 async fn ttl_and_expire_follow_time() {
-    let c = cache();
+    let c = memory_cache();
     c.set("k", &1u8, Duration::from_secs(10)).await.unwrap();
     tokio::time::advance(Duration::from_secs(4)).await;
     assert_eq!(c.ttl("k").await.unwrap(), Some(Duration::from_secs(6)));
@@ -125,7 +122,7 @@ async fn clear_and_prefixes() {
 
 #[tokio::test]
 async fn very_long_keys_are_capped_consistently() {
-    let c = cache();
+    let c = memory_cache();
     let long = "k".repeat(10_000);
     c.set(&long, &1u8, Preset::Short).await.unwrap();
     assert_eq!(c.get::<u8>(&long).await.unwrap(), Some(1));
@@ -134,7 +131,7 @@ async fn very_long_keys_are_capped_consistently() {
 
 #[tokio::test]
 async fn stats_serialize_for_an_endpoint() {
-    let c = cache();
+    let c = memory_cache();
     c.set("k", &1u8, Preset::Short).await.unwrap();
     c.get::<u8>("k").await.unwrap();
     c.get::<u8>("missing").await.unwrap();
@@ -199,4 +196,67 @@ fn stampede_and_stale_settings_that_cannot_work_are_refused_by_name() {
             .build_blocking()
             .is_ok()
     );
+}
+
+// --- no stale read after an invalidation returned ----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_invalidate_never_sees_an_older_value() {
+    let c = memory_cache();
+    let db = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (c, db, stop) = (c.clone(), Arc::clone(&db), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(SeqCst) {
+                    let db = Arc::clone(&db);
+                    c.get_or_set("row", Preset::Short, async move { db.load(SeqCst) })
+                        .await
+                        .unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut stale = 0;
+    for i in 1..=3000u64 {
+        db.store(i, SeqCst);
+        c.invalidate("row").await.unwrap();
+        let db2 = Arc::clone(&db);
+        let seen = c
+            .get_or_set("row", Preset::Short, async move { db2.load(SeqCst) })
+            .await
+            .unwrap();
+        if seen < i {
+            stale += 1;
+        }
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    stop.store(true, SeqCst);
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(stale, 0, "reads after invalidate returned older values");
+}
+
+// --- huge durations do not panic ---------------------------------------------
+
+#[tokio::test]
+async fn huge_ttls_are_capped_not_a_panic() {
+    let c = Cache::builder()
+        .preset_ttl(Preset::Long, Duration::MAX)
+        .single_flight_wait(Duration::MAX)
+        .build_blocking()
+        .unwrap();
+    c.set("k", &1u8, Duration::MAX).await.unwrap();
+    assert!(c.expire("k", Duration::MAX).await.unwrap());
+    assert!(c.ttl("k").await.unwrap().unwrap() > Duration::from_secs(9 * 365 * 86_400));
+    let v = c
+        .get_or_set("p", Preset::Long, async { 2u8 })
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
 }

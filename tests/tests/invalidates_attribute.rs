@@ -1,10 +1,13 @@
-//! `#[invalidates]`: exact keys, patterns, success only, and the stale-set race.
+//! The `#[invalidates]` attribute on the in-process tier: exact keys,
+//! patterns, only after success, and a read racing an update never storing
+//! stale data.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 
-use cache_core::{Cache, cached, invalidates};
+use cache_core::{cached, invalidates};
 use serde::{Deserialize, Serialize};
+use tests::support::memory_cache;
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,15 +79,9 @@ impl Service {
     }
 }
 
-fn cache() -> Cache {
-    Cache::builder()
-        .build_blocking()
-        .expect("default config builds")
-}
-
 #[tokio::test]
 async fn exact_key() {
-    let c = cache();
+    let c = memory_cache();
     let s = Service::default();
     c.scope(async {
         assert_eq!(s.profile(1).await.unwrap().version, 0);
@@ -113,7 +110,7 @@ async fn exact_key() {
 
 #[tokio::test]
 async fn pattern_removes_only_that_users_keys() {
-    let c = cache();
+    let c = memory_cache();
     let s = Service::default();
     c.scope(async {
         s.profile(4).await.unwrap();
@@ -133,7 +130,7 @@ async fn pattern_removes_only_that_users_keys() {
 
 #[tokio::test]
 async fn nothing_is_invalidated_on_error() {
-    let c = cache();
+    let c = memory_cache();
     let s = Service::default();
     c.scope(async {
         s.profile(1).await.unwrap();
@@ -147,7 +144,7 @@ async fn nothing_is_invalidated_on_error() {
 
 #[tokio::test]
 async fn several_patterns_and_plain_returns() {
-    let c = cache();
+    let c = memory_cache();
     let s = Service::default();
     c.scope(async {
         s.profile(1).await.unwrap();
@@ -166,7 +163,7 @@ async fn several_patterns_and_plain_returns() {
 /// its (old) value after the update's invalidation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_racing_an_update_does_not_store_stale_data() {
-    let c = cache();
+    let c = memory_cache();
     let read_done = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let s = Arc::new(Service {

@@ -1,6 +1,7 @@
-//! Invalidation at scale and its race safety across instances: prefix
-//! patterns through Redis index sets, and generation markers that make Redis
-//! refuse a value computed from data an invalidation has since replaced.
+//! Invalidation through Redis, across instances: prefix patterns drained from
+//! Redis index sets, other patterns scanned, and generation markers that make
+//! Redis refuse a value computed from data an invalidation has since replaced
+//! (also when the invalidation was replayed after an outage).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use cache_core::{Cache, cached};
 use tests::redis_server::RedisServer;
+use tests::support::{Instance, eventually, exists, redis_connection};
 use tokio::sync::{Notify, watch};
 
 /// A row whose reads can be held between reading the data and returning it.
@@ -40,49 +42,14 @@ impl Db {
     }
 }
 
-fn instance(redis: &RedisServer, backplane: bool) -> Cache {
-    Cache::builder()
-        .redis_url(redis.url())
-        .key_prefix("inv")
-        .backplane(backplane)
-        .build_blocking()
-        .unwrap()
-}
-
-async fn connected(c: &Cache) {
-    c.backplane()
-        .unwrap()
-        .wait_for(|s| s.connected)
-        .await
-        .unwrap();
-}
-
-async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-async fn exists(con: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<u64>(con)
-        .await
-        .unwrap()
-        == 1
-}
-
 /// A (listening to the backplane) and B (not), and a computation of row
 /// `id` on B that has read v1 and is held at the gate.
 async fn held_on_b(
     redis: &RedisServer,
     id: u32,
 ) -> (Cache, Cache, Arc<Db>, tokio::task::JoinHandle<u64>) {
-    let a = instance(redis, true);
-    let b = instance(redis, false);
-    connected(&a).await;
+    let a = Instance::on(redis).prefix("inv").connected().await;
+    let b = Instance::on(redis).prefix("inv").backplane(false).build();
     let db = Db::new();
     db.gate.send_replace(false);
     let computing = {
@@ -97,9 +64,7 @@ async fn held_on_b(
 /// B's origin then returns v1. B does not listen to the backplane, so only
 /// Redis can refuse the stale value.
 async fn stale_set_race(pattern: &str, id: u32) {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b, db, computing) = held_on_b(&redis, id).await;
     db.version.store(2, SeqCst);
     a.invalidate(&pattern.replace("<id>", &id.to_string()))
@@ -112,7 +77,7 @@ async fn stale_set_race(pattern: &str, id: u32) {
         "B's caller gets what B computed"
     );
 
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     assert!(
         !exists(&mut con, &format!("inv:item:{id}:row")).await,
         "Redis refused the stale value"
@@ -124,38 +89,37 @@ async fn stale_set_race(pattern: &str, id: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_value_computed_before_an_exact_invalidation_elsewhere_is_refused() {
     stale_set_race("item:<id>:row", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_value_computed_before_a_prefix_invalidation_elsewhere_is_refused() {
     stale_set_race("item:<id>:*", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_value_computed_before_a_scanned_pattern_elsewhere_is_refused() {
     stale_set_race("item:?:row", 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn an_invalidation_replayed_after_an_outage_refuses_values_computed_before_it() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let (a, b, db, computing) = held_on_b(&redis, 4).await;
     db.version.store(2, SeqCst);
     redis.pause();
     a.invalidate("item:4:*").await.unwrap(); // Redis hung: kept for replay
     assert!(a.stats().await.pending_invalidations >= 1);
     redis.resume();
-    let mut status = a.backplane().unwrap();
-    for _ in 0..400 {
-        if a.stats().await.pending_invalidations == 0 {
-            break;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(50), status.changed()).await;
-    }
+    eventually("the replay of A's invalidation", async || {
+        a.stats().await.pending_invalidations == 0
+    })
+    .await;
     assert_eq!(a.stats().await.pending_invalidations, 0, "replayed");
     db.gate.send_replace(true);
     assert_eq!(computing.await.unwrap(), 1);
@@ -164,13 +128,10 @@ async fn an_invalidation_replayed_after_an_outage_refuses_values_computed_before
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let (a, b) = (instance(&redis, true), instance(&redis, true));
-    connected(&a).await;
-    connected(&b).await;
+    let redis = RedisServer::start();
+    let (a, b) = Instance::on(&redis).prefix("inv").connected_pair().await;
     for key in [
         "user:1:a",
         "user:1:b",
@@ -189,7 +150,7 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
     assert_eq!(b.invalidate("user:1:*").await.unwrap(), 3);
     // A drops its in-process copies when B's message arrives.
     a_status.wait_for(|s| s.applied > applied).await.unwrap();
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     for gone in ["user:1:a", "user:1:b", "user:1:c:d"] {
         assert!(!exists(&mut con, &format!("inv:{gone}")).await, "{gone}");
         assert_eq!(a.get::<String>(gone).await.unwrap(), None, "{gone}");
@@ -205,18 +166,16 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn other_patterns_scan_and_never_remove_the_cache_bookkeeping() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let a = instance(&redis, true);
-    connected(&a).await;
+    let redis = RedisServer::start();
+    let a = Instance::on(&redis).prefix("inv").connected().await;
     for key in ["x:1:name", "x:2:name", "x:2:mail"] {
         a.set(key, &1u8, cache_core::Preset::Long).await.unwrap();
     }
     assert_eq!(a.invalidate("x:*:name").await.unwrap(), 2);
     assert_eq!(a.get::<u8>("x:2:mail").await.unwrap(), Some(1));
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     // Markers bumped by those invalidations, and index sets, stay through `clear`.
     let bookkeeping: Vec<String> = redis::cmd("KEYS")
         .arg("inv:~*")
@@ -234,11 +193,10 @@ async fn other_patterns_scan_and_never_remove_the_cache_bookkeeping() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_longer_ttl_from_expire_keeps_the_key_in_its_index() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let a = instance(&redis, true);
+    let redis = RedisServer::start();
+    let a = Instance::on(&redis).prefix("inv").build();
     a.set("user:7:a", &1u8, Duration::from_secs(1))
         .await
         .unwrap();
@@ -247,7 +205,7 @@ async fn a_longer_ttl_from_expire_keeps_the_key_in_its_index() {
             .await
             .unwrap()
     );
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     for index in ["inv:~idx:user:", "inv:~idx:user:7:"] {
         let pttl: i64 = redis::cmd("PTTL")
             .arg(index)
@@ -262,10 +220,9 @@ async fn a_longer_ttl_from_expire_keeps_the_key_in_its_index() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_large_prefix_is_drained_whatever_the_configured_batch() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     // Batches beyond what Lua's `unpack` takes are capped, not an error.
     let a = Cache::builder()
         .redis(cache_redis::RedisConfig::new(redis.url()).scan_count(50_000))
@@ -290,7 +247,7 @@ async fn a_large_prefix_is_drained_whatever_the_configured_batch() {
     }
     assert_eq!(a.stats().await.errors, 0);
     assert_eq!(a.invalidate("big:1:*").await.unwrap(), 2_500);
-    let mut con = raw(&redis).await;
+    let mut con = redis_connection(&redis).await;
     let left: Vec<String> = redis::cmd("KEYS")
         .arg("inv:big:*")
         .query_async(&mut con)
