@@ -77,8 +77,10 @@ pub(crate) enum Event {
     Delete,
     /// An invalidation (pattern, `invalidate`, `clear`) and the entries it removed.
     Invalidation { removed: u64 },
-    /// An `#[invalidates]` function applied one pattern.
-    PatternApplied,
+    /// An `#[invalidates]` call succeeded and will apply its patterns.
+    InvalidatingCall,
+    /// An `#[invalidates]` call applied one pattern, removing so many entries.
+    PatternApplied { removed: u64 },
     /// A Redis command failed (`true`) or was not attempted (`false`: breaker
     /// open, outage replay pending).
     Tier { failed: bool },
@@ -247,9 +249,15 @@ impl Observer {
                 bump(&c.invalidations);
                 c.invalidated_entries.fetch_add(removed, Relaxed);
             }
-            Event::PatternApplied => {
+            Event::InvalidatingCall => {
                 if let Some(f) = site {
                     bump(&f.counters.invalidations);
+                }
+            }
+            Event::PatternApplied { removed } => {
+                if let Some(f) = site {
+                    bump(&f.counters.patterns);
+                    f.counters.invalidated_entries.fetch_add(removed, Relaxed);
                 }
             }
             Event::Tier { failed: true } | Event::DecodeError | Event::EncodeError => {

@@ -485,11 +485,14 @@ pub async fn invalidate_after<K, R, P>(
     }
     let function = site.counters.for_cache(&handle);
     let engine = handle.engine();
+    engine
+        .observer
+        .record(Some(&function), Event::InvalidatingCall);
     for pattern in patterns {
         // Never an error here: what cannot reach Redis is kept and replayed.
-        let _ = engine.invalidate(&pattern).await;
+        let removed = engine.invalidate(&pattern).await.unwrap_or(0);
         engine
             .observer
-            .record(Some(&function), Event::PatternApplied);
+            .record(Some(&function), Event::PatternApplied { removed });
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct FnCounters {
     pub(crate) origin_errors: AtomicU64,
     pub(crate) origin_nanos: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) patterns: AtomicU64,
+    pub(crate) invalidated_entries: AtomicU64,
     pub(crate) stale_served: AtomicU64,
     pub(crate) refreshes: AtomicU64,
 }
@@ -65,6 +67,8 @@ impl FnCounters {
             origin_errors: AtomicU64::new(0),
             origin_nanos: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            patterns: AtomicU64::new(0),
+            invalidated_entries: AtomicU64::new(0),
             stale_served: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
         }
@@ -224,8 +228,13 @@ pub struct FunctionStats {
     pub origin_errors: u64,
     /// Mean duration of the body over `misses`, in microseconds.
     pub mean_origin_us: f64,
-    /// Invalidation patterns applied (for `#[invalidates]`).
+    /// Calls that invalidated (for `#[invalidates]`: calls that returned
+    /// successfully and applied their patterns).
     pub invalidations: u64,
+    /// Patterns those calls applied.
+    pub patterns: u64,
+    /// Entries those patterns removed (counted in Redis, when there is one).
+    pub invalidated_entries: u64,
     /// Calls answered with a stale value (`stale_if_error`).
     pub stale_served: u64,
     /// Background refreshes that stored a new value (`refresh`).
@@ -265,6 +274,8 @@ pub(crate) fn snapshot(
                     nanos as f64 / misses as f64 / 1000.0
                 },
                 invalidations: f.invalidations.load(Relaxed),
+                patterns: f.patterns.load(Relaxed),
+                invalidated_entries: f.invalidated_entries.load(Relaxed),
                 stale_served: f.stale_served.load(Relaxed),
                 refreshes: f.refreshes.load(Relaxed),
             }

@@ -106,6 +106,11 @@ async fn exact_key() {
         .find(|f| f.function.ends_with("update_profile"))
         .unwrap();
     assert_eq!((inv.label, inv.invalidations), ("user:<user>:profile", 1));
+    assert_eq!(
+        (inv.patterns, inv.invalidated_entries),
+        (1, 1),
+        "user 1's profile"
+    );
 }
 
 #[tokio::test]
@@ -157,6 +162,17 @@ async fn several_patterns_and_plain_returns() {
     })
     .await;
     assert_eq!(s.reads(), 5);
+    let stats = c.stats().await;
+    let swap = stats
+        .functions
+        .iter()
+        .find(|f| f.function.ends_with("swap"))
+        .unwrap();
+    assert_eq!(
+        (swap.invalidations, swap.patterns, swap.invalidated_entries),
+        (1, 2, 2),
+        "one call, two patterns, one entry each"
+    );
 }
 
 /// The stale-set race: a read that started before an update must not store
