@@ -287,7 +287,9 @@ impl Observer {
 
     /// The one `tracing` event of a call (target `cache_core::call`): at
     /// `debug` with the function, its key template, the outcome and the
-    /// duration; at `trace`, with the key too.
+    /// duration; at `trace`, with the key too. `started` is `None` when no
+    /// subscriber wants the event: then this is one branch.
+    #[inline]
     pub(crate) fn call_done(
         &self,
         site: Option<&Function>,
@@ -295,7 +297,13 @@ impl Observer {
         outcome: Outcome,
         started: Option<Instant>,
     ) {
-        let Some(started) = started else { return };
+        if let Some(started) = started {
+            self.emit_call(site, key, outcome, started);
+        }
+    }
+
+    #[cold]
+    fn emit_call(&self, site: Option<&Function>, key: &str, outcome: Outcome, started: Instant) {
         let took = started.elapsed();
         let (function, template) =
             site.map_or(("", ""), |f| (f.counters.function, f.counters.label));
