@@ -264,9 +264,11 @@ async fn cache_aside(
 }
 
 /// The cache a worker uses: over `args.url` under `args.prefix`, `args.ttl`
-/// for its values, `args.lock_ttl` for its locks, and waits long enough
-/// (30 s for a lock, 60 s for a concurrent call) that no caller gives up
-/// while things work.
+/// for its values, `args.lock_ttl` for its locks, and waits long enough that
+/// no caller gives up while things work: 30 s for a lock, 60 s for a
+/// concurrent call, 2 s for a Redis command. (With the default 100 ms, a
+/// busy machine makes a healthy Redis look failed: the caller then computes
+/// without the lock, by design, and the origin-call counts are off.)
 ///
 /// # Errors
 ///
@@ -279,6 +281,7 @@ pub fn cache(args: &WorkerArgs) -> Result<Cache, cache_core::Error> {
         .preset_ttl(Preset::Short, args.ttl)
         .lock_wait(Duration::from_secs(30))
         .single_flight_wait(Duration::from_secs(60))
+        .redis_op_timeout(Duration::from_secs(2))
         .build_blocking()
 }
 
@@ -366,6 +369,10 @@ pub struct Report {
     pub lock_takeovers: u64,
     /// Lock waits that ran out.
     pub lock_timeouts: u64,
+    /// Redis commands that failed (`Stats::errors`).
+    pub errors: u64,
+    /// Redis commands not tried: breaker open, or a replay pending.
+    pub redis_skipped: u64,
     /// Every caller's time, ascending.
     pub latencies: Vec<Duration>,
     /// Each of its origin calls' own duration.
@@ -385,6 +392,8 @@ impl std::fmt::Debug for Report {
             .field("lock_waits", &self.lock_waits)
             .field("lock_takeovers", &self.lock_takeovers)
             .field("lock_timeouts", &self.lock_timeouts)
+            .field("errors", &self.errors)
+            .field("redis_skipped", &self.redis_skipped)
             .field("latencies", &self.latencies.len())
             .field("origin_times", &self.origin_times.len())
             .finish()
@@ -439,6 +448,8 @@ pub async fn serve(args: WorkerArgs) -> Result<(), Box<dyn Error>> {
         lock_waits: s.lock_waits,
         lock_takeovers: s.lock_takeovers,
         lock_timeouts: s.lock_timeouts,
+        errors: s.errors,
+        redis_skipped: s.redis_skipped,
         latencies: wave.latencies,
         origin_times: take_origin_times(),
     };
