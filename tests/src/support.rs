@@ -133,7 +133,9 @@ pub async fn connected(cache: &Cache) {
 ///
 /// Outside a Tokio runtime.
 pub fn redis_store(server: &RedisServer) -> RedisStore {
-    RedisStore::new(RedisConfig::new(server.url())).expect("store on the test's Redis")
+    // 2 s per command: a busy machine must not make a healthy Redis look failed.
+    let config = RedisConfig::new(server.url()).op_timeout(Duration::from_secs(2));
+    RedisStore::new(config).expect("store on the test's Redis")
 }
 
 /// A plain redis-rs connection to `server`, for commands no cache API

@@ -7,11 +7,18 @@ use std::time::Duration;
 use cache_redis::{Event, KeyTtl, RedisConfig, RedisStore, StoreError};
 use tests::redis_server::RedisServer;
 
+/// A store on `server` whose commands may take 2 s: these tests are about
+/// what the commands do, and a busy machine must not make a healthy Redis
+/// look failed (the timeout test sets its own).
+fn patient(config: RedisConfig) -> RedisStore {
+    RedisStore::new(config.op_timeout(Duration::from_secs(2))).unwrap()
+}
+
 #[tokio::test]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn commands_round_trip() {
     let server = RedisServer::start();
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = patient(RedisConfig::new(server.url()));
     assert!(store.ping().await.is_ok());
     store.set("a", b"1", Duration::from_secs(60)).await.unwrap();
     assert_eq!(store.get("a").await.unwrap(), Some(b"1".to_vec()));
@@ -34,7 +41,7 @@ async fn commands_round_trip() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn delete_matching_scans_in_batches() {
     let server = RedisServer::start();
-    let store = RedisStore::new(RedisConfig::new(server.url()).scan_count(7)).unwrap();
+    let store = patient(RedisConfig::new(server.url()).scan_count(7));
     for i in 0..100 {
         store
             .set(&format!("user:1:{i}"), b"x", Duration::from_secs(60))
@@ -54,7 +61,7 @@ async fn delete_matching_scans_in_batches() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn subscription_reports_messages_and_resumes_after_restart() {
     let mut server = RedisServer::start();
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = patient(RedisConfig::new(server.url()));
     let mut sub = store.subscribe("events");
     assert_eq!(sub.next().await, Some(Event::Subscribed { resumed: false }));
     store.publish("events", b"hello").await.unwrap();
@@ -120,7 +127,7 @@ async fn tls_urls_need_the_tls_feature() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn info_tells_whether_redis_may_evict_keys() {
     let redis = RedisServer::start();
-    let store = RedisStore::new(RedisConfig::new(redis.url())).unwrap();
+    let store = patient(RedisConfig::new(redis.url()));
     assert!(!store.info().await.unwrap().may_evict(), "no memory limit");
     let mut con = store.connection();
     for (name, value) in [("maxmemory", "100mb"), ("maxmemory-policy", "allkeys-lru")] {
