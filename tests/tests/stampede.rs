@@ -236,8 +236,13 @@ async fn a_due_refresh_runs_once_in_the_background_and_callers_never_wait() {
 // ----- across instances (Redis, real time) ----------------------------------
 
 /// Instances of this suite: keys under `st:`, locks under `st:~lock:`.
+/// Redis commands may take 2 s: these tests count origin calls and lock
+/// waits, and a command that timed out (the default is 100 ms, which a busy
+/// machine can exceed) makes its caller compute without the lock, by design.
 fn st(redis: &RedisServer) -> Instance {
-    Instance::on(redis).prefix("st")
+    Instance::on(redis)
+        .prefix("st")
+        .configure(|b| b.redis_op_timeout(Duration::from_secs(2)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,8 +267,8 @@ async fn two_instances_make_one_origin_call_and_the_other_waits_for_it() {
     for call in calls {
         assert_eq!(call.await.unwrap(), Ok(1));
     }
-    assert_eq!(s.calls(), 1);
     let (sa, sb) = (a.stats().await, b.stats().await);
+    assert_eq!(s.calls(), 1, "{sa}\n{sb}");
     assert_eq!(sa.misses + sb.misses, 1);
     // The 98 other callers waited on their instance's call, or started after
     // its value landed and found it in-process.
@@ -482,8 +487,12 @@ async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another
 async fn a_lock_attempt_that_times_out_does_not_leave_a_lock_behind() {
     let redis = RedisServer::start();
     // A lock TTL far beyond the wait below: only a release removes the lock.
+    // The lock attempt must time out within the 400 ms write pause below.
     let a = st(&redis)
-        .configure(|b| b.lock_ttl(Duration::from_secs(60)))
+        .configure(|b| {
+            b.lock_ttl(Duration::from_secs(60))
+                .redis_op_timeout(Duration::from_millis(100))
+        })
         .connected()
         .await;
     let mut con = redis_connection(&redis).await;
@@ -537,7 +546,12 @@ async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two()
     })
     .await;
     s.version.store(2, SeqCst);
+    let mut b_status = b.backplane().unwrap();
+    let applied = b_status.borrow().applied;
     a.invalidate("hot:12").await.unwrap();
+    // The invalidation reaches B during its wait. (Were it announced only
+    // once B computed, B would take its own value for stale and drop it.)
+    b_status.wait_for(|s| s.applied > applied).await.unwrap();
     s.gate.send_replace(true);
     // (This origin reads its data after the gate: A computed 2 too, but
     // started before the invalidation, so its result was not stored.)
@@ -551,7 +565,13 @@ async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two()
     // B's value was stored: nobody computes again.
     assert_eq!(a.scope(s.hot(12)).await, Ok(2));
     assert_eq!(b.scope(s.hot(12)).await, Ok(2));
-    assert_eq!(s.calls(), 2);
+    assert_eq!(
+        s.calls(),
+        2,
+        "A: {}\nB: {}",
+        a.stats().await,
+        b.stats().await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
