@@ -110,6 +110,15 @@ pub fn fn_path(closure_type_name: &'static str) -> &'static str {
     s
 }
 
+/// The path of an annotated function, from the type name of a closure in the
+/// nested `__cache_fn_path` item the expansion defines in its body.
+pub fn site_path(closure_type_name: &'static str) -> &'static str {
+    // `app::Repo::employee::{{closure}}::__cache_fn_path::{{closure}}`: the
+    // item sits in the async fn's body.
+    let path = fn_path(closure_type_name);
+    fn_path(path.strip_suffix("::__cache_fn_path").unwrap_or(path))
+}
+
 /// `unless` when the attribute has none.
 pub fn never<T: ?Sized>(_: &T) -> bool {
     false
@@ -178,7 +187,8 @@ impl Target {
 /// meets (the common case: one cache per function), looked up otherwise.
 #[derive(Debug)]
 struct SiteCounters {
-    function: &'static str,
+    /// The function's path, computed at its first registration.
+    function: fn() -> &'static str,
     label: &'static str,
     kind: FunctionKind,
     first: OnceLock<(u64, Arc<Function>)>,
@@ -206,7 +216,7 @@ impl SiteCounters {
             cache
                 .engine()
                 .observer
-                .function(addr, self.function, self.label, self.kind)
+                .function(addr, (self.function)(), self.label, self.kind)
         };
         let id_now = cache.engine().id;
         let (id, counters) = self.first.get_or_init(|| (id_now, lookup()));
@@ -229,7 +239,7 @@ pub struct Site {
 impl Site {
     /// Describes one annotated function.
     pub const fn new(
-        function: &'static str,
+        function: fn() -> &'static str,
         template: &'static str,
         ttl: Ttl,
         cache: Option<&'static str>,
@@ -312,7 +322,7 @@ pub struct InvalidateSite {
 impl InvalidateSite {
     /// Describes one annotated function.
     pub const fn new(
-        function: &'static str,
+        function: fn() -> &'static str,
         patterns: &'static str,
         cache: Option<&'static str>,
     ) -> InvalidateSite {

@@ -67,7 +67,7 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
         return with_error(e, original);
     }
 
-    let name = func.sig.ident.to_string();
+    let fn_path_item = fn_path_item(&krate);
     let ttl = match args.ttl.get() {
         Some(t) => t.tokens(&krate),
         None => quote!(#krate::__private::Ttl::Default),
@@ -177,8 +177,9 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig {
+            #fn_path_item
             static __CACHE_SITE: #krate::__private::Site = #krate::__private::Site::new(
-                ::core::concat!(::core::module_path!(), "::", #name),
+                __cache_fn_path,
                 #label,
                 #ttl,
                 #cache,
@@ -230,7 +231,7 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
         return with_error(e, original);
     }
 
-    let name = func.sig.ident.to_string();
+    let fn_path_item = fn_path_item(&krate);
     let label = args
         .patterns
         .iter()
@@ -248,8 +249,9 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
     quote! {
         #(#attrs)*
         #vis #sig {
+            #fn_path_item
             static __CACHE_SITE: #krate::__private::InvalidateSite = #krate::__private::InvalidateSite::new(
-                ::core::concat!(::core::module_path!(), "::", #name),
+                __cache_fn_path,
                 #label,
                 #cache,
             );
@@ -270,6 +272,17 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
             )
             .await;
             __cache_ret
+        }
+    }
+}
+
+/// A nested function that returns the annotated function's path, with its
+/// `impl` type and trait (`app::Repo::employee`): the type name of a closure
+/// defined in it, read at the function's first registration with a cache.
+fn fn_path_item(krate: &Path) -> TokenStream {
+    quote! {
+        fn __cache_fn_path() -> &'static str {
+            #krate::__private::site_path(::core::any::type_name_of_val(&|| ()))
         }
     }
 }

@@ -105,6 +105,10 @@ async fn exact_key() {
         .iter()
         .find(|f| f.function.ends_with("update_profile"))
         .unwrap();
+    assert_eq!(
+        inv.function,
+        "invalidates_attribute::Service::update_profile"
+    );
     assert_eq!((inv.label, inv.invalidations), ("user:<user>:profile", 1));
     assert_eq!(
         (inv.patterns, inv.invalidated_entries),
