@@ -1,0 +1,420 @@
+//! The employee service over real HTTP: each test starts the built binary
+//! (`PORT=0`, its own SQLite file), reads the port from its `listening on`
+//! line, drives it with reqwest and kills it at the end.
+//!
+//! Each service process is its own: its metrics and cache see only the
+//! test's requests, so counts are exact. What crosses processes (the
+//! backplane, in the Redis test) is waited for with a bounded poll.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tests::support::eventually;
+
+/// Longest wait for a service to print its `listening on` line.
+const START_BOUND: Duration = Duration::from_secs(60);
+
+/// A running `employee-service`, killed on drop (its log is printed if the
+/// test failed).
+struct Service {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Service {
+    /// Starts the service on `db` with `env` (and nothing else from the
+    /// test's environment but `PATH`), once it is listening.
+    fn start(dir: &Path, name: &str, db: &Path, env: &[(&str, &str)]) -> Service {
+        let log = dir.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_employee-service"));
+        cmd.env_clear()
+            .env("PORT", "0")
+            .env("DATABASE_PATH", db)
+            .env("RUST_LOG", "info,cache_core=debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        let mut child = cmd.spawn().expect("spawn employee-service");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep the pipe open (and drained) for the process's lifetime.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = rx.recv_timeout(START_BOUND).unwrap_or_default();
+        let mut service = Service {
+            child,
+            base: String::new(),
+            log,
+            http: reqwest::Client::new(),
+        };
+        match line.trim().strip_prefix("listening on ") {
+            Some(addr) => service.base = addr.to_owned(),
+            None => panic!(
+                "{name} did not announce itself (got {line:?}); log:\n{}",
+                service.log()
+            ),
+        }
+        service
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.http.put(self.url(path)).json(body)).await
+    }
+
+    async fn put_raw(&self, path: &str, body: &'static str) -> (StatusCode, Value) {
+        let request = self
+            .http
+            .put(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        self.send(request).await
+    }
+
+    /// The status and the JSON body (`Null` for an empty one; a body that
+    /// is not JSON fails the test: every answer of the API is JSON).
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        if text.is_empty() {
+            return (status, Value::Null);
+        }
+        match serde_json::from_str(&text) {
+            Ok(v) => (status, v),
+            Err(e) => panic!("{status}: body is not JSON ({e}): {text:?}"),
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("metrics text")
+    }
+
+    /// `cache_calls_total` of `function` (a key template) with `outcome`;
+    /// 0 before the function's first call registers it.
+    async fn calls(&self, function: &str, outcome: &str) -> f64 {
+        let text = self.metrics().await;
+        sample(
+            &text,
+            "cache_calls_total",
+            &[("function", function), ("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    }
+
+    /// Waits until the backplane subscription is active, so that no other
+    /// instance's invalidation published from now on is missed (and no
+    /// late subscription clears the in-process tier mid-test).
+    async fn backplane_connected(&self) {
+        eventually("the backplane subscription", async || {
+            let (status, health) = self.get("/healthz").await;
+            status == StatusCode::OK && health["backplane"]["connected"] == json!(true)
+        })
+        .await;
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- employee-service log ({}) ---\n{}",
+                self.base,
+                self.log()
+            );
+        }
+    }
+}
+
+/// The value of the sample of `name` whose labels include `labels`, in
+/// Prometheus text format.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        // Whole `k="v"` pairs (a value may itself hold a comma).
+        let set = format!(",{set},");
+        let all = labels
+            .iter()
+            .all(|(k, v)| set.contains(&format!(",{k}=\"{v}\",")));
+        if all { value.trim().parse().ok() } else { None }
+    })
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("employee-service-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// A service on a new database of its own.
+fn service(dir: &tempfile::TempDir) -> Service {
+    let db = dir.path().join("employees.sqlite3");
+    Service::start(dir.path(), "service", &db, &[])
+}
+
+#[tokio::test]
+async fn a_miss_then_a_hit() {
+    let dir = temp_dir();
+    let s = service(&dir);
+
+    let (status, first) = s.get("/employees/7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["id"], json!(7));
+    assert_eq!(s.calls("employee:<id>", "miss").await, 1.0);
+    assert_eq!(s.calls("employee:<id>", "hit_l1").await, 0.0);
+
+    let (status, second) = s.get("/employees/7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(second, first);
+    assert_eq!(s.calls("employee:<id>", "miss").await, 1.0);
+    assert_eq!(s.calls("employee:<id>", "hit_l1").await, 1.0);
+}
+
+#[tokio::test]
+async fn an_update_then_a_fresh_read() {
+    let dir = temp_dir();
+    let s = service(&dir);
+
+    let (_, before) = s.get("/employees/12").await;
+    let (status, page) = s.get("/employees?page=1&size=20").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"][11], before);
+    assert_eq!(page["total"], json!(200));
+    // Both are cached now.
+    assert_eq!(s.get("/employees/12").await.1, before);
+    assert_eq!(s.calls("employee:<id>", "hit_l1").await, 1.0);
+
+    let change = json!({"name": "Grace Hopper", "title": "Rear Admiral", "department": "Navy"});
+    let (status, updated) = s.put_json("/employees/12", &change).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["name"], json!("Grace Hopper"));
+    assert_eq!(
+        updated["email"], before["email"],
+        "fields not in the body are kept"
+    );
+
+    // The update dropped employee:12 and every page in this process before
+    // it answered: both reads query again and see the new row.
+    let (_, after) = s.get("/employees/12").await;
+    assert_eq!(after, updated);
+    assert_eq!(s.calls("employee:<id>", "miss").await, 2.0);
+    let (_, page) = s.get("/employees?page=1&size=20").await;
+    assert_eq!(page["items"][11], updated);
+    assert_eq!(
+        s.calls("employees:page:<page>:size:<size>", "miss").await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_a_json_4xx() {
+    let dir = temp_dir();
+    let s = service(&dir);
+
+    let (status, body) = s.get("/employees/9999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], json!("employee 9999 not found"));
+
+    let bad_requests: [(&str, &'static str); 6] = [
+        ("malformed JSON", r#"{"name": "Ada","#),
+        ("not an object", "[1, 2]"),
+        ("a missing field", r#"{"name": "Ada", "title": "Engineer"}"#),
+        (
+            "an unknown field",
+            r#"{"name": "Ada", "title": "Engineer", "department": "Data", "salary": 1}"#,
+        ),
+        (
+            "an empty value",
+            r#"{"name": " ", "title": "Engineer", "department": "Data"}"#,
+        ),
+        (
+            "a wrong type",
+            r#"{"name": 1, "title": "Engineer", "department": "Data"}"#,
+        ),
+    ];
+    for (what, body) in bad_requests {
+        let (status, answer) = s.put_raw("/employees/7", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
+        assert!(answer["error"].is_string(), "{what}: {answer}");
+    }
+    let (_, unchanged) = s.get("/employees/7").await;
+    assert_ne!(
+        unchanged["name"],
+        json!("Ada"),
+        "no bad request changed the row"
+    );
+
+    let valid = json!({"name": "Ada", "title": "Engineer", "department": "Data"});
+    let (status, body) = s.put_json("/employees/9999", &valid).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    for path in [
+        "/employees/abc",
+        "/employees/0",
+        "/employees/-3",
+        "/employees/99999999999999999999",
+        "/employees?page=0",
+        "/employees?page=x",
+        "/employees?size=0",
+        "/employees?size=101",
+        "/employees?size=-1",
+        "/employees?colour=red",
+    ] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let (status, page) = s.get("/employees?page=11&size=20").await;
+    assert_eq!(status, StatusCode::OK, "past the last page: an empty page");
+    assert_eq!(page["items"], json!([]));
+
+    let (status, body) = s.get("/no-such-route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn metrics_and_health() {
+    let dir = temp_dir();
+    let s = service(&dir);
+
+    let (status, health) = s.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["database"], json!("ok"));
+    assert_eq!(health["cache_backend"], json!("memory"));
+
+    s.get("/employees/3").await;
+    let text = s.metrics().await;
+    // Histograms with the service's buckets, and the gauges `stats()` sets.
+    let bucket = sample(
+        &text,
+        "cache_origin_duration_seconds_bucket",
+        &[("function", "employee:<id>"), ("le", "+Inf")],
+    );
+    assert_eq!(bucket, Some(1.0), "{text}");
+    // (moka counts entries lazily: the gauge is there, its value may lag.)
+    assert!(
+        sample(&text, "cache_entries", &[("cache", "default")]).is_some(),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "cache_sets_total", &[]), Some(1.0));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_stops_it_cleanly() {
+    use rustix::process::{Pid, Signal, kill_process};
+
+    let dir = temp_dir();
+    let mut s = service(&dir);
+    assert_eq!(s.get("/employees/1").await.0, StatusCode::OK);
+
+    let pid = Pid::from_raw(i32::try_from(s.child.id()).expect("pid")).expect("pid");
+    kill_process(pid, Signal::TERM).expect("SIGTERM");
+    let mut status = None;
+    eventually("the service to exit after SIGTERM", async || {
+        status = s.child.try_wait().expect("try_wait");
+        status.is_some()
+    })
+    .await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}; log:\n{}",
+        s.log()
+    );
+    assert!(s.log().contains("stopped"), "{}", s.log());
+}
+
+/// Two instances on one SQLite file and one Redis: a value B cached is
+/// dropped from B's in-process tier by A's update, through the backplane.
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "needs redis-server (see tests/build.rs)")]
+async fn two_instances_share_redis_and_the_database() {
+    let redis = tests::redis_server::RedisServer::start();
+    let dir = temp_dir();
+    let db = dir.path().join("employees.sqlite3");
+    let url = redis.url();
+    let env = [("REDIS_URL", url.as_str())];
+    let a = Service::start(dir.path(), "a", &db, &env);
+    let b = Service::start(dir.path(), "b", &db, &env);
+    a.backplane_connected().await;
+    b.backplane_connected().await;
+    assert_eq!(b.get("/healthz").await.1["cache_backend"], json!("redis"));
+
+    // B reads employee 21 twice: one query, then its cache. And the page
+    // that holds it.
+    let (status, page_before) = b.get("/employees?page=2&size=20").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, before) = b.get("/employees/21").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b.get("/employees/21").await.1, before);
+    assert_eq!(b.calls("employee:<id>", "miss").await, 1.0);
+    let cached =
+        b.calls("employee:<id>", "hit_l1").await + b.calls("employee:<id>", "hit_l2").await;
+    assert_eq!(cached, 1.0, "B's second read came from its cache");
+    assert_eq!(page_before["items"][0], before);
+
+    // A updates it: A's own next read is fresh at once.
+    let change = json!({"name": "Radia Perlman", "title": "Fellow", "department": "Networks"});
+    let (status, updated) = a.put_json("/employees/21", &change).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(a.get("/employees/21").await.1, updated);
+
+    // B hears of it over the backplane (asynchronously): it then answers
+    // with the new row, never again with the old one.
+    eventually("B to serve the updated employee", async || {
+        let (status, now) = b.get("/employees/21").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(now == before || now == updated, "{now}");
+        now == updated
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(b.get("/employees/21").await.1, updated);
+    }
+    eventually("B to serve the updated page", async || {
+        let (_, page) = b.get("/employees?page=2&size=20").await;
+        assert!(page == page_before || page["items"][0] == updated, "{page}");
+        page["items"][0] == updated
+    })
+    .await;
+}
