@@ -101,12 +101,13 @@ pub use cache::Cache;
 pub use codec::{Compression, Format};
 pub use config::{
     DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX,
-    DEFAULT_STALE_RETRY,
+    DEFAULT_STALE_RETRY, DEFAULT_STATS_INTERVAL,
 };
 pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use stats::{
-    BackplaneStatus, FunctionKind, FunctionStats, Health, HealthStatus, RedisStats, Stats,
+    BackplaneStatus, ClusterStats, FunctionKind, FunctionStats, Health, HealthStatus,
+    InstanceStats, NamespaceStats, RedisStats, Stats,
 };
 pub use value::CacheValue;
 
