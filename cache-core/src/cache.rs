@@ -93,6 +93,20 @@ impl Cache {
         self.engine.breaker()
     }
 
+    /// Invalidations (and overwrites) that could not reach Redis yet: they
+    /// are kept, and replayed before Redis is read again. 0 without Redis;
+    /// `u64::MAX` after an overflow (then the whole cache is cleared in
+    /// Redis on replay). No I/O.
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::builder().build_blocking()?;
+    /// assert_eq!(cache.pending_invalidations(), 0);
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    pub fn pending_invalidations(&self) -> u64 {
+        self.engine.pending()
+    }
+
     /// `redis` with a shared tier, else `memory`.
     pub fn backend(&self) -> &'static str {
         self.engine.backend()

@@ -122,6 +122,11 @@ impl Engine {
         self.l2.as_deref().map(L2::breaker_state)
     }
 
+    /// Invalidations waiting for Redis (0 without it).
+    pub(crate) fn pending(&self) -> u64 {
+        self.l2.as_deref().map_or(0, L2::pending)
+    }
+
     pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Duration {
         self.config.ttls.resolve(ttl)
     }

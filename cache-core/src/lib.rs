@@ -60,6 +60,8 @@
 //! - `bincode`: bincode 2 as a value [`Format`] (unmaintained upstream, RUSTSEC-2025-0141).
 //! - `metrics`: counters, histograms and gauges through the `metrics` facade
 //!   (`CacheBuilder::metrics` turns it off per cache); the application installs the recorder.
+//! - `axum`: `admin::router`, an admin API (stats of this and every instance,
+//!   health, invalidate, clear, namespaces) to mount in an axum 0.8 application.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -92,6 +94,10 @@ mod engine;
 mod builder;
 mod cache;
 mod registry;
+// Integrations over the facade.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod admin;
 // Macro support: what the attributes expand to.
 mod private;
 

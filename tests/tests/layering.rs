@@ -37,6 +37,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
     ("tiers", &["tier"]),
     ("engine", &["engine"]),
     ("facade", &["builder", "cache", "registry"]),
+    ("integrations", &["admin"]),
     ("macro support", &["private"]),
 ];
 
