@@ -86,6 +86,7 @@ pub struct CacheBuilder {
     stale_retry: Option<Duration>,
     backplane: Option<bool>,
     metrics: Option<bool>,
+    stats_interval: Option<Duration>,
     error: Option<ConfigError>,
 }
 
@@ -244,6 +245,25 @@ impl CacheBuilder {
     /// For Redis deployments that forbid `SUBSCRIBE`, or single instances.
     pub fn backplane(mut self, subscribe: bool) -> Self {
         self.backplane = Some(subscribe);
+        self
+    }
+
+    /// How often an instance with Redis writes its stats snapshot there, for
+    /// [`Cache::stats_all`] (default 5 s; a snapshot lives three periods, so
+    /// an instance that stops drops out within 15 s), and sets the metrics
+    /// gauges (feature `metrics`). `Duration::ZERO` turns both off. The
+    /// snapshot is written by a background task: nothing of it is on the
+    /// path of a call.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let cache = cache_core::Cache::builder()
+    ///     .stats_interval(Duration::from_secs(10))
+    ///     .build_blocking()?;
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.stats_interval = Some(interval);
         self
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::engine::{Engine, PlainKind, ResultKind};
 use crate::error::Error;
 use crate::key::{KeyBuilder, manual_key};
-use crate::stats::{BackplaneStatus, Health, Stats};
+use crate::stats::{BackplaneStatus, ClusterStats, Health, NamespaceStats, Stats};
 use crate::ttl::Ttl;
 use crate::value::CacheValue;
 
@@ -93,13 +93,23 @@ impl Cache {
         self.engine.breaker()
     }
 
+    /// Invalidations (and overwrites) that could not reach Redis yet: they
+    /// are kept, and replayed before Redis is read again. 0 without Redis;
+    /// `u64::MAX` after an overflow (then the whole cache is cleared in
+    /// Redis on replay). No I/O.
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::builder().build_blocking()?;
+    /// assert_eq!(cache.pending_invalidations(), 0);
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    pub fn pending_invalidations(&self) -> u64 {
+        self.engine.pending()
+    }
+
     /// `redis` with a shared tier, else `memory`.
     pub fn backend(&self) -> &'static str {
-        if self.engine.has_l2() {
-            "redis"
-        } else {
-            "memory"
-        }
+        self.engine.backend()
     }
 
     /// The name given at build time, if any.
@@ -386,7 +396,58 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn stats(&self) -> Stats {
-        self.engine.stats(self.backend()).await
+        self.engine.stats().await
+    }
+
+    /// Every live instance of this cache and their sum: each instance with
+    /// Redis writes a snapshot of its counters there every
+    /// [`stats_interval`](crate::CacheBuilder::stats_interval) (5 s), living
+    /// three periods, so an instance that stops drops out within 15 s. This
+    /// instance comes first, with its counters as of now; the total carries
+    /// Redis's own figures. Without Redis, this instance alone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when Redis cannot be read (the other
+    /// instances' snapshots are there); [`stats`](Self::stats) still answers.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder().build().await?;
+    /// cache.set("a", &1u8, cache_core::Preset::Short).await?;
+    /// let all = cache.stats_all().await?;
+    /// assert_eq!(all.instances.len(), 1, "in-process only: this instance");
+    /// assert_eq!(all.total.sets, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn stats_all(&self) -> Result<ClusterStats, Error> {
+        self.engine.stats_all().await
+    }
+
+    /// The cache's entries per top-level prefix (`user:` for `user:42:profile`,
+    /// `""` for keys without a `:`), largest first. With Redis, counted from
+    /// its index sets, never by scanning the keyspace: a namespace of up to
+    /// 200 entries is counted exactly, a larger one from a random sample of
+    /// 200 (`exact: false`). Without Redis, the in-process entries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when Redis cannot be read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// use cache_core::Preset;
+    /// let cache = cache_core::Cache::builder().build().await?;
+    /// cache.set("user:1:profile", &1u8, Preset::Short).await?;
+    /// cache.set("user:2:profile", &2u8, Preset::Short).await?;
+    /// cache.set("answer", &42u8, Preset::Short).await?;
+    /// let ns = cache.namespaces().await?;
+    /// assert_eq!((ns[0].prefix.as_str(), ns[0].entries), ("user:", 2));
+    /// assert_eq!((ns[1].prefix.as_str(), ns[1].entries), ("", 1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceStats>, Error> {
+        self.engine.namespaces().await
     }
 
     /// Probes the backend and times it: with Redis, a `PING` (`Degraded` if it
@@ -401,6 +462,6 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn health(&self) -> Health {
-        self.engine.health(self.backend()).await
+        self.engine.health().await
     }
 }

@@ -24,6 +24,9 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// Default time a stale value served after an origin failure is used before
 /// the origin is tried again.
 pub const DEFAULT_STALE_RETRY: Duration = Duration::from_secs(10);
+/// Default period at which an instance with Redis writes its stats snapshot
+/// there (see [`Cache::stats_all`](crate::Cache::stats_all)); a snapshot lives three periods.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// How a cache uses stampede locks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LockConfig {
@@ -60,6 +63,9 @@ pub(crate) struct Config {
     pub(crate) backplane: bool,
     /// Record through the `metrics` facade (feature `metrics`).
     pub(crate) metrics: bool,
+    /// How often the stats snapshot is written to Redis and the gauges set
+    /// (zero: never).
+    pub(crate) stats_interval: Duration,
 }
 
 impl Default for Config {
@@ -80,6 +86,7 @@ impl Default for Config {
             stale_retry: DEFAULT_STALE_RETRY,
             backplane: true,
             metrics: cfg!(feature = "metrics"),
+            stats_interval: DEFAULT_STATS_INTERVAL,
         }
     }
 }

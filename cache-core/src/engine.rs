@@ -5,7 +5,9 @@
 //! - [`read`]: the read path (in-process hit, single flight, Redis read,
 //!   stampede lock wait);
 //! - [`compute`]: the origin call, stale-if-error and background refresh;
-//! - [`write`](mod@write): stores, deletes, invalidations, `clear`, `expire`.
+//! - [`write`](mod@write): stores, deletes, invalidations, `clear`, `expire`;
+//! - [`report`]: the periodic stats snapshot in Redis, the view of every
+//!   instance, and the count of entries per namespace.
 //!
 //! What happens is reported through the cache's [`Observer`] (counters,
 //! metrics, tracing); the tiers report what happens on their side through
@@ -31,6 +33,7 @@ use crate::ttl::Ttl;
 mod compute;
 mod kind;
 mod read;
+mod report;
 mod write;
 
 pub use kind::{Kind, OptionKind, PlainKind, ResultKind};
@@ -107,11 +110,8 @@ impl Engine {
             let events: Weak<dyn TierEvents> = Arc::downgrade(&engine) as Weak<Engine>;
             l2.start(events, subscribe);
         }
+        engine.start_reporting();
         engine
-    }
-
-    pub(crate) fn has_l2(&self) -> bool {
-        self.l2.is_some()
     }
 
     pub(crate) fn backplane(&self) -> Option<tokio::sync::watch::Receiver<BackplaneStatus>> {
@@ -120,6 +120,11 @@ impl Engine {
 
     pub(crate) fn breaker(&self) -> Option<BreakerState> {
         self.l2.as_deref().map(L2::breaker_state)
+    }
+
+    /// Invalidations waiting for Redis (0 without it).
+    pub(crate) fn pending(&self) -> u64 {
+        self.l2.as_deref().map_or(0, L2::pending)
     }
 
     pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Duration {
@@ -158,13 +163,28 @@ impl Engine {
         Ok(())
     }
 
+    /// `memory`, or `redis` with a shared tier.
+    pub(crate) fn backend(&self) -> &'static str {
+        if self.l2.is_some() { "redis" } else { "memory" }
+    }
+
     /// See [`Cache::stats`](crate::Cache::stats).
-    pub(crate) async fn stats(&self, backend: &'static str) -> Stats {
+    pub(crate) async fn stats(&self) -> Stats {
+        let mut stats = self.local_stats();
+        if let Some(l2) = &self.l2 {
+            stats.redis = Some(redis_stats(l2, true).await);
+        }
+        self.observer.gauges(&stats);
+        stats
+    }
+
+    /// This instance's counters and state, without asking Redis anything.
+    pub(crate) fn local_stats(&self) -> Stats {
         self.l1.sync();
         let functions = self.observer.functions();
         let counters: Vec<&FnCounters> = functions.iter().map(|f| &f.counters).collect();
         let mut stats = stats::snapshot(
-            backend,
+            self.backend(),
             self.config.enabled,
             self.observer.counters(),
             &counters,
@@ -174,25 +194,13 @@ impl Engine {
             stats.backplane = Some(*l2.status().borrow());
             stats.breaker = Some(l2.breaker_state());
             stats.pending_invalidations = l2.pending();
-            stats.redis = Some(match l2.info().await {
-                Ok((used_memory, keys)) => stats::RedisStats {
-                    reachable: true,
-                    used_memory,
-                    keys,
-                },
-                Err(_) => stats::RedisStats {
-                    reachable: false,
-                    used_memory: 0,
-                    keys: 0,
-                },
-            });
         }
-        self.observer.gauges(&stats);
         stats
     }
 
     /// See [`Cache::health`](crate::Cache::health).
-    pub(crate) async fn health(&self, backend: &'static str) -> Health {
+    pub(crate) async fn health(&self) -> Health {
+        let backend = self.backend();
         let started = std::time::Instant::now();
         let mut error = None;
         let breaker = self.breaker();
@@ -226,6 +234,38 @@ impl Engine {
             breaker,
             error,
         }
+    }
+}
+
+/// What Redis holds for the cache: memory and key count (`INFO`, `DBSIZE`),
+/// and (with `entries`) the entries counted from the index sets.
+pub(crate) async fn redis_stats(l2: &L2, entries: bool) -> stats::RedisStats {
+    let Ok((used_memory, db_keys)) = l2.info().await else {
+        return stats::RedisStats {
+            reachable: false,
+            used_memory: 0,
+            entries: 0,
+            entries_exact: false,
+            db_keys: 0,
+        };
+    };
+    let (entries, entries_exact) = if entries {
+        match l2.namespaces().await {
+            Ok(ns) => (
+                ns.iter().map(|n| n.entries).sum(),
+                ns.iter().all(|n| n.exact),
+            ),
+            Err(_) => (0, false),
+        }
+    } else {
+        (0, false)
+    };
+    stats::RedisStats {
+        reachable: true,
+        used_memory,
+        entries,
+        entries_exact,
+        db_keys,
     }
 }
 

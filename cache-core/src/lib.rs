@@ -60,6 +60,8 @@
 //! - `bincode`: bincode 2 as a value [`Format`] (unmaintained upstream, RUSTSEC-2025-0141).
 //! - `metrics`: counters, histograms and gauges through the `metrics` facade
 //!   (`CacheBuilder::metrics` turns it off per cache); the application installs the recorder.
+//! - `axum`: `admin::router`, an admin API (stats of this and every instance,
+//!   health, invalidate, clear, namespaces) to mount in an axum 0.8 application.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -92,6 +94,10 @@ mod engine;
 mod builder;
 mod cache;
 mod registry;
+// Integrations over the facade.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod admin;
 // Macro support: what the attributes expand to.
 mod private;
 
@@ -101,12 +107,13 @@ pub use cache::Cache;
 pub use codec::{Compression, Format};
 pub use config::{
     DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX,
-    DEFAULT_STALE_RETRY,
+    DEFAULT_STALE_RETRY, DEFAULT_STATS_INTERVAL,
 };
 pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use stats::{
-    BackplaneStatus, FunctionKind, FunctionStats, Health, HealthStatus, RedisStats, Stats,
+    BackplaneStatus, ClusterStats, FunctionKind, FunctionStats, Health, HealthStatus,
+    InstanceStats, NamespaceStats, RedisStats, Stats,
 };
 pub use value::CacheValue;
 

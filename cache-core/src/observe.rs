@@ -315,6 +315,14 @@ impl Observer {
         }
     }
 
+    /// Whether this cache records metrics (feature `metrics`, not turned off).
+    pub(crate) fn has_metrics(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        return self.metrics.is_some();
+        #[cfg(not(feature = "metrics"))]
+        false
+    }
+
     /// Sets the gauges (breaker state, pending invalidations, entries, Redis
     /// memory) from a snapshot; called when stats are taken.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]

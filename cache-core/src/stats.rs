@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -82,7 +82,7 @@ impl FnCounters {
 
 /// Whether a function reads through the cache or invalidates it.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FunctionKind {
     /// `#[cached]`.
@@ -93,7 +93,7 @@ pub enum FunctionKind {
 
 /// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackplaneStatus {
     /// The subscription is active.
     pub connected: bool,
@@ -105,7 +105,9 @@ pub struct BackplaneStatus {
 
 /// A point-in-time snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
-/// Serializes with serde (for a `/cache/stats` endpoint) and prints as a table.
+/// Serializes with serde (for a `/cache/stats` endpoint), deserializes (as
+/// the snapshots of other instances are read, see
+/// [`Cache::stats_all`](crate::Cache::stats_all)), and prints as a table.
 ///
 /// `hit_rate` is the share of lookups that did not call the origin: hits plus
 /// callers that waited for a concurrent caller's computation (`coalesced`),
@@ -123,10 +125,10 @@ pub struct BackplaneStatus {
 /// # Ok(()) }
 /// ```
 #[non_exhaustive]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     /// `memory` (in-process only) or `redis`.
-    pub backend: &'static str,
+    pub backend: String,
     /// False when the cache is a pass-through (`CACHE_ENABLED=false`).
     pub enabled: bool,
     /// Lookups answered from the cache (all tiers).
@@ -194,26 +196,49 @@ pub struct Stats {
     pub functions: Vec<FunctionStats>,
 }
 
-/// What Redis reports about itself, in [`Stats::redis`].
+/// What Redis holds for this cache, in [`Stats::redis`].
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedisStats {
     /// Whether Redis answered (the figures are 0 otherwise).
     pub reachable: bool,
     /// `used_memory`, in bytes.
     pub used_memory: u64,
-    /// Keys in the database (all of them, not only this cache's).
-    pub keys: u64,
+    /// This cache's entries (values, without the bookkeeping keys beside
+    /// them), counted from its index sets without a scan; see
+    /// [`Cache::namespaces`](crate::Cache::namespaces).
+    pub entries: u64,
+    /// False when a large namespace was counted from a sample (then
+    /// `entries` is an estimate).
+    pub entries_exact: bool,
+    /// Keys in the database: every key, the bookkeeping and other
+    /// applications' keys included (`DBSIZE`).
+    pub db_keys: u64,
+}
+
+/// The entries under one top-level prefix, from [`Cache::namespaces`](crate::Cache::namespaces).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceStats {
+    /// The top-level segment with its separator (`user:` for the keys
+    /// `user:42:profile`, `user:7`), or `""` for keys without a segment.
+    pub prefix: String,
+    /// How many live entries it holds.
+    pub entries: u64,
+    /// False when counted from a random sample (a namespace with more
+    /// entries than are checked one by one).
+    pub exact: bool,
 }
 
 /// Counters of one annotated function.
 #[non_exhaustive]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FunctionStats {
-    /// Module path and name, e.g. `app::service::get_employee`.
-    pub function: &'static str,
+    /// The function's path with its `impl` type, e.g.
+    /// `app::service::EmployeeService::profile`.
+    pub function: String,
     /// The key template (`employee:<id>`), or the patterns of `#[invalidates]`.
-    pub label: &'static str,
+    pub label: String,
     /// `cached` or `invalidates`.
     pub kind: FunctionKind,
     /// Calls answered from the cache.
@@ -242,7 +267,7 @@ pub struct FunctionStats {
 }
 
 pub(crate) fn snapshot(
-    backend: &'static str,
+    backend: &str,
     enabled: bool,
     c: &Counters,
     fns: &[&FnCounters],
@@ -260,8 +285,8 @@ pub(crate) fn snapshot(
             let misses = f.misses.load(Relaxed);
             let nanos = f.origin_nanos.load(Relaxed);
             FunctionStats {
-                function: f.function,
-                label: f.label,
+                function: f.function.to_owned(),
+                label: f.label.to_owned(),
                 kind: f.kind,
                 hits: f.hits.load(Relaxed),
                 misses,
@@ -281,9 +306,9 @@ pub(crate) fn snapshot(
             }
         })
         .collect();
-    functions.sort_by(|a, b| (a.function, a.label).cmp(&(b.function, b.label)));
+    functions.sort_by(|a, b| (&a.function, &a.label).cmp(&(&b.function, &b.label)));
     Stats {
-        backend,
+        backend: backend.to_owned(),
         enabled,
         hits,
         l1_hits,
@@ -318,6 +343,139 @@ pub(crate) fn snapshot(
         breaker: None,
         pending_invalidations: 0,
         functions,
+    }
+}
+
+impl Stats {
+    /// Adds `other`'s counts to these (another instance's snapshot of the
+    /// same cache): counters and entries add up, per-function rows of the
+    /// same function and label merge (the mean origin time weighted by
+    /// misses), the hit rate is recomputed, and the breaker shows the worst.
+    fn absorb(&mut self, other: &Stats) {
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.hits, other.hits);
+        add(&mut self.l1_hits, other.l1_hits);
+        add(&mut self.l2_hits, other.l2_hits);
+        add(&mut self.misses, other.misses);
+        add(&mut self.coalesced, other.coalesced);
+        add(&mut self.sets, other.sets);
+        add(&mut self.deletes, other.deletes);
+        add(&mut self.invalidations, other.invalidations);
+        add(&mut self.invalidated_entries, other.invalidated_entries);
+        add(&mut self.errors, other.errors);
+        add(&mut self.redis_skipped, other.redis_skipped);
+        add(&mut self.origin_errors, other.origin_errors);
+        add(
+            &mut self.single_flight_timeouts,
+            other.single_flight_timeouts,
+        );
+        add(&mut self.skipped_stores, other.skipped_stores);
+        add(&mut self.lock_waits, other.lock_waits);
+        add(&mut self.lock_takeovers, other.lock_takeovers);
+        add(&mut self.lock_timeouts, other.lock_timeouts);
+        add(&mut self.stale_served, other.stale_served);
+        add(&mut self.origin_timeouts, other.origin_timeouts);
+        add(&mut self.refreshes, other.refreshes);
+        add(&mut self.refresh_failures, other.refresh_failures);
+        add(&mut self.entries, other.entries);
+        add(&mut self.backplane_applied, other.backplane_applied);
+        add(&mut self.pending_invalidations, other.pending_invalidations);
+        self.enabled |= other.enabled;
+        self.breaker = match (self.breaker, other.breaker) {
+            (Some(a), Some(b)) => Some(if severity(b) > severity(a) { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        for f in &other.functions {
+            match self
+                .functions
+                .iter_mut()
+                .find(|g| g.function == f.function && g.label == f.label)
+            {
+                Some(g) => {
+                    let misses = g.misses + f.misses;
+                    if misses > 0 {
+                        g.mean_origin_us = (g.mean_origin_us * g.misses as f64
+                            + f.mean_origin_us * f.misses as f64)
+                            / misses as f64;
+                    }
+                    g.misses = misses;
+                    add(&mut g.hits, f.hits);
+                    add(&mut g.coalesced, f.coalesced);
+                    add(&mut g.sets, f.sets);
+                    add(&mut g.origin_errors, f.origin_errors);
+                    add(&mut g.invalidations, f.invalidations);
+                    add(&mut g.patterns, f.patterns);
+                    add(&mut g.invalidated_entries, f.invalidated_entries);
+                    add(&mut g.stale_served, f.stale_served);
+                    add(&mut g.refreshes, f.refreshes);
+                }
+                None => self.functions.push(f.clone()),
+            }
+        }
+        self.functions
+            .sort_by(|a, b| (&a.function, &a.label).cmp(&(&b.function, &b.label)));
+        let lookups = self.hits + self.misses + self.coalesced;
+        self.hit_rate = if lookups == 0 {
+            0.0
+        } else {
+            (self.hits + self.coalesced) as f64 / lookups as f64
+        };
+    }
+}
+
+/// Closed, then half-open, then open.
+fn severity(state: crate::BreakerState) -> u8 {
+    match state {
+        crate::BreakerState::Closed => 0,
+        crate::BreakerState::HalfOpen => 1,
+        crate::BreakerState::Open => 2,
+    }
+}
+
+/// One live instance's snapshot, in [`ClusterStats`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceStats {
+    /// The instance's id on the backplane (random per cache, per process start).
+    pub instance: String,
+    /// The host it runs on (`HOSTNAME`), if known.
+    pub host: Option<String>,
+    /// Its process id.
+    pub pid: u32,
+    /// When it wrote this snapshot, in milliseconds since the Unix epoch.
+    pub written_at_ms: u64,
+    /// Its counters. Redis figures (`redis`) are left out: they are the
+    /// same for every instance, and [`ClusterStats::total`] has them.
+    pub stats: Stats,
+}
+
+/// Every live instance of a cache and their sum, from
+/// [`Cache::stats_all`](crate::Cache::stats_all).
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStats {
+    /// Each instance that wrote a snapshot within its lifetime (three
+    /// reporting periods), this one first; sorted by host and pid after it.
+    pub instances: Vec<InstanceStats>,
+    /// The instances' counters added up, with Redis's own figures as this
+    /// instance reads them now.
+    pub total: Stats,
+}
+
+impl ClusterStats {
+    /// The sum of `instances` (the first one's settings, everyone's counts).
+    pub(crate) fn sum(instances: Vec<InstanceStats>, redis: Option<RedisStats>) -> ClusterStats {
+        let mut total: Option<Stats> = None;
+        for i in &instances {
+            match &mut total {
+                Some(t) => t.absorb(&i.stats),
+                None => total = Some(i.stats.clone()),
+            }
+        }
+        let mut total =
+            total.unwrap_or_else(|| snapshot("redis", true, &Counters::default(), &[], 0));
+        total.redis = redis;
+        ClusterStats { instances, total }
     }
 }
 
@@ -387,8 +545,10 @@ impl fmt::Display for Stats {
             if r.reachable {
                 writeln!(
                     f,
-                    "redis: {} keys, {:.1} MiB used | backplane {bp}, {} messages applied",
-                    r.keys,
+                    "redis: {}{} entries ({} keys in the database), {:.1} MiB used | backplane {bp}, {} messages applied",
+                    if r.entries_exact { "" } else { "~" },
+                    r.entries,
+                    r.db_keys,
                     r.used_memory as f64 / (1024.0 * 1024.0),
                     self.backplane_applied
                 )?;

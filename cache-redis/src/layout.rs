@@ -13,6 +13,9 @@
 //! | `P:~gen:`, `P:~gen:user:`, `P:~gen:user:42:` | generation markers of the root and of each segment prefix |
 //! | `P:~key:user:42:profile` | the generation marker of one key |
 //! | `P:~lock:user:42:profile` | the key's stampede lock |
+//! | `P:~idx:#top` | the top-level index sets (`P:~idx:user:`, …): the namespaces, for counting entries |
+//! | `P:~idx:#flat` | the keys without a segment (`P:answer`), for counting entries |
+//! | `P:~stats:<instance>`, `P:~stats:#live` | each live instance's stats snapshot, and their list |
 //! | `P:__backplane` | the pub/sub channel of the backplane |
 //!
 //! ```
@@ -39,7 +42,14 @@ const LOCK: &str = "~lock:";
 const INDEX: &str = "~idx:";
 const GENERATION: &str = "~gen:";
 const KEY_MARKER: &str = "~key:";
-const NAMESPACES: [&str; 4] = [LOCK, INDEX, GENERATION, KEY_MARKER];
+const STATS: &str = "~stats:";
+const NAMESPACES: [&str; 5] = [LOCK, INDEX, GENERATION, KEY_MARKER, STATS];
+/// Under [`INDEX`]: the set of top-level index sets, and the set of keys
+/// without a segment. Index sets of segments end with `:`; these do not.
+const TOP: &str = "#top";
+const FLAT: &str = "#flat";
+/// Under [`STATS`]: the set of the instances' snapshot keys.
+const LIVE: &str = "#live";
 
 /// Bookkeeping keys of a cache (locks, indexes, generation markers), which
 /// pattern deletion never removes. Templates escape `~`, so no cached key
@@ -114,6 +124,48 @@ impl Layout {
     /// The index set of a segment prefix (`user:42:`, without the cache's prefix).
     pub fn index_key(&self, segment: &str) -> String {
         self.beside(INDEX, segment)
+    }
+
+    /// The set that counts `key` among the cache's entries: for a key with
+    /// segments, the set of top-level index sets (its member is the key's
+    /// top-level index set, the first of [`indexes`](Self::indexes)); for a
+    /// key without, the set of such keys (its member is the key).
+    ///
+    /// ```
+    /// let layout = cache_redis::Layout::new("app");
+    /// assert_eq!(layout.registry("app:user:42"), "app:~idx:#top");
+    /// assert_eq!(layout.registry("app:answer"), "app:~idx:#flat");
+    /// ```
+    pub fn registry(&self, key: &str) -> String {
+        let rest = self.rest(key).unwrap_or(key);
+        self.beside(INDEX, if rest.contains(':') { TOP } else { FLAT })
+    }
+
+    /// The set of top-level index sets (see [`registry`](Self::registry)).
+    pub fn top_indexes(&self) -> String {
+        self.beside(INDEX, TOP)
+    }
+
+    /// The set of keys without a segment (see [`registry`](Self::registry)).
+    pub fn flat_keys(&self) -> String {
+        self.beside(INDEX, FLAT)
+    }
+
+    /// The top-level segment (`user:`) of a top-level index set's name, if it is one.
+    pub fn segment_of_index<'k>(&self, index: &'k str) -> Option<&'k str> {
+        self.rest(index)?
+            .strip_prefix(INDEX)
+            .filter(|s| s.ends_with(':'))
+    }
+
+    /// Where the instance `instance` keeps its stats snapshot.
+    pub fn stats_key(&self, instance: &str) -> String {
+        self.beside(STATS, instance)
+    }
+
+    /// The set of the live instances' snapshot keys.
+    pub fn stats_live(&self) -> String {
+        self.beside(STATS, LIVE)
     }
 
     /// The generation marker of a segment prefix (`""` for the root).
@@ -205,6 +257,18 @@ mod tests {
     }
 
     #[test]
+    fn registries_are_not_index_sets_of_segments() {
+        let l = Layout::new("p");
+        assert_eq!(l.registry("p:a:b"), l.top_indexes());
+        assert_eq!(l.registry("p:a"), l.flat_keys());
+        assert_eq!(l.segment_of_index(&l.index_key("user:")), Some("user:"));
+        assert_eq!(l.segment_of_index(&l.top_indexes()), None);
+        assert_eq!(l.segment_of_index(&l.flat_keys()), None);
+        // A segment is never `#top` or `#flat`: its index set ends with `:`.
+        assert_ne!(l.index_key("#top:"), l.top_indexes());
+    }
+
+    #[test]
     fn names_without_a_prefix() {
         let l = Layout::new("");
         assert_eq!(l.channel(), "__backplane");
@@ -234,6 +298,10 @@ mod tests {
             l.marker_key(""),
             l.key_marker("p:a"),
             l.sequence().to_owned(),
+            l.top_indexes(),
+            l.flat_keys(),
+            l.stats_key("00ff"),
+            l.stats_live(),
         ] {
             assert!(is_reserved(&k), "{k}");
         }

@@ -47,6 +47,7 @@ struct Scripts {
     invalidate_key: redis::Script,
     drain: redis::Script,
     bump: redis::Script,
+    census: redis::Script,
     expire: redis::Script,
 }
 
@@ -89,12 +90,12 @@ impl Scripts {
                  end \
                  return 0",
             ),
-            // KEYS: value key, index sets (ARGV[3] of them), then markers,
-            // then (bump mode) the sequence key.
+            // KEYS: value key, index sets (ARGV[3] of them), the registry
+            // that counts the key, then markers, then (bump mode) the sequence key.
             // ARGV: value, px, index count, mode, marker ttl, observed sequence.
             write: redis::Script::new(
                 "local nidx = tonumber(ARGV[3]) \
-                 local first = 2 + nidx \
+                 local first = 3 + nidx \
                  if ARGV[4] == 'check' then \
                      local seen = tonumber(ARGV[6]) \
                      for i = first, #KEYS do \
@@ -113,6 +114,15 @@ impl Scripts {
                      if redis.call('PTTL', KEYS[i]) < px then \
                          redis.call('PEXPIRE', KEYS[i], px) \
                      end \
+                 end \
+                 local reg = KEYS[2 + nidx] \
+                 if nidx > 0 then \
+                     redis.call('SADD', reg, KEYS[2]) \
+                 else \
+                     redis.call('SADD', reg, KEYS[1]) \
+                 end \
+                 if redis.call('PTTL', reg) < px then \
+                     redis.call('PEXPIRE', reg, px) \
                  end \
                  return 1",
             ),
@@ -145,6 +155,31 @@ impl Scripts {
                 "local s = redis.call('INCR', KEYS[2]) \
                  redis.call('SET', KEYS[1], s, 'PX', ARGV[1]) \
                  return s",
+            ),
+            // KEYS: a set. ARGV: how many members to check at most.
+            // Counts the members that exist and removes the others: all of
+            // them up to the limit (exact), else a random sample, scaled.
+            census: redis::Script::new(
+                "local n = redis.call('SCARD', KEYS[1]) \
+                 local limit = tonumber(ARGV[1]) \
+                 local members \
+                 local exact = 1 \
+                 if n <= limit then \
+                     members = redis.call('SMEMBERS', KEYS[1]) \
+                 else \
+                     members = redis.call('SRANDMEMBER', KEYS[1], limit) \
+                     exact = 0 \
+                 end \
+                 local live = 0 \
+                 for _, m in ipairs(members) do \
+                     if redis.call('EXISTS', m) == 1 then \
+                         live = live + 1 \
+                     else \
+                         redis.call('SREM', KEYS[1], m) \
+                     end \
+                 end \
+                 if exact == 1 or #members == 0 then return {live, 1} end \
+                 return {math.floor(live * n / #members + 0.5), 0}",
             ),
             // KEYS: key, index sets. ARGV: px.
             expire: redis::Script::new(
@@ -482,8 +517,10 @@ impl RedisStore {
         Ok(n.unwrap_or(0))
     }
 
-    /// Writes `key` (`SET … PX ttl`), adds it to the `indexes` sets (each kept
-    /// alive as long as its longest-lived member), and applies `guard`, all in
+    /// Writes `key` (`SET … PX ttl`), adds it to the `indexes` sets and
+    /// records it in `registry` ([`Layout::registry`](crate::Layout::registry):
+    /// its first index set, or the key itself without one), each set kept
+    /// alive as long as its longest-lived member, and applies `guard`, all in
     /// one script, so a write and its index entries never part. False if the
     /// guard refused the write (an invalidation came in between).
     ///
@@ -496,13 +533,14 @@ impl RedisStore {
         value: &[u8],
         ttl: Duration,
         indexes: &[String],
+        registry: &str,
         guard: WriteGuard<'_>,
     ) -> Result<bool, StoreError> {
         let mut con = self.connection();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let script = &self.inner.scripts.write;
         let mut invocation = script.key(key);
-        invocation.key(indexes);
+        invocation.key(indexes).key(registry);
         invocation.arg(value).arg(ms).arg(indexes.len());
         match guard {
             WriteGuard::Unchanged { markers, observed } => {
@@ -652,6 +690,104 @@ impl RedisStore {
             .run(async move { invocation.invoke_async(&mut con).await })
             .await?;
         Ok(ok == 1)
+    }
+
+    /// How many members of the set `set` exist as keys, removing those
+    /// that do not: exact (`true`) up to `limit` members, beyond that
+    /// estimated from a random sample of `limit`. One script, O(`limit`),
+    /// whatever the size of the set or the keyspace. Repeated counts
+    /// converge: every count prunes what it found dead.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn census(&self, set: &str, limit: u32) -> Result<(u64, bool), StoreError> {
+        let mut con = self.connection();
+        let script = &self.inner.scripts.census;
+        let (count, exact): (u64, u8) = self
+            .run(async move {
+                script
+                    .key(set)
+                    .arg(limit.max(1))
+                    .invoke_async(&mut con)
+                    .await
+            })
+            .await?;
+        Ok((count, exact == 1))
+    }
+
+    /// `SMEMBERS set`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn members(&self, set: &str) -> Result<Vec<String>, StoreError> {
+        let mut con = self.connection();
+        self.run(async move { con.smembers(set).await }).await
+    }
+
+    /// Writes one instance's snapshot under `key` for `ttl` and lists the
+    /// key in the set `live`, in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn put_snapshot(
+        &self,
+        live: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut con = self.connection();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(async move {
+            redis::pipe()
+                .cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .ignore()
+                .sadd(live, key)
+                .ignore()
+                .query_async::<()>(&mut con)
+                .await
+        })
+        .await
+    }
+
+    /// The snapshots listed in the set `live` that have not expired (their
+    /// instance is alive); the keys of those that expired leave the set.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn snapshots(&self, live: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let keys = self.members(live).await?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut con = self.connection();
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.get(k);
+        }
+        let values: Vec<Option<Vec<u8>>> = self
+            .run(async move { pipe.query_async(&mut con).await })
+            .await?;
+        let gone: Vec<&String> = keys
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        if !gone.is_empty() {
+            let mut con = self.connection();
+            self.run(async move { con.srem::<_, _, ()>(live, gone).await })
+                .await?;
+        }
+        Ok(values.into_iter().flatten().collect())
     }
 
     /// Extends a lock held with `token` to `ttl` from now; false if it is no

@@ -130,25 +130,26 @@ fn main() {
         // What the mechanism adds to a write: our write script (SET, index
         // entries, marker) against a plain SET of the same bytes.
         let value = vec![7u8; 954];
+        let layout = cache_redis::Layout::new("bench");
         let n = if quick { 2_000 } else { 10_000 };
         let mut ratios = Vec::new();
         let (mut ours_us, mut raw_us) = (Vec::new(), Vec::new());
         for round in 0..rounds * 2 {
             let t = Instant::now();
             for i in 0..n {
+                // Exactly what the tier writes: the layout's index sets,
+                // registry and marker for this key.
                 let key = format!("bench:user:{}:item:{i}", round % 7);
-                let indexes = [
-                    "bench:~idx:user:".to_owned(),
-                    format!("bench:~idx:user:{}:", round % 7),
-                ];
-                let marker = format!("bench:~key:user:{}:item:{i}", round % 7);
+                let indexes = layout.indexes(&key);
+                let registry = layout.registry(&key);
+                let marker = layout.key_marker(&key);
                 let guard = WriteGuard::Bump {
                     marker: &marker,
-                    sequence: "bench:~gen:#seq",
+                    sequence: layout.sequence(),
                     ttl: Duration::from_secs(3600),
                 };
                 store
-                    .write(&key, &value, Duration::from_secs(600), &indexes, guard)
+                    .write(&key, &value, Duration::from_secs(600), &indexes, &registry, guard)
                     .await
                     .expect("write");
             }

@@ -109,7 +109,10 @@ async fn exact_key() {
         inv.function,
         "invalidates_attribute::Service::update_profile"
     );
-    assert_eq!((inv.label, inv.invalidations), ("user:<user>:profile", 1));
+    assert_eq!(
+        (inv.label.as_str(), inv.invalidations),
+        ("user:<user>:profile", 1)
+    );
     assert_eq!(
         (inv.patterns, inv.invalidated_entries),
         (1, 1),

@@ -1,5 +1,5 @@
 //! The layering of the crates' files (ARCHITECTURE.md): within `cache-core`
-//! imports flow one way, leaves → tiers → engine → facade → macro support;
+//! imports flow one way, leaves → tiers → engine → facade → integrations → macro support;
 //! nothing Redis-specific is named above the tier; and no crate's files form
 //! an import cycle.
 //!
@@ -37,6 +37,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
     ("tiers", &["tier"]),
     ("engine", &["engine"]),
     ("facade", &["builder", "cache", "registry"]),
+    ("integrations", &["admin"]),
     ("macro support", &["private"]),
 ];
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::CacheBuilder;
 use crate::config::{
     Config, DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES,
-    DEFAULT_PREFIX, DEFAULT_STALE_RETRY, LockConfig,
+    DEFAULT_PREFIX, DEFAULT_STALE_RETRY, DEFAULT_STATS_INTERVAL, LockConfig,
 };
 use crate::error::{ConfigError, Error};
 use crate::tier::RedisConfig;
@@ -185,6 +185,7 @@ impl CacheBuilder {
             stale_retry,
             backplane: self.backplane.unwrap_or(true),
             metrics: self.metrics.unwrap_or(cfg!(feature = "metrics")),
+            stats_interval: self.stats_interval.unwrap_or(DEFAULT_STATS_INTERVAL),
         })
     }
 }

@@ -284,6 +284,25 @@ impl L1 {
         self.cache.run_pending_tasks();
     }
 
+    /// Live entries per top-level segment of the key after `head` (the
+    /// cache's `prefix:`): `user:` for `head` + `user:42`, `""` for a key
+    /// without a segment. Visits every entry.
+    pub(crate) fn namespaces(&self, head: &str) -> BTreeMap<String, u64> {
+        let now = Instant::now();
+        let mut out = BTreeMap::new();
+        for (key, entry) in self.cache.iter() {
+            if !entry.is_live(now) {
+                continue;
+            }
+            let Some(rest) = key.strip_prefix(head) else {
+                continue;
+            };
+            let segment = rest.find(':').map_or("", |i| &rest[..=i]);
+            *out.entry(segment.to_owned()).or_insert(0) += 1;
+        }
+        out
+    }
+
     pub(crate) fn entry_count(&self) -> u64 {
         self.cache.entry_count()
     }

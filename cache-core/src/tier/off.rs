@@ -15,7 +15,7 @@ use super::{Attempt, Invalidated, Observed, Read, TierEvents};
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::codec::{CodecConfig, Compression, EncodeError, Format, Meta};
 use crate::observe::Observer;
-use crate::stats::BackplaneStatus;
+use crate::stats::{BackplaneStatus, NamespaceStats};
 
 /// Never constructed.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,18 @@ impl L2 {
         match *self {}
     }
     pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
+        match *self {}
+    }
+    pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, TierError> {
+        match *self {}
+    }
+    pub(crate) fn instance(&self) -> String {
+        match *self {}
+    }
+    pub(crate) async fn put_snapshot(&self, _: &[u8], _: Duration) -> Result<(), TierError> {
+        match *self {}
+    }
+    pub(crate) async fn snapshots(&self) -> Result<Vec<Vec<u8>>, TierError> {
         match *self {}
     }
 }

@@ -59,7 +59,15 @@ use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
 use crate::observe::Observer;
-use crate::stats::BackplaneStatus;
+use crate::stats::{BackplaneStatus, NamespaceStats};
+
+/// A namespace with up to this many index entries is counted exactly; a
+/// larger one from a random sample of this many (one script, a few
+/// hundred microseconds of Redis time).
+const CENSUS_EXACT: u32 = 200;
+/// The namespaces themselves (the set of top-level index sets) are checked
+/// one by one up to this many.
+const CENSUS_TOP: u32 = 10_000;
 
 mod backplane;
 mod lock;
@@ -313,9 +321,13 @@ impl L2 {
             sequence: self.layout.sequence(),
             ttl: MARKER_TTL,
         };
-        self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
-            .await
-            .map(drop)
+        let registry = self.layout.registry(key);
+        self.guarded(
+            self.store
+                .write(key, bytes, ttl, &indexes, &registry, guard),
+        )
+        .await
+        .map(drop)
     }
 
     /// A computed value: indexed, and written only if no invalidation that
@@ -336,8 +348,12 @@ impl L2 {
             markers: &markers,
             observed: *observed,
         };
-        self.guarded(self.store.write(key, bytes, ttl, &indexes, guard))
-            .await
+        let registry = self.layout.registry(key);
+        self.guarded(
+            self.store
+                .write(key, bytes, ttl, &indexes, &registry, guard),
+        )
+        .await
     }
 
     /// Removes `key` and bumps its marker.
@@ -476,9 +492,11 @@ impl L2 {
         })
     }
 
-    /// A new TTL for `key`; its index sets are kept alive at least as long.
+    /// A new TTL for `key`; its index sets (and the set that counts it) are
+    /// kept alive at least as long.
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TierError> {
-        let indexes = self.layout.indexes(key);
+        let mut indexes = self.layout.indexes(key);
+        indexes.push(self.layout.registry(key));
         self.guarded(self.store.expire_indexed(key, ttl, &indexes))
             .await
     }
@@ -488,10 +506,71 @@ impl L2 {
         Ok(self.store.ping().await?)
     }
 
-    /// Used memory and key count.
+    /// Used memory and the database's key count.
     pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
         let info = self.guarded(self.store.info()).await?;
         Ok((info.used_memory, info.keys))
+    }
+
+    /// The cache's entries per top-level prefix, from its index sets: the
+    /// set of top-level index sets (pruned of those gone), then a census of
+    /// each (exact up to [`CENSUS_EXACT`] members, sampled beyond), then
+    /// the keys without a segment. Largest first.
+    pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, TierError> {
+        let top = self.layout.top_indexes();
+        self.guarded(self.store.census(&top, CENSUS_TOP)).await?;
+        let indexes = self.guarded(self.store.members(&top)).await?;
+        let mut out = Vec::with_capacity(indexes.len() + 1);
+        for index in &indexes {
+            let Some(segment) = self.layout.segment_of_index(index) else {
+                continue;
+            };
+            let (entries, exact) = self.guarded(self.store.census(index, CENSUS_EXACT)).await?;
+            if entries > 0 {
+                out.push(NamespaceStats {
+                    prefix: segment.to_owned(),
+                    entries,
+                    exact,
+                });
+            }
+        }
+        let (entries, exact) = self
+            .guarded(self.store.census(&self.layout.flat_keys(), CENSUS_EXACT))
+            .await?;
+        if entries > 0 {
+            out.push(NamespaceStats {
+                prefix: String::new(),
+                entries,
+                exact,
+            });
+        }
+        out.sort_by(|a, b| {
+            b.entries
+                .cmp(&a.entries)
+                .then_with(|| a.prefix.cmp(&b.prefix))
+        });
+        Ok(out)
+    }
+
+    /// This instance's id on the backplane, in hex.
+    pub(crate) fn instance(&self) -> String {
+        format!("{:016x}", self.instance)
+    }
+
+    /// Writes this instance's stats snapshot, to live `ttl`.
+    pub(crate) async fn put_snapshot(&self, bytes: &[u8], ttl: Duration) -> Result<(), TierError> {
+        let key = self.layout.stats_key(&self.instance());
+        self.guarded(
+            self.store
+                .put_snapshot(&self.layout.stats_live(), &key, bytes, ttl),
+        )
+        .await
+    }
+
+    /// The snapshots of every live instance (this one's included, once written).
+    pub(crate) async fn snapshots(&self) -> Result<Vec<Vec<u8>>, TierError> {
+        self.guarded(self.store.snapshots(&self.layout.stats_live()))
+            .await
     }
 
     /// Logs a warning if Redis may evict keys: an evicted index set or marker

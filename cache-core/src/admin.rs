@@ -1,0 +1,352 @@
+//! An admin API for a cache, as an [`axum::Router`] the application mounts
+//! under any path (feature `axum`).
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /stats` | this instance's [`Stats`](crate::Stats) |
+//! | `GET /stats?scope=all` | every live instance and their sum ([`ClusterStats`](crate::ClusterStats)) |
+//! | `GET /health` | the [`Health`](crate::Health) probe: 200 when healthy (or switched off), 503 when degraded |
+//! | `POST /invalidate` | `{"patterns": ["user:42:*", "employee:7"]}`: removes them as [`Cache::invalidate`] does (every tier, every instance, kept through an outage); answers the count per pattern |
+//! | `DELETE /clear?confirm=true` | every entry of the cache ([`Cache::clear`]) |
+//! | `GET /namespaces` | entries per top-level prefix ([`Cache::namespaces`]) |
+//!
+//! Everything is JSON. A request the router refuses gets a 400 with
+//! `{"error": "..."}` naming the problem, and changes nothing: malformed
+//! JSON, unknown fields, an empty pattern list, an empty pattern, a pattern
+//! longer than [`MAX_KEY_LEN`], more than [`MAX_PATTERNS`] patterns, a
+//! pattern of wildcards only (that is `/clear`), an unknown `scope`, a
+//! `/clear` without `confirm=true`. When Redis cannot be read (for `stats?scope=all`,
+//! `namespaces`) or, in strict mode, written, the answer is a 503 with the reason.
+//!
+//! [`read_only`] serves `/stats` and `/health` alone, for exposing beside
+//! the application's public routes.
+//!
+//! # Auth
+//!
+//! The router carries no auth of its own: that is the application's. Put
+//! a layer on the router before nesting it, with `.layer` (not
+//! `.route_layer`), so unknown paths under it are refused too:
+//!
+//! ```
+//! use axum::extract::Request;
+//! use axum::http::{StatusCode, header};
+//! use axum::middleware::{self, Next};
+//! use axum::response::Response;
+//!
+//! async fn bearer(request: Request, next: Next) -> Result<Response, StatusCode> {
+//!     let expected = std::env::var("CACHE_ADMIN_TOKEN").map_err(|_| StatusCode::UNAUTHORIZED)?;
+//!     let given = request
+//!         .headers()
+//!         .get(header::AUTHORIZATION)
+//!         .and_then(|v| v.to_str().ok())
+//!         .and_then(|v| v.strip_prefix("Bearer "));
+//!     // Compare in constant time in production (e.g. the `subtle` crate).
+//!     if given != Some(expected.as_str()) {
+//!         return Err(StatusCode::UNAUTHORIZED);
+//!     }
+//!     Ok(next.run(request).await)
+//! }
+//!
+//! # async fn app() -> Result<(), cache_core::Error> {
+//! let cache = cache_core::Cache::builder().build().await?;
+//! let app: axum::Router = axum::Router::new()
+//!     // ... the application's routes ...
+//!     .nest(
+//!         "/admin/cache",
+//!         cache_core::admin::router(cache.clone()).layer(middleware::from_fn(bearer)),
+//!     )
+//!     .nest("/cache", cache_core::admin::read_only(cache));
+//! # let _ = app; Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::key::MAX_KEY_LEN;
+use crate::stats::HealthStatus;
+
+/// The most patterns one `POST /invalidate` takes.
+pub const MAX_PATTERNS: usize = 1000;
+
+/// The whole admin API over `cache`; see the [module docs](self).
+///
+/// ```
+/// # async fn app() -> Result<(), cache_core::Error> {
+/// let cache = cache_core::Cache::builder().build().await?;
+/// let app: axum::Router = axum::Router::new().nest("/admin/cache", cache_core::admin::router(cache));
+/// # let _ = app; Ok(()) }
+/// ```
+pub fn router(cache: Cache) -> Router {
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/health", get(health))
+        .route("/invalidate", post(invalidate))
+        .route("/clear", delete(clear))
+        .route("/namespaces", get(namespaces))
+        .with_state(cache)
+}
+
+/// `GET /stats` and `GET /health` only: nothing that changes the cache.
+///
+/// ```
+/// # async fn app() -> Result<(), cache_core::Error> {
+/// let cache = cache_core::Cache::builder().build().await?;
+/// let app: axum::Router = axum::Router::new().nest("/cache", cache_core::admin::read_only(cache));
+/// # let _ = app; Ok(()) }
+/// ```
+pub fn read_only(cache: Cache) -> Router {
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/health", get(health))
+        .with_state(cache)
+}
+
+/// A refusal or failure: its status and `{"error": message}`.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn bad_request(message: impl Into<String>) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        let status = match e {
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Refusal {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<QueryRejection> for Refusal {
+    fn from(e: QueryRejection) -> Refusal {
+        Refusal::bad_request(e.body_text())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body {
+            error: String,
+        }
+        (
+            self.status,
+            axum::Json(Body {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+type Answer = Result<Response, Refusal>;
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Answer {
+    Ok((status, axum::Json(body)).into_response())
+}
+
+async fn stats(
+    State(cache): State<Cache>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let Query(query) = query?;
+    match query.get("scope").map(String::as_str) {
+        None | Some("instance") => json(StatusCode::OK, &cache.stats().await),
+        Some("all") => json(StatusCode::OK, &cache.stats_all().await?),
+        Some(other) => Err(Refusal::bad_request(format!(
+            "unknown scope {other:?}: use `scope=all` for every live instance, or leave it out for this one"
+        ))),
+    }
+}
+
+async fn health(State(cache): State<Cache>) -> Answer {
+    let health = cache.health().await;
+    let status = match health.status {
+        HealthStatus::Healthy | HealthStatus::Disabled => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json(status, &health)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateRequest {
+    patterns: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Removed {
+    pattern: String,
+    removed: u64,
+}
+
+#[derive(Serialize)]
+struct InvalidateResponse {
+    removed: Vec<Removed>,
+    total: u64,
+    /// Invalidations waiting for Redis after these (they are replayed
+    /// when it answers; until then the counts cover the in-process tier).
+    pending_invalidations: u64,
+    warnings: Vec<String>,
+}
+
+/// Why `pattern` (the `n`th, from 1) is refused, if it is.
+fn refuse_pattern(n: usize, pattern: &str) -> Option<String> {
+    if pattern.is_empty() {
+        return Some(format!("pattern {n} is empty"));
+    }
+    if pattern.len() > MAX_KEY_LEN {
+        return Some(format!(
+            "pattern {n} is {} bytes long; keys and patterns are at most {MAX_KEY_LEN}",
+            pattern.len()
+        ));
+    }
+    if pattern.chars().all(|c| matches!(c, '*' | '?')) {
+        return Some(format!(
+            "pattern {n} ({pattern:?}) matches every entry: use DELETE /clear?confirm=true to clear the cache"
+        ));
+    }
+    None
+}
+
+async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Answer {
+    let request: InvalidateRequest = serde_json::from_slice(&body).map_err(|e| {
+        Refusal::bad_request(format!(
+            "the body must be JSON like {{\"patterns\": [\"user:42:*\"]}}: {e}"
+        ))
+    })?;
+    let patterns = request.patterns;
+    if patterns.is_empty() {
+        return Err(Refusal::bad_request(
+            "`patterns` is empty: name at least one key or pattern, e.g. \"user:42:*\"",
+        ));
+    }
+    if patterns.len() > MAX_PATTERNS {
+        return Err(Refusal::bad_request(format!(
+            "{} patterns in one request; at most {MAX_PATTERNS}",
+            patterns.len()
+        )));
+    }
+    if let Some(message) = patterns
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| refuse_pattern(i + 1, p))
+    {
+        return Err(Refusal::bad_request(message));
+    }
+    let prefix = cache.key_prefix();
+    let warnings = patterns
+        .iter()
+        .filter(|p| !prefix.is_empty() && p.strip_prefix(prefix).is_some_and(|r| r.starts_with(':')))
+        .map(|p| {
+            format!(
+                "{p:?} starts with the cache's prefix {prefix:?}: patterns are relative to it, so this one matches keys under \"{prefix}:{p}\""
+            )
+        })
+        .collect();
+    let mut removed = Vec::with_capacity(patterns.len());
+    let mut total = 0;
+    for pattern in patterns {
+        let n = cache.invalidate(&pattern).await?;
+        total += n;
+        removed.push(Removed {
+            pattern,
+            removed: n,
+        });
+    }
+    json(
+        StatusCode::OK,
+        &InvalidateResponse {
+            removed,
+            total,
+            pending_invalidations: cache.pending_invalidations(),
+            warnings,
+        },
+    )
+}
+
+async fn clear(
+    State(cache): State<Cache>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let Query(query) = query?;
+    if query.get("confirm").map(String::as_str) != Some("true") {
+        return Err(Refusal::bad_request(
+            "clearing removes every entry of the cache, on every instance: add ?confirm=true",
+        ));
+    }
+    cache.clear().await?;
+    #[derive(Serialize)]
+    struct Cleared {
+        cleared: bool,
+        pending_invalidations: u64,
+    }
+    json(
+        StatusCode::OK,
+        &Cleared {
+            cleared: true,
+            pending_invalidations: cache.pending_invalidations(),
+        },
+    )
+}
+
+async fn namespaces(State(cache): State<Cache>) -> Answer {
+    let namespaces = cache.namespaces().await?;
+    #[derive(Serialize)]
+    struct Namespaces {
+        total: u64,
+        exact: bool,
+        namespaces: Vec<crate::stats::NamespaceStats>,
+    }
+    json(
+        StatusCode::OK,
+        &Namespaces {
+            total: namespaces.iter().map(|n| n.entries).sum(),
+            exact: namespaces.iter().all(|n| n.exact),
+            namespaces,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_refused_with_a_reason() {
+        assert_eq!(refuse_pattern(1, "user:42:*"), None);
+        assert!(
+            refuse_pattern(2, "")
+                .unwrap()
+                .contains("pattern 2 is empty")
+        );
+        assert!(refuse_pattern(1, "*").unwrap().contains("/clear"));
+        assert!(refuse_pattern(1, "**?").unwrap().contains("/clear"));
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert!(refuse_pattern(3, &long).unwrap().contains("at most"));
+        assert_eq!(refuse_pattern(1, &"k".repeat(MAX_KEY_LEN)), None);
+    }
+}
