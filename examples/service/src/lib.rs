@@ -1,6 +1,6 @@
 //! An employee API on axum and SQLite, cached with `#[cached]` and
 //! `#[invalidates]`: the service our users run, with Redis shared by its
-//! instances, and Prometheus metrics.
+//! instances, Prometheus metrics and the cache's admin routes.
 //!
 //! ```text
 //! GET  /employees/{id}          one employee (cached: employee:<id>)
@@ -8,6 +8,7 @@
 //! PUT  /employees/{id}          {"name", "title", "department"}; drops employee:<id> and employees:*
 //! GET  /metrics                 Prometheus text
 //! GET  /healthz                 database, cache backend, backplane
+//! /admin/cache/...              the cache's admin routes, with CACHE_ADMIN_TOKEN only, behind its bearer token
 //! ```
 //!
 //! Configuration, from the environment:
@@ -18,12 +19,14 @@
 //! | `HOST` | address to listen on | `127.0.0.1` |
 //! | `DATABASE_PATH` | the SQLite file, created and seeded with 200 employees if empty | `employees.sqlite3` in the temporary directory |
 //! | `REDIS_URL` | Redis shared by the instances (and the other `CACHE_*` variables of [`cache_core::CacheBuilder`]) | none: in-process cache only |
+//! | `CACHE_ADMIN_TOKEN` | bearer token of `/admin/cache` | none: the admin routes are not mounted |
 //! | `RUST_LOG` | log filter (logs go to stderr) | `info` |
 //!
 //! Once listening it prints one line to stdout, `listening on http://ADDR`,
 //! and it stops gracefully on Ctrl-C or SIGTERM.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 pub mod db;
 pub mod routes;
 
@@ -33,10 +36,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::Router;
 use cache_core::Cache;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+pub use auth::AdminToken;
 use db::{Db, DbError, Repository};
 use routes::AppState;
 
@@ -100,6 +105,8 @@ pub struct Config {
     pub port: u16,
     /// The SQLite file (`DATABASE_PATH`).
     pub database_path: PathBuf,
+    /// The admin routes' token (`CACHE_ADMIN_TOKEN`); `None`: not mounted.
+    pub admin_token: Option<AdminToken>,
 }
 
 impl Config {
@@ -138,10 +145,12 @@ impl Config {
         let database_path = get("DATABASE_PATH")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("employees.sqlite3"));
+        let admin_token = get("CACHE_ADMIN_TOKEN").and_then(|t| AdminToken::new(&t));
         Ok(Config {
             host,
             port,
             database_path,
+            admin_token,
         })
     }
 }
@@ -166,6 +175,26 @@ pub fn install_metrics() -> Result<PrometheusHandle, ServiceError> {
         )?
         .install_recorder()?;
     Ok(handle)
+}
+
+/// The whole application: the API, and the cache's admin routes under
+/// `/admin/cache` behind `admin_token` (not mounted without one).
+pub fn app(state: AppState, admin_token: Option<AdminToken>) -> Router {
+    let cache = state.cache.clone();
+    let api = routes::router(state);
+    match admin_token {
+        Some(token) => api.nest("/admin/cache", auth::protect(admin_router(cache), token)),
+        None => api,
+    }
+}
+
+/// The cache's admin router, with the API's JSON 404 and 405 for paths and
+/// methods it does not route (set before the auth layer, so those need the
+/// token too).
+fn admin_router(cache: Cache) -> Router {
+    cache_core::admin::router(cache)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
 }
 
 /// Builds everything from the environment and serves until Ctrl-C or
@@ -194,6 +223,7 @@ pub async fn run() -> Result<(), ServiceError> {
     tracing::info!(
         database = %config.database_path.display(),
         cache_backend = cache.backend(),
+        admin = config.admin_token.is_some(),
         "starting"
     );
     let state = AppState {
@@ -201,7 +231,7 @@ pub async fn run() -> Result<(), ServiceError> {
         cache,
         metrics,
     };
-    let app = routes::router(state);
+    let app = app(state, config.admin_token.clone());
 
     let addr = SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -339,6 +369,7 @@ mod tests {
             c.database_path,
             std::env::temp_dir().join("employees.sqlite3")
         );
+        assert!(c.admin_token.is_none());
         Ok(())
     }
 
@@ -348,10 +379,13 @@ mod tests {
             ("PORT", "0"),
             ("HOST", "0.0.0.0"),
             ("DATABASE_PATH", "/tmp/x.db"),
+            ("CACHE_ADMIN_TOKEN", "t"),
         ])?;
         assert_eq!(c.port, 0);
         assert_eq!(c.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(c.database_path, PathBuf::from("/tmp/x.db"));
+        assert!(c.admin_token.is_some());
+        assert!(config(&[("CACHE_ADMIN_TOKEN", " ")])?.admin_token.is_none());
         let err = config(&[("PORT", "70000")]).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),

@@ -259,7 +259,8 @@ pub async fn not_found() -> Response {
         .into_response()
 }
 
-async fn method_not_allowed() -> Response {
+/// 405 with a JSON body, for methods a route does not serve.
+pub async fn method_not_allowed() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({ "error": "method not allowed on this route" })),

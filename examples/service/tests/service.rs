@@ -18,6 +18,7 @@ use tests::support::eventually;
 
 /// Longest wait for a service to print its `listening on` line.
 const START_BOUND: Duration = Duration::from_secs(60);
+const TOKEN: &str = "test-admin-token";
 
 /// A running `employee-service`, killed on drop (its log is printed if the
 /// test failed).
@@ -84,6 +85,11 @@ impl Service {
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.http.get(self.url(path))).await
+    }
+
+    async fn get_with(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(self.url(path)).bearer_auth(token))
+            .await
     }
 
     async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
@@ -185,10 +191,10 @@ fn temp_dir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-/// A service on a new database of its own.
+/// A service on a new database of its own, with the admin token.
 fn service(dir: &tempfile::TempDir) -> Service {
     let db = dir.path().join("employees.sqlite3");
-    Service::start(dir.path(), "service", &db, &[])
+    Service::start(dir.path(), "service", &db, &[("CACHE_ADMIN_TOKEN", TOKEN)])
 }
 
 #[tokio::test]
@@ -207,6 +213,18 @@ async fn a_miss_then_a_hit() {
     assert_eq!(second, first);
     assert_eq!(s.calls("employee:<id>", "miss").await, 1.0);
     assert_eq!(s.calls("employee:<id>", "hit_l1").await, 1.0);
+
+    // The same in the cache's own stats, through the admin routes.
+    let (status, stats) = s.get_with("/admin/cache/stats", TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let functions = stats["functions"].as_array().expect("functions");
+    let employee = functions
+        .iter()
+        .find(|f| f["label"] == json!("employee:<id>"))
+        .unwrap_or_else(|| panic!("employee:<id> in {stats}"));
+    assert_eq!(employee["misses"], json!(1), "{employee}");
+    assert_eq!(employee["hits"], json!(1), "{employee}");
+    assert_eq!(stats["l1_hits"], json!(1), "{stats}");
 }
 
 #[tokio::test]
@@ -243,6 +261,89 @@ async fn an_update_then_a_fresh_read() {
         s.calls("employees:page:<page>:size:<size>", "miss").await,
         2.0
     );
+}
+
+#[tokio::test]
+async fn the_admin_routes_need_the_token() {
+    let dir = temp_dir();
+    let s = service(&dir);
+
+    for path in [
+        "/admin/cache/stats",
+        "/admin/cache/health",
+        "/admin/cache/no-such-route",
+    ] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} without a token: {body}"
+        );
+        assert!(body["error"].is_string(), "{body}");
+        let (status, _) = s.get_with(path, "wrong-token").await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} with a wrong token"
+        );
+        let (status, _) = s.get_with(path, &TOKEN[..TOKEN.len() - 1]).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} with a prefix of the token"
+        );
+    }
+    let (status, stats) = s.get_with("/admin/cache/stats", TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["backend"], json!("memory"));
+    let (status, health) = s.get_with("/admin/cache/health", TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let (status, _) = s.get_with("/admin/cache/no-such-route", TOKEN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The writing routes too: refused without the token, working with it.
+    let invalidate = json!({"patterns": ["employee:*"]});
+    let request = s
+        .http
+        .post(s.url("/admin/cache/invalidate"))
+        .json(&invalidate);
+    assert_eq!(s.send(request).await.0, StatusCode::UNAUTHORIZED);
+    s.get("/employees/5").await;
+    let request = s
+        .http
+        .post(s.url("/admin/cache/invalidate"))
+        .bearer_auth(TOKEN)
+        .json(&invalidate);
+    let (status, answer) = s.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["total"], json!(1), "employee:5 was cached: {answer}");
+    s.get("/employees/5").await;
+    assert_eq!(s.calls("employee:<id>", "miss").await, 2.0, "queried again");
+    let request = s
+        .http
+        .delete(s.url("/admin/cache/clear"))
+        .bearer_auth(TOKEN);
+    assert_eq!(
+        s.send(request).await.0,
+        StatusCode::BAD_REQUEST,
+        "no confirm=true"
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_the_admin_routes_are_not_mounted() {
+    let dir = temp_dir();
+    let db = dir.path().join("employees.sqlite3");
+    let s = Service::start(dir.path(), "service", &db, &[]);
+
+    for path in ["/admin/cache/stats", "/admin/cache/health"] {
+        let (status, _) = s.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        let (status, _) = s.get_with(path, TOKEN).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} with a token");
+    }
+    // The API itself is there.
+    assert_eq!(s.get("/employees/1").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -321,6 +422,8 @@ async fn metrics_and_health() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["database"], json!("ok"));
     assert_eq!(health["cache_backend"], json!("memory"));
+    let (status, health) = s.get_with("/admin/cache/health", TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
 
     s.get("/employees/3").await;
     let text = s.metrics().await;
@@ -373,7 +476,7 @@ async fn two_instances_share_redis_and_the_database() {
     let dir = temp_dir();
     let db = dir.path().join("employees.sqlite3");
     let url = redis.url();
-    let env = [("REDIS_URL", url.as_str())];
+    let env = [("REDIS_URL", url.as_str()), ("CACHE_ADMIN_TOKEN", TOKEN)];
     let a = Service::start(dir.path(), "a", &db, &env);
     let b = Service::start(dir.path(), "b", &db, &env);
     a.backplane_connected().await;
@@ -415,6 +518,18 @@ async fn two_instances_share_redis_and_the_database() {
         let (_, page) = b.get("/employees?page=2&size=20").await;
         assert!(page == page_before || page["items"][0] == updated, "{page}");
         page["items"][0] == updated
+    })
+    .await;
+
+    // Both instances report the shared tier in their stats.
+    let (status, stats) = b.get_with("/admin/cache/stats", TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["backend"], json!("redis"));
+    // And each finds the other's snapshot in Redis (written periodically).
+    eventually("both instances in stats?scope=all", async || {
+        let (status, all) = a.get_with("/admin/cache/stats?scope=all", TOKEN).await;
+        assert_eq!(status, StatusCode::OK, "{all}");
+        all["instances"].as_array().map(Vec::len) == Some(2)
     })
     .await;
 }
