@@ -521,7 +521,7 @@ async fn two_instances_share_redis_and_the_database() {
     })
     .await;
 
-    // Both instances report the shared tier in their stats.
+    // B reports the shared tier in its stats.
     let (status, stats) = b.get_with("/admin/cache/stats", TOKEN).await;
     assert_eq!(status, StatusCode::OK, "{stats}");
     assert_eq!(stats["backend"], json!("redis"));
