@@ -82,10 +82,11 @@ impl FnCounters {
 
 /// Whether a function reads through the cache or invalidates it.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FunctionKind {
     /// `#[cached]`.
+    #[default]
     Cached,
     /// `#[invalidates]`.
     Invalidates,
@@ -93,7 +94,8 @@ pub enum FunctionKind {
 
 /// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BackplaneStatus {
     /// The subscription is active.
     pub connected: bool,
@@ -104,6 +106,9 @@ pub struct BackplaneStatus {
 }
 
 /// A point-in-time snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+///
+/// A field missing from serialized stats (written by another version of the
+/// library, in a rolling deploy) reads as zero.
 ///
 /// Serializes with serde (for a `/cache/stats` endpoint), deserializes (as
 /// the snapshots of other instances are read, see
@@ -125,7 +130,8 @@ pub struct BackplaneStatus {
 /// # Ok(()) }
 /// ```
 #[non_exhaustive]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     /// `memory` (in-process only) or `redis`.
     pub backend: String,
@@ -198,7 +204,8 @@ pub struct Stats {
 
 /// What Redis holds for this cache, in [`Stats::redis`].
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RedisStats {
     /// Whether Redis answered (the figures are 0 otherwise).
     pub reachable: bool,
@@ -232,7 +239,8 @@ pub struct NamespaceStats {
 
 /// Counters of one annotated function.
 #[non_exhaustive]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FunctionStats {
     /// The function's path with its `impl` type, e.g.
     /// `app::service::EmployeeService::profile`.
@@ -472,8 +480,7 @@ impl ClusterStats {
                 None => total = Some(i.stats.clone()),
             }
         }
-        let mut total =
-            total.unwrap_or_else(|| snapshot("redis", true, &Counters::default(), &[], 0));
+        let mut total = total.unwrap_or_default();
         total.redis = redis;
         ClusterStats { instances, total }
     }
@@ -643,4 +650,72 @@ pub struct Health {
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(hits: u64, misses: u64, fn_misses: u64, fn_mean_us: f64) -> InstanceStats {
+        let mut stats = Stats {
+            backend: "redis".into(),
+            enabled: true,
+            hits,
+            l1_hits: hits,
+            misses,
+            breaker: Some(crate::BreakerState::Closed),
+            ..Stats::default()
+        };
+        stats.functions.push(FunctionStats {
+            function: "app::Repo::employee".into(),
+            label: "employee:<id>".into(),
+            misses: fn_misses,
+            hits,
+            mean_origin_us: fn_mean_us,
+            ..FunctionStats::default()
+        });
+        InstanceStats {
+            instance: format!("{hits}"),
+            host: None,
+            pid: 1,
+            written_at_ms: 0,
+            stats,
+        }
+    }
+
+    #[test]
+    fn the_sum_adds_counts_merges_functions_and_recomputes_rates() {
+        let mut b = instance(1, 3, 3, 30.0);
+        b.stats.breaker = Some(crate::BreakerState::HalfOpen);
+        b.stats.functions.push(FunctionStats {
+            function: "app::other".into(),
+            label: "other".into(),
+            hits: 5,
+            ..FunctionStats::default()
+        });
+        let all = ClusterStats::sum(vec![instance(3, 1, 1, 10.0), b], None);
+        let t = &all.total;
+        assert_eq!((t.hits, t.l1_hits, t.misses), (4, 4, 4));
+        assert_eq!(t.hit_rate, 0.5);
+        assert_eq!(
+            t.breaker,
+            Some(crate::BreakerState::HalfOpen),
+            "the worst state"
+        );
+        assert_eq!(t.functions.len(), 2);
+        let f = &t.functions[0];
+        assert_eq!(
+            (f.label.as_str(), f.hits, f.misses),
+            ("employee:<id>", 4, 4)
+        );
+        assert_eq!(f.mean_origin_us, 25.0, "weighted by misses");
+        assert_eq!(all.instances.len(), 2);
+    }
+
+    #[test]
+    fn stats_written_by_another_version_read_with_zeros_for_what_is_missing() {
+        let s: Stats =
+            serde_json::from_str(r#"{"hits": 3, "a_field_from_the_future": 1}"#).unwrap();
+        assert_eq!((s.hits, s.misses, s.functions.len()), (3, 0, 0));
+    }
 }
