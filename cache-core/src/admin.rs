@@ -93,6 +93,8 @@ pub fn router(cache: Cache) -> Router {
         .route("/invalidate", post(invalidate))
         .route("/clear", delete(clear))
         .route("/namespaces", get(namespaces))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(cache)
 }
 
@@ -108,7 +110,23 @@ pub fn read_only(cache: Cache) -> Router {
     Router::new()
         .route("/stats", get(stats))
         .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(cache)
+}
+
+async fn not_found() -> Refusal {
+    Refusal {
+        status: StatusCode::NOT_FOUND,
+        message: "no such endpoint: the admin API serves /stats, /health, /invalidate, /clear and /namespaces".into(),
+    }
+}
+
+async fn method_not_allowed() -> Refusal {
+    Refusal {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: "method not allowed: GET /stats, GET /health, POST /invalidate, DELETE /clear, GET /namespaces".into(),
+    }
 }
 
 /// A refusal or failure: its status and `{"error": message}`.

@@ -169,10 +169,13 @@ impl Observer {
         let f = map.entry(site).or_insert_with(|| {
             Arc::new(Function {
                 counters: FnCounters::new(function, label, kind),
+                // `#[invalidates]` functions make no calls to count: no
+                // series that would stay at zero.
                 #[cfg(feature = "metrics")]
                 metrics: self
                     .metrics
                     .as_ref()
+                    .filter(|_| kind == FunctionKind::Cached)
                     .map(|_| metrics::FnMetrics::new(&self.name, label)),
             })
         });

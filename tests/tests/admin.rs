@@ -183,11 +183,23 @@ async fn every_bad_request_is_a_400_that_names_the_problem_and_removes_nothing()
     );
     assert_eq!(cache.stats().await.invalidations, 0, "nothing was applied");
 
-    // Routing: unknown paths and methods.
-    let r = reqwest::get(format!("{base}/nope")).await.unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = reqwest::get(format!("{base}/invalidate")).await.unwrap();
-    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Routing: unknown paths and methods, answered in JSON too.
+    let (status, answer) = get(&format!("{base}/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such endpoint")
+    );
+    let (status, answer) = get(&format!("{base}/invalidate")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("POST /invalidate")
+    );
 
     let (status, body) = delete(&format!("{base}/clear?confirm=true")).await;
     assert_eq!(

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cache_core::{Cache, Preset, cached};
+use cache_core::{Cache, Preset, cached, invalidates};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tests::redis_server::RedisServer;
 
@@ -36,6 +36,11 @@ fn value(name: &str, labels: &[&str]) -> Option<f64> {
 #[cached(ttl = "60s", key = "item:<id>")]
 async fn item(id: u32) -> u32 {
     id * 2
+}
+
+#[invalidates("item:<id>", "items:*")]
+async fn drop_item(id: u32) {
+    let _ = id;
 }
 
 fn named(name: &str) -> Cache {
@@ -183,5 +188,35 @@ async fn redis_commands_are_timed_and_failures_counted() {
             Some(cache_core::BreakerState::HalfOpen) => 1.0,
             _ => 2.0,
         })
+    );
+}
+
+#[tokio::test]
+async fn an_invalidating_function_adds_no_call_series() {
+    let cache = named("m-inval");
+    cache
+        .scope(async {
+            assert_eq!(item(77).await, 154);
+            drop_item(77).await;
+        })
+        .await;
+    assert_eq!(
+        value("cache_invalidations_total", &["cache=\"m-inval\""]),
+        Some(2.0),
+        "one per pattern"
+    );
+    let text = prometheus().render();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cache=\"m-inval\"") && l.starts_with("cache_calls_total"))
+        .collect();
+    assert!(!series.is_empty(), "the cached function's series are there");
+    assert!(
+        series.iter().all(|l| !l.contains("items:*")),
+        "no call series for the #[invalidates] function (label \"item:<id>, items:*\"): {series:?}"
+    );
+    assert!(
+        !text.contains("function=\"item:<id>, items:*\""),
+        "no origin histogram either"
     );
 }
