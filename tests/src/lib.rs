@@ -2,6 +2,7 @@
 //! the support they share.
 
 mod redis_binary;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod stampede;
 pub mod support;

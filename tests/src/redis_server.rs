@@ -28,6 +28,22 @@ pub struct RedisServer {
     port: u16,
     binary: PathBuf,
     dir: tempfile::TempDir,
+    config: ServerConfig,
+}
+
+/// What a server runs with beyond the defaults (port, `127.0.0.1`, no
+/// persistence, its own directory): extra command-line settings, and a
+/// configuration file for the modes that need one (a Sentinel rewrites its
+/// file).
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Extra arguments, e.g. `["--cluster-enabled", "yes"]`.
+    pub args: Vec<String>,
+    /// The contents of a configuration file written into the server's
+    /// directory and passed first, with `{port}` replaced by its port.
+    pub file: Option<String>,
+    /// Start as a Sentinel (`--sentinel`; needs [`file`](Self::file)).
+    pub sentinel: bool,
 }
 
 fn free_port() -> u16 {
@@ -44,7 +60,17 @@ impl RedisServer {
     /// runs without it was required to, by `CACHE_REQUIRE_REDIS=1` or
     /// `--include-ignored`), or the server does not become ready.
     pub fn start() -> RedisServer {
-        let mut server = RedisServer::reserve();
+        RedisServer::start_with(ServerConfig::default())
+    }
+
+    /// Starts a server with `config` (a cluster node, a replica, a
+    /// Sentinel).
+    ///
+    /// # Panics
+    ///
+    /// As for [`start`](Self::start).
+    pub fn start_with(config: ServerConfig) -> RedisServer {
+        let mut server = RedisServer::reserve_with(config);
         let mut last_error = String::new();
         for _ in 0..5 {
             match server.spawn() {
@@ -87,6 +113,15 @@ impl RedisServer {
     ///
     /// If `redis-server` is missing, as for [`start`](Self::start).
     pub fn reserve() -> RedisServer {
+        RedisServer::reserve_with(ServerConfig::default())
+    }
+
+    /// [`reserve`](Self::reserve) with `config`.
+    ///
+    /// # Panics
+    ///
+    /// As for [`reserve`](Self::reserve).
+    pub fn reserve_with(config: ServerConfig) -> RedisServer {
         let Some(binary) = redis_binary::find() else {
             if std::env::var("CACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("redis-server not found and CACHE_REQUIRE_REDIS=1: {INSTALL_HINT}");
@@ -106,6 +141,7 @@ impl RedisServer {
             port: free_port(),
             binary,
             dir,
+            config,
         }
     }
 
@@ -114,13 +150,28 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(file) = &self.config.file {
+            let path = self.dir.path().join("redis.conf");
+            // Written once: a Sentinel rewrites it with what it learnt, and a
+            // restart must find that.
+            if !path.exists() {
+                std::fs::write(&path, file.replace("{port}", &self.port.to_string()))
+                    .map_err(|e| format!("write {}: {e}", path.display()))?;
+            }
+            command.arg(path);
+        }
+        if self.config.sentinel {
+            command.arg("--sentinel");
+        }
+        let child = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
+            .args(&self.config.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
