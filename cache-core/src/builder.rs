@@ -14,11 +14,12 @@ use crate::ttl::{Preset, parse_duration};
 
 mod resolve;
 
-use resolve::{config_error, parse_bool, redacted};
+use resolve::{config_error, parse_bool, redacted, redis_is_cluster};
 
 #[derive(Debug, Clone, Default)]
 struct Settings {
     redis_url: Option<String>,
+    redis_cluster: Option<Vec<String>>,
     enabled: Option<bool>,
     key_prefix: Option<String>,
     default_ttl: Option<Duration>,
@@ -39,6 +40,7 @@ impl Cache {
 /// | variable | setting | default |
 /// |---|---|---|
 /// | `REDIS_URL` | [`redis_url`](Self::redis_url) | none: in-process only |
+/// | `REDIS_CLUSTER_URLS` | [`redis_cluster`](Self::redis_cluster) (comma-separated seed nodes) | none |
 /// | `CACHE_ENABLED` | [`enabled`](Self::enabled) | `true` (`false` makes every attribute a pass-through) |
 /// | `CACHE_KEY_PREFIX` | [`key_prefix`](Self::key_prefix) | `cache` |
 /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl) | the `medium` preset |
@@ -151,6 +153,29 @@ impl CacheBuilder {
     /// ```
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.explicit.redis_url = Some(url.into());
+        self
+    }
+
+    /// Puts a Redis Cluster behind the in-process tier as the shared tier,
+    /// reached through its seed nodes (`redis://host:port`; one reachable
+    /// node is enough, give several). `rediss://` and passwords work as for
+    /// [`redis_url`](Self::redis_url). Every feature works as on one server:
+    /// keys are spread over the masters by bucket hash tags (see
+    /// [`cache_redis::Layout::cluster`]), a failing master makes only its
+    /// keys misses, and the cache follows failovers. Nothing is connected
+    /// until first use.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder()
+    ///     .redis_cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"])
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(cache.backend(), "redis");
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_cluster<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Self {
+        self.explicit.redis_cluster = Some(nodes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -353,6 +378,15 @@ impl CacheBuilder {
         if let Some(v) = get("REDIS_URL") {
             self.env.redis_url = Some(v.trim().to_owned());
         }
+        if let Some(v) = get("REDIS_CLUSTER_URLS") {
+            self.env.redis_cluster = Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        }
         if let Some(v) = get("CACHE_ENABLED") {
             match parse_bool(&v) {
                 Some(b) => self.env.enabled = Some(b),
@@ -429,6 +463,13 @@ impl CacheBuilder {
                 source,
                 &url,
                 "a cache with Redis needs a key prefix: its keys, invalidations and clear() must not reach other data",
+            ));
+        }
+        if redis_is_cluster(&redis) && config.key_prefix.contains(['{', '}']) {
+            return Err(config_error(
+                "builder.key_prefix",
+                &config.key_prefix,
+                "on a Redis Cluster the prefix cannot hold `{` or `}`: the keys' hash tags follow it",
             ));
         }
         if tokio::runtime::Handle::try_current().is_err() {

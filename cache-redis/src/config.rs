@@ -27,8 +27,11 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// The server URL.
+    /// The server URL (on a cluster, the first seed node's).
     pub url: String,
+    /// A Redis Cluster's seed nodes ([`RedisConfig::cluster`]); empty for
+    /// a single server.
+    pub cluster_nodes: Vec<String>,
     /// Time to establish a connection.
     pub connect_timeout: Duration,
     /// Time to wait for one command's answer.
@@ -42,10 +45,33 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> RedisConfig {
         RedisConfig {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             op_timeout: DEFAULT_OP_TIMEOUT,
             scan_count: 1000,
         }
+    }
+
+    /// Settings for a Redis Cluster reached through `nodes` (seed nodes:
+    /// one reachable node is enough to find the others; give several).
+    /// `rediss://` and passwords work as for one server.
+    ///
+    /// ```
+    /// let c = cache_redis::RedisConfig::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]);
+    /// assert!(c.is_cluster());
+    /// assert_eq!(c.redacted_url(), "redis://10.0.0.1:7000,redis://10.0.0.2:7000");
+    /// ```
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> RedisConfig {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        RedisConfig {
+            cluster_nodes: nodes.clone(),
+            ..RedisConfig::new(nodes.first().cloned().unwrap_or_default())
+        }
+    }
+
+    /// True for a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty()
     }
 
     /// Sets the connect timeout.
@@ -76,6 +102,10 @@ impl RedisConfig {
     /// assert_eq!(c.redacted_url(), "redis://user:***@host:1/0");
     /// ```
     pub fn redacted_url(&self) -> String {
+        if self.is_cluster() {
+            let nodes: Vec<String> = self.cluster_nodes.iter().map(|n| redact(n)).collect();
+            return nodes.join(",");
+        }
         redact(&self.url)
     }
 }

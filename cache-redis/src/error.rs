@@ -26,8 +26,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True for timeouts and connection failures (as opposed to a command error).
+    /// True for timeouts and connection failures, and for the answers of a
+    /// server that cannot serve the key now: a cluster moving slots or
+    /// failing over (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`,
+    /// `MASTERDOWN`), a replica (`READONLY`) and a server loading its data
+    /// (`LOADING`). These are worth retrying later (the breaker counts them,
+    /// and queued invalidations wait for them), unlike a command error.
     pub fn is_unavailable(&self) -> bool {
+        use redis::{ErrorKind, ServerErrorKind};
         match self {
             StoreError::Timeout(_) => true,
             StoreError::Redis(e) => {
@@ -35,6 +41,16 @@ impl StoreError {
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
                     || e.is_timeout()
+                    || e.is_cluster_error()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::ClusterConnectionNotFound
+                            | ErrorKind::Server(
+                                ServerErrorKind::MasterDown
+                                    | ServerErrorKind::ReadOnly
+                                    | ServerErrorKind::BusyLoading
+                            )
+                    )
             }
             StoreError::InvalidUrl { .. } | StoreError::NoRuntime => false,
         }

@@ -29,14 +29,18 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod connection;
 mod error;
 mod layout;
+mod slot;
 mod store;
 mod subscription;
 
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, RedisConfig};
+pub use connection::Connection;
 pub use error::StoreError;
-pub use layout::{Layout, MARKER_TTL, MAX_DEPTH, is_reserved};
+pub use layout::{Bucket, Layout, MARKER_TTL, MAX_DEPTH, is_reserved};
+pub use slot::{BUCKETS, SLOTS, key_slot};
 pub use store::{KeyTtl, Observed, RedisStore, ServerInfo, WriteGuard};
 pub use subscription::{Event, Subscription};
 

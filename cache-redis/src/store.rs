@@ -8,24 +8,27 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, RedisResult};
 
 use crate::config::{RedisConfig, redact};
+use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::layout::is_reserved;
 use crate::subscription::Subscription;
 
-/// A handle to one Redis server. Cheap to clone; clones share the connection.
+/// A handle to one Redis server, or to a Redis Cluster. Cheap to clone;
+/// clones share the connection.
 ///
-/// The connection is made on first use and remade after failures by
-/// redis-rs's `ConnectionManager`; construction does no I/O, so a cache can
-/// start while Redis is down. Every command is bounded by
-/// [`RedisConfig::op_timeout`].
+/// The connection is made on first use and remade after failures (by
+/// redis-rs's `ConnectionManager`, or its cluster client; see
+/// [`Connection`]); construction does no I/O, so a cache can start while
+/// Redis is down. Every command is bounded by [`RedisConfig::op_timeout`].
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    client: Client,
-    manager: ConnectionManager,
+    /// For subscriptions: the server, or the cluster's seed nodes.
+    clients: Vec<Client>,
+    connection: Connection,
     config: RedisConfig,
     scripts: Scripts,
 }
@@ -263,9 +266,32 @@ impl RedisStore {
     /// [`StoreError::NoRuntime`] outside a Tokio runtime.
     pub fn new(config: RedisConfig) -> Result<RedisStore, StoreError> {
         let invalid = |e: redis::RedisError| StoreError::InvalidUrl {
-            url: redact(&config.url),
+            url: config.redacted_url(),
             reason: e.to_string(),
         };
+        if config.is_cluster() {
+            let mut clients = Vec::with_capacity(config.cluster_nodes.len());
+            for node in &config.cluster_nodes {
+                clients.push(
+                    Client::open(node.as_str()).map_err(|e| StoreError::InvalidUrl {
+                        url: redact(node),
+                        reason: e.to_string(),
+                    })?,
+                );
+            }
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(StoreError::NoRuntime);
+            }
+            let connection = Connection::cluster(&config).map_err(invalid)?;
+            return Ok(RedisStore {
+                inner: Arc::new(Inner {
+                    clients,
+                    connection,
+                    config,
+                    scripts: Scripts::new(),
+                }),
+            });
+        }
         let client = Client::open(config.url.as_str()).map_err(invalid)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::NoRuntime);
@@ -286,8 +312,8 @@ impl RedisStore {
             .map_err(invalid)?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                client,
-                manager,
+                clients: vec![client],
+                connection: Connection::single(manager),
                 config,
                 scripts: Scripts::new(),
             }),
@@ -300,8 +326,30 @@ impl RedisStore {
     }
 
     /// The multiplexed connection, for raw commands (benchmarks compare against it).
-    pub fn connection(&self) -> ConnectionManager {
-        self.inner.manager.clone()
+    pub fn connection(&self) -> Connection {
+        self.inner.connection.clone()
+    }
+
+    /// True on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.connection.is_cluster()
+    }
+
+    /// A connection to each master (the server itself on a single node),
+    /// for commands that concern every master.
+    async fn masters(&self) -> Result<Vec<Connection>, StoreError> {
+        let limit = self.inner.config.connect_timeout + self.inner.config.op_timeout;
+        match tokio::time::timeout(
+            limit,
+            self.inner
+                .connection
+                .masters(self.inner.config.connect_timeout),
+        )
+        .await
+        {
+            Ok(masters) => Ok(masters?),
+            Err(_) => Err(StoreError::Timeout(limit)),
+        }
     }
 
     async fn run<T, F>(&self, fut: F) -> Result<T, StoreError>
@@ -419,11 +467,41 @@ impl RedisStore {
     ///
     /// [`StoreError`] if a step times out or fails (keys removed before it stay removed).
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64, StoreError> {
+        self.delete_matching_where(pattern, |_| true).await
+    }
+
+    /// Like [`delete_matching`](Self::delete_matching), on every master of a
+    /// cluster, removing only the names `matches` accepts among those the
+    /// `SCAN` pattern finds (on a cluster, a pattern over bucket-tagged
+    /// names is wider than the one meant: see
+    /// [`Layout::scan_pattern`](crate::Layout::scan_pattern)).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if a step times out or fails (keys removed before it stay removed).
+    pub async fn delete_matching_where(
+        &self,
+        pattern: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for master in self.masters().await? {
+            removed += self.delete_on(master, pattern, &matches).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn delete_on(
+        &self,
+        node: Connection,
+        pattern: &str,
+        matches: &impl Fn(&str) -> bool,
+    ) -> Result<u64, StoreError> {
         let count = self.inner.config.scan_count;
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let mut con = self.connection();
+            let mut con = node.clone();
             let (next, keys): (u64, Vec<String>) = self
                 .run(async move {
                     redis::cmd("SCAN")
@@ -438,8 +516,17 @@ impl RedisStore {
                 .await?;
             // Locks, indexes and markers are not the cache's data: a pattern
             // that happens to match them leaves them alone.
-            let keys: Vec<String> = keys.into_iter().filter(|k| !is_reserved(k)).collect();
-            if !keys.is_empty() {
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter(|k| !is_reserved(k) && matches(k))
+                .collect();
+            // One `UNLINK` per key on a cluster: the keys of a batch are in
+            // many slots. On one node, one for the batch.
+            if self.is_cluster() {
+                for k in &keys {
+                    removed += self.unlink(&[k.as_str()]).await?;
+                }
+            } else if !keys.is_empty() {
                 let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
                 removed += self.unlink(&refs).await?;
             }
@@ -850,26 +937,53 @@ impl RedisStore {
         Ok(released == 1)
     }
 
-    /// Round-trips a `PING` and times it.
+    /// Round-trips a `PING` (to every master of a cluster) and times it.
     ///
     /// # Errors
     ///
     /// [`StoreError`] on timeout or a Redis failure.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
-        let mut con = self.connection();
         let started = Instant::now();
-        self.run(async move { redis::cmd("PING").query_async::<()>(&mut con).await })
-            .await?;
+        for master in self.masters().await? {
+            let mut con = master;
+            self.run(async move { redis::cmd("PING").query_async::<()>(&mut con).await })
+                .await?;
+        }
         Ok(started.elapsed())
     }
 
-    /// Used memory and key count (`INFO memory`, `DBSIZE`), in one round trip.
+    /// Used memory and key count (`INFO memory`, `DBSIZE`), in one round
+    /// trip per master, summed over the masters of a cluster.
     ///
     /// # Errors
     ///
     /// [`StoreError`] on timeout or a Redis failure.
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
-        let mut con = self.connection();
+        let mut total: Option<ServerInfo> = None;
+        for master in self.masters().await? {
+            let one = self.info_on(master).await?;
+            match &mut total {
+                Some(t) => {
+                    t.used_memory += one.used_memory;
+                    t.keys += one.keys;
+                    t.max_memory = t.max_memory.max(one.max_memory);
+                    if one.may_evict() {
+                        t.eviction_policy = one.eviction_policy;
+                    }
+                }
+                None => total = Some(one),
+            }
+        }
+        Ok(total.unwrap_or(ServerInfo {
+            used_memory: 0,
+            keys: 0,
+            max_memory: 0,
+            eviction_policy: None,
+        }))
+    }
+
+    async fn info_on(&self, node: Connection) -> Result<ServerInfo, StoreError> {
+        let mut con = node;
         let (info, keys): (String, u64) = self
             .run(async move {
                 redis::pipe()
@@ -903,7 +1017,7 @@ impl RedisStore {
     /// itself; see [`Subscription`].
     pub fn subscribe(&self, channel: &str) -> Subscription {
         Subscription::start(
-            self.inner.client.clone(),
+            self.inner.clients.clone(),
             channel.to_owned(),
             self.inner.config.clone(),
         )

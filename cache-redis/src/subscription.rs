@@ -41,9 +41,16 @@ impl Drop for Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn start(client: Client, channel: String, config: RedisConfig) -> Subscription {
+    /// Subscribes through `clients` in turn: the server, or a cluster's
+    /// seed nodes (a message published on any node of a cluster reaches
+    /// the subscribers of every node), moving to the next after a failure.
+    pub(crate) fn start(
+        clients: Vec<Client>,
+        channel: String,
+        config: RedisConfig,
+    ) -> Subscription {
         let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(run(client, channel, config, tx));
+        let task = tokio::spawn(run(clients, channel, config, tx));
         Subscription { rx, task }
     }
 
@@ -53,12 +60,17 @@ impl Subscription {
     }
 }
 
-async fn run(client: Client, channel: String, config: RedisConfig, tx: mpsc::Sender<Event>) {
+async fn run(clients: Vec<Client>, channel: String, config: RedisConfig, tx: mpsc::Sender<Event>) {
     const MIN_BACKOFF: Duration = Duration::from_millis(50);
     const MAX_BACKOFF: Duration = Duration::from_secs(2);
     let mut backoff = MIN_BACKOFF;
     let mut subscribed_before = false;
+    let mut turn = 0usize;
     loop {
+        let Some(client) = clients.get(turn % clients.len().max(1)) else {
+            return;
+        };
+        turn = turn.wrapping_add(1);
         let attempt = async {
             let mut pubsub =
                 tokio::time::timeout(config.connect_timeout, client.get_async_pubsub())

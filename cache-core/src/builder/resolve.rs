@@ -20,10 +20,30 @@ impl CacheBuilder {
     /// The Redis settings, if any, and where they came from.
     #[cfg(feature = "redis")]
     pub(super) fn redis_settings(&self) -> Result<Option<(&'static str, RedisConfig)>, Error> {
+        let cluster = |source: &'static str, nodes: &[String]| {
+            if nodes.is_empty() {
+                return Err(config_error(
+                    source,
+                    "",
+                    "name at least one seed node of the cluster, e.g. redis://10.0.0.1:7000",
+                ));
+            }
+            Ok((source, RedisConfig::cluster(nodes.iter().cloned())))
+        };
         let (source, mut config) = if let Some(c) = &self.redis {
             ("builder.redis", c.clone())
+        } else if let Some(nodes) = &self.explicit.redis_cluster {
+            cluster("builder.redis_cluster", nodes)?
         } else if let Some(url) = &self.explicit.redis_url {
             ("builder.redis_url", RedisConfig::new(url.clone()))
+        } else if let (Some(_), Some(url)) = (&self.env.redis_cluster, &self.env.redis_url) {
+            return Err(config_error(
+                "REDIS_URL",
+                &RedisConfig::new(url.clone()).redacted_url(),
+                "REDIS_CLUSTER_URLS is set too: set one of them (a single server, or a cluster's seed nodes)",
+            ));
+        } else if let Some(nodes) = &self.env.redis_cluster {
+            cluster("REDIS_CLUSTER_URLS", nodes)?
         } else if let Some(url) = &self.env.redis_url {
             ("REDIS_URL", RedisConfig::new(url.clone()))
         } else {
@@ -40,6 +60,13 @@ impl CacheBuilder {
 
     #[cfg(not(feature = "redis"))]
     pub(super) fn redis_settings(&self) -> Result<Option<(&'static str, RedisConfig)>, Error> {
+        if self.explicit.redis_cluster.is_some() || self.env.redis_cluster.is_some() {
+            return Err(config_error(
+                "REDIS_CLUSTER_URLS",
+                "...",
+                "cache-core was built without its `redis` feature",
+            ));
+        }
         match (&self.explicit.redis_url, &self.env.redis_url) {
             (Some(_), _) => Err(config_error(
                 "builder.redis_url",
@@ -188,6 +215,16 @@ impl CacheBuilder {
             stats_interval: self.stats_interval.unwrap_or(DEFAULT_STATS_INTERVAL),
         })
     }
+}
+
+#[cfg(feature = "redis")]
+pub(super) fn redis_is_cluster(c: &RedisConfig) -> bool {
+    c.is_cluster()
+}
+
+#[cfg(not(feature = "redis"))]
+pub(super) fn redis_is_cluster(_: &RedisConfig) -> bool {
+    false
 }
 
 #[cfg(feature = "redis")]

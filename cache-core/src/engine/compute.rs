@@ -79,7 +79,7 @@ impl Engine {
             && observed.is_none()
         {
             let asked = Instant::now();
-            match l2.observe().await {
+            match l2.observe(&key).await {
                 Ok(seen) => observed = Some((seen, asked)),
                 Err(e) => {
                     // Unobserved, the result cannot be written safely: in-process only.

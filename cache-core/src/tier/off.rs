@@ -110,7 +110,7 @@ impl L2 {
     pub(crate) fn waiter(&self, _: &str) -> Waiter {
         match *self {}
     }
-    pub(crate) async fn observe(&self) -> Result<Observed, TierError> {
+    pub(crate) async fn observe(&self, _: &str) -> Result<Observed, TierError> {
         match *self {}
     }
     pub(crate) async fn write(&self, _: &str, _: &[u8], _: Duration) -> Result<(), TierError> {

@@ -52,7 +52,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use cache_redis::{KeyTtl, Layout, MARKER_TTL, RedisStore, StoreError, WriteGuard};
+use cache_redis::{Bucket, KeyTtl, Layout, MARKER_TTL, RedisStore, StoreError, WriteGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -104,7 +104,11 @@ pub(crate) struct L2 {
     store: RedisStore,
     codec: CodecConfig,
     layout: Layout,
-    breaker: Breaker,
+    /// One breaker on a single node. On a cluster, one per bucket (a
+    /// bucket is one slot, so one master: a failing master opens only its
+    /// buckets' breakers), and a last one for commands that concern every
+    /// master.
+    breakers: Vec<Breaker>,
     /// This instance on the backplane: its own messages are ignored.
     instance: u64,
     status: watch::Sender<BackplaneStatus>,
@@ -172,11 +176,19 @@ impl L2 {
             subscriptions: 0,
             applied: 0,
         });
+        let layout = if store.is_cluster() {
+            Layout::cluster(prefix)
+        } else {
+            Layout::new(prefix)
+        };
+        let breakers = (0..layout.buckets().count().max(1) + usize::from(layout.is_cluster()))
+            .map(|_| Breaker::new(breaker))
+            .collect();
         L2 {
             store,
             codec,
-            layout: Layout::new(prefix),
-            breaker: Breaker::new(breaker),
+            layout,
+            breakers,
             instance: crate::id::random_id(),
             status,
             queue: queue::Queue::default(),
@@ -186,17 +198,36 @@ impl L2 {
         }
     }
 
+    /// The worst state of the breakers: open if any is open (on a cluster,
+    /// a master's buckets), else half-open if any is, else closed.
     pub(crate) fn breaker_state(&self) -> BreakerState {
-        self.breaker.state()
+        let mut worst = BreakerState::Closed;
+        for b in &self.breakers {
+            match b.state() {
+                BreakerState::Open => return BreakerState::Open,
+                BreakerState::HalfOpen => worst = BreakerState::HalfOpen,
+                _ => {}
+            }
+        }
+        worst
     }
 
-    /// Runs one Redis command through the breaker. (The command's timeout
-    /// is the store's: every `RedisStore` command is bounded by it.)
+    /// The breaker in front of a bucket's commands (`None`: commands that
+    /// concern every master, or the one breaker of a single node).
+    fn breaker(&self, bucket: Bucket) -> Option<&Breaker> {
+        let last = self.breakers.len().checked_sub(1)?;
+        self.breakers.get(bucket.unwrap_or(last))
+    }
+
+    /// Runs one Redis command through the breaker of `bucket` (see
+    /// [`breaker`](Self::breaker)). (The command's timeout is the store's:
+    /// every `RedisStore` command is bounded by it.)
     async fn guarded<T>(
         &self,
+        bucket: Bucket,
         command: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, TierError> {
-        let Some(permit) = self.breaker.allow() else {
+        let Some(permit) = self.breaker(bucket).and_then(Breaker::allow) else {
             return Err(TierError::BreakerOpen);
         };
         let timer = self.observer.redis_timer();
@@ -219,12 +250,14 @@ impl L2 {
         if let Err(e) = self.ready() {
             return Read::Unavailable(e);
         }
+        let bucket = self.layout.key_bucket(key);
+        let name = self.layout.physical(key);
         let fetched = if want_ttl {
-            self.guarded(self.store.get_with_ttl(key))
+            self.guarded(bucket, self.store.get_with_ttl(&name))
                 .await
                 .map(|o| o.map(|(bytes, ttl)| (bytes, time_left(ttl))))
         } else {
-            self.guarded(self.store.get(key))
+            self.guarded(bucket, self.store.get(&name))
                 .await
                 .map(|o| o.map(|b| (b, None)))
         };
@@ -257,7 +290,13 @@ impl L2 {
                 // (Redis's clock, not ours). A read without `PTTL` asks now.
                 let left = match left {
                     Some(l) => l,
-                    None => match self.guarded(self.store.ttl(key)).await {
+                    None => match self
+                        .guarded(
+                            self.layout.key_bucket(key),
+                            self.store.ttl(&self.layout.physical(key)),
+                        )
+                        .await
+                    {
                         Ok(KeyTtl::Expires(l)) => l,
                         Ok(KeyTtl::Missing) => return Read::Miss,
                         Ok(KeyTtl::Persistent) => Duration::MAX,
@@ -280,7 +319,10 @@ impl L2 {
             }
             Err(e) => {
                 // Only remove what we read: a concurrent valid write is kept.
-                let _ = self.guarded(self.store.unlink(&[key])).await;
+                let name = self.layout.physical(key);
+                let _ = self
+                    .guarded(self.layout.key_bucket(key), self.store.unlink(&[&name]))
+                    .await;
                 Read::Invalid(e)
             }
         }
@@ -320,15 +362,18 @@ impl L2 {
     ) -> Result<(), TierError> {
         let indexes = self.layout.indexes(key);
         let marker = self.layout.key_marker(key);
+        let sequence = self.layout.sequence_for(key);
         let guard = WriteGuard::Bump {
             marker: &marker,
-            sequence: self.layout.sequence(),
+            sequence: &sequence,
             ttl: MARKER_TTL,
         };
         let registry = self.layout.registry(key);
+        let name = self.layout.physical(key);
         self.guarded(
+            self.layout.key_bucket(key),
             self.store
-                .write(key, bytes, ttl, &indexes, &registry, guard),
+                .write(&name, bytes, ttl, &indexes, &registry, guard),
         )
         .await
         .map(drop)
@@ -353,9 +398,11 @@ impl L2 {
             observed: *observed,
         };
         let registry = self.layout.registry(key);
+        let name = self.layout.physical(key);
         self.guarded(
+            self.layout.key_bucket(key),
             self.store
-                .write(key, bytes, ttl, &indexes, &registry, guard),
+                .write(&name, bytes, ttl, &indexes, &registry, guard),
         )
         .await
     }
@@ -363,9 +410,12 @@ impl L2 {
     /// Removes `key` and bumps its marker.
     async fn remove(&self, key: &str) -> Result<u64, TierError> {
         let marker = self.layout.key_marker(key);
+        let sequence = self.layout.sequence_for(key);
+        let name = self.layout.physical(key);
         self.guarded(
+            self.layout.key_bucket(key),
             self.store
-                .invalidate_key(key, &marker, self.layout.sequence(), MARKER_TTL),
+                .invalidate_key(&name, &marker, &sequence, MARKER_TTL),
         )
         .await
     }
@@ -374,7 +424,9 @@ impl L2 {
     /// prefix at a segment boundary (`user:42:*`) from its index set, in
     /// O(matching keys); anything else with `SCAN` + `UNLINK`. Each bumps
     /// the marker of the deepest segment prefix it covers first, so that
-    /// computations that started before do not store their results.
+    /// computations that started before do not store their results. On a
+    /// cluster, a prefix or marker that spans buckets (`user:*`, the root)
+    /// is drained or bumped in each of them, and `SCAN` runs on every master.
     async fn remove_matching(&self, pattern: &str) -> Result<u64, TierError> {
         let glob = Glob::new(pattern);
         if let Some(key) = glob.exact() {
@@ -385,24 +437,45 @@ impl L2 {
             .as_deref()
             .and_then(|p| self.layout.indexed_segment(p))
         {
-            let index = self.layout.index_key(segment);
-            let marker = self.layout.marker_key(segment);
-            return self
-                .guarded(self.store.drain_index(
-                    &index,
-                    &marker,
-                    self.layout.sequence(),
-                    MARKER_TTL,
-                ))
-                .await;
+            let mut removed = 0;
+            for bucket in self.layout.segment_buckets(segment) {
+                let index = self.layout.index_in(bucket, segment);
+                let marker = self.layout.marker_in(bucket, segment);
+                let sequence = self.layout.sequence_in(bucket);
+                removed += self
+                    .guarded(
+                        bucket,
+                        self.store
+                            .drain_index(&index, &marker, &sequence, MARKER_TTL),
+                    )
+                    .await?;
+            }
+            return Ok(removed);
         }
         let literal = glob.leading_literal();
-        let marker = self
-            .layout
-            .marker_key(self.layout.covering_segment(&literal));
-        self.guarded(self.store.bump(&marker, self.layout.sequence(), MARKER_TTL))
-            .await?;
-        self.guarded(self.store.delete_matching(pattern)).await
+        let covering = self.layout.covering_segment(&literal);
+        for bucket in self.layout.segment_buckets(covering) {
+            let marker = self.layout.marker_in(bucket, covering);
+            let sequence = self.layout.sequence_in(bucket);
+            self.guarded(bucket, self.store.bump(&marker, &sequence, MARKER_TTL))
+                .await?;
+        }
+        if !self.layout.is_cluster() {
+            return self
+                .guarded(None, self.store.delete_matching(pattern))
+                .await;
+        }
+        // Bucket-tagged names: `SCAN` for a wider pattern, and keep the names
+        // whose key (tag removed) the pattern matches.
+        let scan = self.layout.scan_pattern(pattern);
+        let layout = &self.layout;
+        self.guarded(
+            None,
+            self.store.delete_matching_where(&scan, |name| {
+                layout.logical(name).is_some_and(|key| glob.matches(&key))
+            }),
+        )
+        .await
     }
 
     /// Removes `key` in Redis and tells the other instances; what fails is
@@ -474,26 +547,36 @@ impl L2 {
         self.queue.len()
     }
 
-    /// The invalidation sequence now, before a computation starts.
-    pub(crate) async fn observe(&self) -> Result<Observed, TierError> {
+    /// The invalidation sequence that guards `key` now, before a
+    /// computation of it starts.
+    pub(crate) async fn observe(&self, key: &str) -> Result<Observed, TierError> {
         self.ready()?;
-        self.guarded(self.store.observe(self.layout.sequence()))
+        let sequence = self.layout.sequence_for(key);
+        self.guarded(self.layout.key_bucket(key), self.store.observe(&sequence))
             .await
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool, TierError> {
         self.ready()?;
-        self.guarded(self.store.exists(key)).await
+        let name = self.layout.physical(key);
+        self.guarded(self.layout.key_bucket(key), self.store.exists(&name))
+            .await
     }
 
     /// `Ok(None)` if the key is absent; a key without expiry reports `Duration::MAX`.
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, TierError> {
         self.ready()?;
-        Ok(match self.guarded(self.store.ttl(key)).await? {
-            KeyTtl::Missing => None,
-            KeyTtl::Persistent => Some(Duration::MAX),
-            KeyTtl::Expires(d) => Some(d),
-        })
+        let name = self.layout.physical(key);
+        Ok(
+            match self
+                .guarded(self.layout.key_bucket(key), self.store.ttl(&name))
+                .await?
+            {
+                KeyTtl::Missing => None,
+                KeyTtl::Persistent => Some(Duration::MAX),
+                KeyTtl::Expires(d) => Some(d),
+            },
+        )
     }
 
     /// A new TTL for `key`; its index sets (and the set that counts it) are
@@ -501,8 +584,12 @@ impl L2 {
     pub(crate) async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TierError> {
         let mut indexes = self.layout.indexes(key);
         indexes.push(self.layout.registry(key));
-        self.guarded(self.store.expire_indexed(key, ttl, &indexes))
-            .await
+        let name = self.layout.physical(key);
+        self.guarded(
+            self.layout.key_bucket(key),
+            self.store.expire_indexed(&name, ttl, &indexes),
+        )
+        .await
     }
 
     /// Not through the breaker: health checks want the truth.
@@ -512,7 +599,7 @@ impl L2 {
 
     /// Used memory and the database's key count.
     pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
-        let info = self.guarded(self.store.info()).await?;
+        let info = self.guarded(None, self.store.info()).await?;
         Ok((info.used_memory, info.keys))
     }
 
@@ -521,33 +608,41 @@ impl L2 {
     /// each (exact up to [`CENSUS_EXACT`] members, sampled beyond), then
     /// the keys without a segment. Largest first.
     pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, TierError> {
-        let top = self.layout.top_indexes();
-        self.guarded(self.store.census(&top, CENSUS_TOP)).await?;
-        let indexes = self.guarded(self.store.members(&top)).await?;
-        let mut out = Vec::with_capacity(indexes.len() + 1);
-        for index in &indexes {
-            let Some(segment) = self.layout.segment_of_index(index) else {
-                continue;
-            };
-            let (entries, exact) = self.guarded(self.store.census(index, CENSUS_EXACT)).await?;
-            if entries > 0 {
-                out.push(NamespaceStats {
-                    prefix: segment.to_owned(),
-                    entries,
-                    exact,
-                });
+        let mut counts: std::collections::BTreeMap<String, (u64, bool)> = Default::default();
+        let mut add = |prefix: &str, entries: u64, exact: bool| {
+            let c = counts.entry(prefix.to_owned()).or_insert((0, true));
+            c.0 += entries;
+            c.1 &= exact;
+        };
+        for bucket in self.layout.buckets() {
+            let top = self.layout.top_indexes_in(bucket);
+            self.guarded(bucket, self.store.census(&top, CENSUS_TOP))
+                .await?;
+            let indexes = self.guarded(bucket, self.store.members(&top)).await?;
+            for index in &indexes {
+                let Some(segment) = self.layout.segment_of_index(index) else {
+                    continue;
+                };
+                let (entries, exact) = self
+                    .guarded(bucket, self.store.census(index, CENSUS_EXACT))
+                    .await?;
+                add(segment, entries, exact);
             }
+            let flat = self.layout.flat_keys_in(bucket);
+            let (entries, exact) = self
+                .guarded(bucket, self.store.census(&flat, CENSUS_EXACT))
+                .await?;
+            add("", entries, exact);
         }
-        let (entries, exact) = self
-            .guarded(self.store.census(&self.layout.flat_keys(), CENSUS_EXACT))
-            .await?;
-        if entries > 0 {
-            out.push(NamespaceStats {
-                prefix: String::new(),
+        let mut out: Vec<NamespaceStats> = counts
+            .into_iter()
+            .filter(|(_, (entries, _))| *entries > 0)
+            .map(|(prefix, (entries, exact))| NamespaceStats {
+                prefix,
                 entries,
                 exact,
-            });
-        }
+            })
+            .collect();
         out.sort_by(|a, b| {
             b.entries
                 .cmp(&a.entries)
@@ -565,6 +660,7 @@ impl L2 {
     pub(crate) async fn put_snapshot(&self, bytes: &[u8], ttl: Duration) -> Result<(), TierError> {
         let key = self.layout.stats_key(&self.instance());
         self.guarded(
+            None,
             self.store
                 .put_snapshot(&self.layout.stats_live(), &key, bytes, ttl),
         )
@@ -573,14 +669,14 @@ impl L2 {
 
     /// The snapshots of every live instance (this one's included, once written).
     pub(crate) async fn snapshots(&self) -> Result<Vec<Vec<u8>>, TierError> {
-        self.guarded(self.store.snapshots(&self.layout.stats_live()))
+        self.guarded(None, self.store.snapshots(&self.layout.stats_live()))
             .await
     }
 
     /// Logs a warning if Redis may evict keys: an evicted index set or marker
     /// weakens invalidation (see the module docs).
     async fn warn_if_evicting(&self) {
-        if let Ok(info) = self.guarded(self.store.info()).await
+        if let Ok(info) = self.guarded(None, self.store.info()).await
             && info.may_evict()
         {
             tracing::warn!(
@@ -653,6 +749,6 @@ mod tests {
             l2.read::<u32>("t:k", 0, false).await,
             Read::Unavailable(TierError::Replaying)
         ));
-        assert!(matches!(l2.observe().await, Err(TierError::Replaying)));
+        assert!(matches!(l2.observe("k").await, Err(TierError::Replaying)));
     }
 }

@@ -56,7 +56,7 @@ impl L2 {
     /// Publishes `op`; waits for Redis to take it.
     pub(super) async fn announce(&self, op: Op) -> Result<(), TierError> {
         let payload = self.payload(op);
-        self.guarded(self.store.publish(self.layout.channel(), &payload))
+        self.guarded(None, self.store.publish(self.layout.channel(), &payload))
             .await
     }
 

@@ -82,11 +82,13 @@ impl L2 {
         self.ready()?;
         let guard = Held::new(Arc::clone(self), key, token, ttl, hold);
         let lock = self.layout.lock_key(key);
+        let sequence = self.layout.sequence_for(key);
+        let name = self.layout.physical(key);
         let asked = Instant::now();
         let (held, fetched, observed) = self
             .guarded(
-                self.store
-                    .lock_and_get(&lock, token, ttl, key, self.layout.sequence()),
+                self.layout.key_bucket(key),
+                self.store.lock_and_get(&lock, token, ttl, &name, &sequence),
             )
             .await?;
         let held = if held {
@@ -109,7 +111,11 @@ impl L2 {
     /// Extends the lock of `key` if `token` still holds it.
     async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError> {
         let lock = self.layout.lock_key(key);
-        self.guarded(self.store.renew_lock(&lock, token, ttl)).await
+        self.guarded(
+            self.layout.key_bucket(key),
+            self.store.renew_lock(&lock, token, ttl),
+        )
+        .await
     }
 
     /// Releases the lock of `key` if `token` holds it, and wakes the
@@ -118,6 +124,7 @@ impl L2 {
         let lock = self.layout.lock_key(key);
         let payload = self.payload(Op::Landed(key.to_owned()));
         self.guarded(
+            self.layout.key_bucket(key),
             self.store
                 .unlock(&lock, token, self.layout.channel(), &payload),
         )

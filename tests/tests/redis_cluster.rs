@@ -1,0 +1,264 @@
+//! The shared tier on a real Redis Cluster the test starts (3 masters, or 3
+//! masters with a replica each): keys spread over the masters, every kind
+//! of invalidation reaching every instance, Redis refusing a value computed
+//! before an invalidation, the stampede lock across instances, stats, a
+//! killed master (its keys misses, the others hits, no caller error), a
+//! paused one, and a failover after which the cache recovers by itself and
+//! an invalidation made during it is not lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_core::{Cache, HealthStatus, Preset};
+use tests::redis_cluster::RedisCluster;
+use tests::support::{connected, eventually};
+
+/// An instance on `cluster` with 2 s per command (a busy machine must not
+/// make a healthy node look failed) unless the test is about timeouts.
+fn instance(cluster: &RedisCluster, prefix: &str) -> Cache {
+    Cache::builder()
+        .redis_cluster(cluster.seed_urls())
+        .key_prefix(prefix)
+        .redis_op_timeout(Duration::from_secs(2))
+        .build_blocking()
+        .expect("a cluster instance builds")
+}
+
+async fn pair(cluster: &RedisCluster, prefix: &str) -> (Cache, Cache) {
+    let a = instance(cluster, prefix);
+    let b = instance(cluster, prefix);
+    connected(&a).await;
+    connected(&b).await;
+    (a, b)
+}
+
+/// Keys on one node: `DBSIZE`.
+async fn dbsize(url: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("DBSIZE").query_async(&mut con).await.unwrap()
+}
+
+/// The cache key (under `prefix`) as a user of redis-cli would look it up:
+/// its bucket-tagged name on the cluster.
+fn physical(prefix: &str, key: &str) -> String {
+    cache_redis::Layout::cluster(prefix)
+        .physical(&format!("{prefix}:{key}"))
+        .into_owned()
+}
+
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn keys_spread_over_the_masters_and_every_invalidation_reaches_every_instance() {
+    let cluster = RedisCluster::start(3, 0);
+    let (a, b) = pair(&cluster, "cl").await;
+    for id in 0..60u32 {
+        for part in ["profile", "roles"] {
+            a.set(&format!("user:{id}:{part}"), &id, Preset::Medium)
+                .await
+                .unwrap();
+        }
+    }
+    for url in cluster.master_urls() {
+        assert!(dbsize(&url).await > 0, "every master holds keys: {url}");
+    }
+    let redis = a.stats().await.redis.expect("a shared tier");
+    assert_eq!((redis.entries, redis.entries_exact), (120, true));
+    let ns = a.namespaces().await.unwrap();
+    assert_eq!((ns[0].prefix.as_str(), ns[0].entries), ("user:", 120));
+
+    // b reads from Redis, then holds in-process copies.
+    for id in 0..60u32 {
+        assert_eq!(
+            b.get::<u32>(&format!("user:{id}:profile")).await.unwrap(),
+            Some(id)
+        );
+    }
+    let mut heard = b.backplane().unwrap();
+
+    // One key, one bucket's prefix, a namespace over every bucket, a
+    // scanned pattern, everything.
+    let cases: [(&str, u64); 4] = [
+        ("user:1:profile", 1),
+        ("user:2:*", 2),
+        ("user:1?:roles", 10),
+        ("user:*", 120 - 1 - 2 - 10),
+    ];
+    for (pattern, removed) in cases {
+        let applied = heard.borrow().applied;
+        assert_eq!(a.invalidate(pattern).await.unwrap(), removed, "{pattern}");
+        heard.wait_for(|s| s.applied > applied).await.unwrap();
+    }
+    for id in 0..60u32 {
+        assert_eq!(
+            b.get::<u32>(&format!("user:{id}:profile")).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            a.get::<u32>(&format!("user:{id}:roles")).await.unwrap(),
+            None
+        );
+    }
+    a.set("answer", &42u32, Preset::Medium).await.unwrap();
+    a.set("report:daily", &1u32, Preset::Medium).await.unwrap();
+    a.clear().await.unwrap();
+    assert_eq!(b.get::<u32>("answer").await.unwrap(), None);
+    assert_eq!(a.stats().await.redis.unwrap().entries, 0);
+    let errors = a.stats().await.errors + b.stats().await.errors;
+    assert_eq!(errors, 0, "no Redis command failed (no CROSSSLOT, ever)");
+}
+
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_value_computed_before_an_invalidation_is_refused_by_the_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let (a, b) = pair(&cluster, "race").await;
+    for pattern in ["user:5:profile", "user:5:*", "user:*", "*:profile", "*"] {
+        let started = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let computing = {
+            let (a, started, release) = (a.clone(), started.clone(), release.clone());
+            tokio::spawn(async move {
+                a.get_or_set("user:5:profile", Preset::Medium, async move {
+                    started.notify_one();
+                    release.notified().await;
+                    "old".to_string()
+                })
+                .await
+                .unwrap()
+            })
+        };
+        started.notified().await;
+        b.invalidate(pattern).await.unwrap();
+        release.notify_one();
+        assert_eq!(computing.await.unwrap(), "old", "the caller gets its value");
+        assert_eq!(
+            b.get::<String>("user:5:profile").await.unwrap(),
+            None,
+            "{pattern}: the cluster refused the stale write"
+        );
+        a.delete("user:5:profile").await.unwrap();
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn the_stampede_lock_holds_across_instances_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let (a, b) = pair(&cluster, "lock").await;
+    let origin = Arc::new(AtomicUsize::new(0));
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let origin = origin.clone();
+        calls.push(tokio::spawn(async move {
+            cache
+                .get_or_set("report:q3:total", Preset::Medium, async move {
+                    origin.fetch_add(1, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    7u32
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap(), 7);
+    }
+    assert_eq!(origin.load(SeqCst), 1, "one origin call for both instances");
+}
+
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_killed_master_makes_only_its_keys_misses() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let writer = instance(&cluster, "dead");
+    for id in 0..90u32 {
+        writer
+            .set(&format!("user:{id}:profile"), &id, Preset::Medium)
+            .await
+            .unwrap();
+    }
+    let victim = cluster.master_for_key(&physical("dead", "user:0:profile"));
+    cluster.kill(victim);
+    // A fresh instance: nothing in-process, every hit comes from Redis.
+    let reader = Cache::builder()
+        .redis_cluster(
+            cluster
+                .seed_urls()
+                .into_iter()
+                .filter(|u| !u.ends_with(&format!(":{}", cluster.port(victim)))),
+        )
+        .key_prefix("dead")
+        .redis_op_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let mut hits = 0;
+    let mut misses = 0;
+    for id in 0..90u32 {
+        let key = format!("user:{id}:profile");
+        let on_victim = cluster.master_for_key(&physical("dead", &key)) == victim;
+        let got = reader.get::<u32>(&key).await.unwrap(); // never an error
+        if on_victim {
+            assert_eq!(got, None, "{key} lives on the dead master: a miss");
+            misses += 1;
+        } else if got == Some(id) {
+            hits += 1;
+        }
+    }
+    assert!(misses > 0 && hits > 0, "hits {hits}, misses {misses}");
+    assert_eq!(
+        hits + misses,
+        90,
+        "every key on a live master is still a hit"
+    );
+    assert_eq!(reader.health().await.status, HealthStatus::Degraded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn after_a_failover_the_cache_recovers_and_keeps_an_invalidation_made_during_it() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let (a, b) = pair(&cluster, "fo").await;
+    a.set("user:9:profile", &1u32, Preset::Medium)
+        .await
+        .unwrap();
+    a.set("user:9:roles", &1u32, Preset::Medium).await.unwrap();
+    let name = physical("fo", "user:9:profile");
+    let master = cluster.master_for_key(&name);
+    // Writes reach the replica before the kill (asynchronous replication
+    // could otherwise lose them with the master: see the tier's docs).
+    tokio::task::block_in_place(|| cluster.wait_for_replication(&name));
+    cluster.kill(master);
+    // During the failover: calls answer (from the origin), never an error.
+    assert_eq!(
+        b.get_or_set("user:9:other", Preset::Medium, async { 5u32 })
+            .await
+            .unwrap(),
+        5
+    );
+    // An invalidation made while the slot has no master is kept...
+    a.invalidate("user:9:*").await.unwrap();
+    tokio::task::block_in_place(|| cluster.wait_for_failover(master));
+    // ...and replayed once the promoted master serves the slot.
+    eventually(
+        "the invalidation replayed on the promoted master",
+        async || a.stats().await.pending_invalidations == 0,
+    )
+    .await;
+    let fresh = instance(&cluster, "fo");
+    assert_eq!(
+        fresh.get::<u32>("user:9:profile").await.unwrap(),
+        None,
+        "no stale value"
+    );
+    assert_eq!(fresh.get::<u32>("user:9:roles").await.unwrap(), None);
+    // And the cache works again without a restart.
+    eventually("writes and reads through the promoted master", async || {
+        a.set("user:9:profile", &2u32, Preset::Medium).await.is_ok()
+            && fresh.get::<u32>("user:9:profile").await.ok().flatten() == Some(2)
+    })
+    .await;
+}
