@@ -16,10 +16,22 @@ mod resolve;
 
 use resolve::{config_error, parse_bool, redacted, redis_is_cluster};
 
+/// Which Redis a setting names.
+#[derive(Debug, Clone)]
+// Without the `redis` feature only the kind is read (to name it in the error).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+enum Target {
+    Url(String),
+    Cluster(Vec<String>),
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
 #[derive(Debug, Clone, Default)]
 struct Settings {
-    redis_url: Option<String>,
-    redis_cluster: Option<Vec<String>>,
+    redis: Option<Target>,
     enabled: Option<bool>,
     key_prefix: Option<String>,
     default_ttl: Option<Duration>,
@@ -41,6 +53,7 @@ impl Cache {
 /// |---|---|---|
 /// | `REDIS_URL` | [`redis_url`](Self::redis_url) | none: in-process only |
 /// | `REDIS_CLUSTER_URLS` | [`redis_cluster`](Self::redis_cluster) (comma-separated seed nodes) | none |
+/// | `REDIS_SENTINEL_URLS`, `REDIS_SENTINEL_MASTER` | [`redis_sentinel`](Self::redis_sentinel) (comma-separated sentinels; the master's name or URL) | none |
 /// | `CACHE_ENABLED` | [`enabled`](Self::enabled) | `true` (`false` makes every attribute a pass-through) |
 /// | `CACHE_KEY_PREFIX` | [`key_prefix`](Self::key_prefix) | `cache` |
 /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl) | the `medium` preset |
@@ -152,7 +165,7 @@ impl CacheBuilder {
     /// # Ok(()) }
     /// ```
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.explicit.redis_url = Some(url.into());
+        self.explicit.redis = Some(Target::Url(url.into()));
         self
     }
 
@@ -175,7 +188,41 @@ impl CacheBuilder {
     /// # Ok(()) }
     /// ```
     pub fn redis_cluster<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Self {
-        self.explicit.redis_cluster = Some(nodes.into_iter().map(Into::into).collect());
+        self.explicit.redis = Some(Target::Cluster(nodes.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Puts the master of a Redis Sentinel deployment behind the
+    /// in-process tier as the shared tier: the sentinels' URLs
+    /// (`redis://host:26379`, with the sentinels' own password if they
+    /// have one) and the master's name as they know it. The master's own
+    /// password, database and TLS go in a URL whose host is that name:
+    /// `redis://:secret@mymaster/2`, `rediss://mymaster`. The cache asks
+    /// the sentinels for the master on first use and again whenever the
+    /// node it uses stops serving, so it follows a failover without a
+    /// restart. Nothing is connected until first use.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder()
+    ///     .redis_sentinel(
+    ///         ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///         "mymaster",
+    ///     )
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(cache.backend(), "redis");
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_sentinel<S: Into<String>>(
+        mut self,
+        sentinels: impl IntoIterator<Item = S>,
+        master: impl Into<String>,
+    ) -> Self {
+        self.explicit.redis = Some(Target::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            master: master.into(),
+        });
         self
     }
 
@@ -364,6 +411,67 @@ impl CacheBuilder {
         self.from_env_with(|name| std::env::var(name).ok())
     }
 
+    /// `REDIS_URL`, `REDIS_CLUSTER_URLS`, or `REDIS_SENTINEL_URLS` with
+    /// `REDIS_SENTINEL_MASTER`: at most one kind.
+    fn redis_from_env(&mut self, get: &impl Fn(&str) -> Option<String>) {
+        let list = |v: String| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let url = get("REDIS_URL");
+        let cluster = get("REDIS_CLUSTER_URLS");
+        let sentinels = get("REDIS_SENTINEL_URLS");
+        let master = get("REDIS_SENTINEL_MASTER");
+        let set: Vec<&str> = [
+            ("REDIS_URL", url.is_some()),
+            ("REDIS_CLUSTER_URLS", cluster.is_some()),
+            ("REDIS_SENTINEL_URLS", sentinels.is_some()),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
+        if set.len() > 1 {
+            self.fail(
+                set[1],
+                "...",
+                &format!(
+                    "{} is set too: set one of REDIS_URL (one server), REDIS_CLUSTER_URLS (a cluster's seed nodes) or REDIS_SENTINEL_URLS (sentinels)",
+                    set[0]
+                ),
+            );
+            return;
+        }
+        self.env.redis = match (url, cluster, sentinels, master) {
+            (Some(url), ..) => Some(Target::Url(url.trim().to_owned())),
+            (_, Some(nodes), ..) => Some(Target::Cluster(list(nodes))),
+            (_, _, Some(sentinels), Some(master)) => Some(Target::Sentinel {
+                sentinels: list(sentinels),
+                master: master.trim().to_owned(),
+            }),
+            (_, _, Some(_), None) => {
+                self.fail(
+                    "REDIS_SENTINEL_MASTER",
+                    "",
+                    "REDIS_SENTINEL_URLS needs the master's name as the sentinels know it, e.g. mymaster",
+                );
+                None
+            }
+            (None, None, None, Some(master)) => {
+                self.fail(
+                    "REDIS_SENTINEL_URLS",
+                    "",
+                    &format!("REDIS_SENTINEL_MASTER={master} needs the sentinels' URLs, e.g. redis://10.0.0.1:26379,redis://10.0.0.2:26379"),
+                );
+                None
+            }
+            (None, None, None, None) => None,
+        };
+    }
+
     /// Reads the `CACHE_*` variables through `lookup` (a config system, or a test's map).
     ///
     /// ```
@@ -375,18 +483,7 @@ impl CacheBuilder {
     /// ```
     pub fn from_env_with(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = get("REDIS_URL") {
-            self.env.redis_url = Some(v.trim().to_owned());
-        }
-        if let Some(v) = get("REDIS_CLUSTER_URLS") {
-            self.env.redis_cluster = Some(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            );
-        }
+        self.redis_from_env(&get);
         if let Some(v) = get("CACHE_ENABLED") {
             match parse_bool(&v) {
                 Some(b) => self.env.enabled = Some(b),

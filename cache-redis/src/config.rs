@@ -27,11 +27,19 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// The server URL (on a cluster, the first seed node's).
+    /// The server URL (on a cluster, the first seed node's; with
+    /// sentinels, the master's name or URL).
     pub url: String,
     /// A Redis Cluster's seed nodes ([`RedisConfig::cluster`]); empty for
     /// a single server.
     pub cluster_nodes: Vec<String>,
+    /// The sentinels of a Redis Sentinel deployment
+    /// ([`RedisConfig::sentinel`]); empty otherwise.
+    pub sentinel_nodes: Vec<String>,
+    /// The master the sentinels watch: its name, or a URL whose host is its
+    /// name and which carries its credentials, database and TLS
+    /// (`rediss://:secret@mymaster/2`). Empty without sentinels.
+    pub sentinel_master: String,
     /// Time to establish a connection.
     pub connect_timeout: Duration,
     /// Time to wait for one command's answer.
@@ -46,6 +54,8 @@ impl RedisConfig {
         RedisConfig {
             url: url.into(),
             cluster_nodes: Vec::new(),
+            sentinel_nodes: Vec::new(),
+            sentinel_master: String::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             op_timeout: DEFAULT_OP_TIMEOUT,
             scan_count: 1000,
@@ -72,6 +82,43 @@ impl RedisConfig {
     /// True for a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         !self.cluster_nodes.is_empty()
+    }
+
+    /// Settings for the master of a Redis Sentinel deployment: the
+    /// sentinels' URLs (`redis://host:26379`, with the sentinels' own
+    /// password if they have one) and the master's name as the sentinels
+    /// know it. The master's own password, database and TLS go in a URL
+    /// whose host is that name: `redis://:secret@mymaster/2`,
+    /// `rediss://mymaster`. The cache asks the sentinels for the master
+    /// on first use and again whenever the node it uses stops serving
+    /// (dead, or demoted to a replica by a failover).
+    ///
+    /// ```
+    /// let c = cache_redis::RedisConfig::sentinel(
+    ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"],
+    ///     "redis://:s3cret@mymaster/2",
+    /// );
+    /// assert!(c.is_sentinel());
+    /// assert_eq!(
+    ///     c.redacted_url(),
+    ///     "redis://:***@mymaster/2 via redis://10.0.0.1:26379,redis://10.0.0.2:26379"
+    /// );
+    /// ```
+    pub fn sentinel<S: Into<String>>(
+        sentinels: impl IntoIterator<Item = S>,
+        master: impl Into<String>,
+    ) -> RedisConfig {
+        let master = master.into();
+        RedisConfig {
+            sentinel_nodes: sentinels.into_iter().map(Into::into).collect(),
+            sentinel_master: master.clone(),
+            ..RedisConfig::new(master)
+        }
+    }
+
+    /// True for a Redis Sentinel deployment.
+    pub fn is_sentinel(&self) -> bool {
+        !self.sentinel_nodes.is_empty()
     }
 
     /// Sets the connect timeout.
@@ -105,6 +152,10 @@ impl RedisConfig {
         if self.is_cluster() {
             let nodes: Vec<String> = self.cluster_nodes.iter().map(|n| redact(n)).collect();
             return nodes.join(",");
+        }
+        if self.is_sentinel() {
+            let nodes: Vec<String> = self.sentinel_nodes.iter().map(|n| redact(n)).collect();
+            return format!("{} via {}", redact(&self.sentinel_master), nodes.join(","));
         }
         redact(&self.url)
     }

@@ -9,6 +9,10 @@
 //! reading the slot map, connecting to the masters) runs in a task of its
 //! own: a command's timeout does not cancel it half-way.
 //!
+//! With Redis Sentinel, it is a `ConnectionManager` to the master the
+//! sentinels name, replaced when that node stops serving (see
+//! [`sentinel`](crate::sentinel)).
+//!
 //! Commands that concern every master (`SCAN`, `INFO`, `DBSIZE`, `PING`)
 //! go to each master on a connection of their own ([`Connection::masters`]),
 //! from the slot map as `CLUSTER SLOTS` gives it.
@@ -23,6 +27,7 @@ use redis::{
 };
 
 use crate::config::RedisConfig;
+use crate::sentinel::Sentinel;
 
 /// A connection to a single server or to a cluster. Cheap to clone; clones
 /// share it.
@@ -35,6 +40,7 @@ pub struct Connection {
 enum Kind {
     Single(ConnectionManager),
     Cluster(Arc<Cluster>),
+    Sentinel(Arc<Sentinel>),
 }
 
 impl std::fmt::Debug for Connection {
@@ -42,6 +48,7 @@ impl std::fmt::Debug for Connection {
         f.write_str(match self.inner {
             Kind::Single(_) => "Connection(single)",
             Kind::Cluster(_) => "Connection(cluster)",
+            Kind::Sentinel(_) => "Connection(sentinel)",
         })
     }
 }
@@ -66,12 +73,25 @@ impl Cluster {
                 .await
                 .cloned()
         });
-        made.await.unwrap_or_else(|e| {
+        let made = made.await.unwrap_or_else(|e| {
             Err(redis::RedisError::from((
                 redis::ErrorKind::Io,
                 "cluster connection task failed",
                 e.to_string(),
             )))
+        });
+        made.map_err(|e| {
+            if e.to_string().contains("cluster support disabled") {
+                // A single server given as a seed node: say which setting is wrong.
+                redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "a seed node of the cluster (REDIS_CLUSTER_URLS, CacheBuilder::redis_cluster) \
+                     is not in cluster mode (cluster-enabled no); for a single server use \
+                     REDIS_URL or CacheBuilder::redis_url",
+                ))
+            } else {
+                e
+            }
         })
     }
 }
@@ -109,6 +129,23 @@ impl Connection {
         })
     }
 
+    /// The master of a Sentinel deployment (no I/O yet).
+    pub(crate) fn sentinel(sentinel: Arc<Sentinel>) -> Connection {
+        Connection {
+            inner: Kind::Sentinel(sentinel),
+        }
+    }
+
+    /// Called after a command failed with an error that says the node
+    /// cannot serve: with Sentinel, the next command asks the sentinels
+    /// for the master again. (A single server's and a cluster's clients
+    /// reconnect and follow the slot map by themselves.)
+    pub(crate) fn failed(&self) {
+        if let Kind::Sentinel(s) = &self.inner {
+            s.forget();
+        }
+    }
+
     /// True on a cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner, Kind::Cluster(_))
@@ -121,7 +158,7 @@ impl Connection {
         connect_timeout: std::time::Duration,
     ) -> redis::RedisResult<Vec<Connection>> {
         let cluster = match &self.inner {
-            Kind::Single(_) => return Ok(vec![self.clone()]),
+            Kind::Single(_) | Kind::Sentinel(_) => return Ok(vec![self.clone()]),
             Kind::Cluster(c) => Arc::clone(c),
         };
         let mut con = cluster.connection().await?;
@@ -187,6 +224,10 @@ impl ConnectionLike for Connection {
                 let c = Arc::clone(c);
                 Box::pin(async move { c.connection().await?.req_packed_command(cmd).await })
             }
+            Kind::Sentinel(s) => {
+                let s = Arc::clone(s);
+                Box::pin(async move { s.connection().await?.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -207,6 +248,15 @@ impl ConnectionLike for Connection {
                         .await
                 })
             }
+            Kind::Sentinel(s) => {
+                let s = Arc::clone(s);
+                Box::pin(async move {
+                    s.connection()
+                        .await?
+                        .req_packed_commands(cmd, offset, count)
+                        .await
+                })
+            }
         }
     }
 
@@ -214,6 +264,8 @@ impl ConnectionLike for Connection {
         match &self.inner {
             Kind::Single(c) => c.get_db(),
             Kind::Cluster(_) => 0,
+            // The master's database is the one its URL names.
+            Kind::Sentinel(_) => 0,
         }
     }
 }

@@ -29,8 +29,9 @@ impl StoreError {
     /// True for timeouts and connection failures, and for the answers of a
     /// server that cannot serve the key now: a cluster moving slots or
     /// failing over (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`,
-    /// `MASTERDOWN`), a replica (`READONLY`) and a server loading its data
-    /// (`LOADING`). These are worth retrying later (the breaker counts them,
+    /// `MASTERDOWN`), a replica (`READONLY`), a server loading its data
+    /// (`LOADING`), and sentinels that name no master that is up (during a
+    /// Sentinel failover). These are worth retrying later (the breaker counts them,
     /// and queued invalidations wait for them), unlike a command error.
     pub fn is_unavailable(&self) -> bool {
         use redis::{ErrorKind, ServerErrorKind};
@@ -45,6 +46,8 @@ impl StoreError {
                     || matches!(
                         e.kind(),
                         ErrorKind::ClusterConnectionNotFound
+                            | ErrorKind::MasterNameNotFoundBySentinel
+                            | ErrorKind::NoValidReplicasFoundBySentinel
                             | ErrorKind::Server(
                                 ServerErrorKind::MasterDown
                                     | ServerErrorKind::ReadOnly

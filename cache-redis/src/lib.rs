@@ -32,6 +32,7 @@ mod config;
 mod connection;
 mod error;
 mod layout;
+mod sentinel;
 mod slot;
 mod store;
 mod subscription;

@@ -11,7 +11,8 @@ use crate::config::{RedisConfig, redact};
 use crate::connection::Connection;
 use crate::error::StoreError;
 use crate::layout::is_reserved;
-use crate::subscription::Subscription;
+use crate::sentinel::Sentinel;
+use crate::subscription::{Source, Subscription};
 
 /// A handle to one Redis server, or to a Redis Cluster. Cheap to clone;
 /// clones share the connection.
@@ -26,8 +27,8 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    /// For subscriptions: the server, or the cluster's seed nodes.
-    clients: Vec<Client>,
+    /// Where subscriptions connect.
+    subscribe_to: Source,
     connection: Connection,
     config: RedisConfig,
     scripts: Scripts,
@@ -285,8 +286,28 @@ impl RedisStore {
             let connection = Connection::cluster(&config).map_err(invalid)?;
             return Ok(RedisStore {
                 inner: Arc::new(Inner {
-                    clients,
+                    subscribe_to: Source::Nodes(clients),
                     connection,
+                    config,
+                    scripts: Scripts::new(),
+                }),
+            });
+        }
+        if config.is_sentinel() {
+            let sentinel = Sentinel::new(
+                &config.sentinel_nodes,
+                &config.sentinel_master,
+                config.connect_timeout,
+            )
+            .map_err(invalid)?;
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(StoreError::NoRuntime);
+            }
+            let sentinel = Arc::new(sentinel);
+            return Ok(RedisStore {
+                inner: Arc::new(Inner {
+                    subscribe_to: Source::Sentinel(Arc::clone(&sentinel)),
+                    connection: Connection::sentinel(sentinel),
                     config,
                     scripts: Scripts::new(),
                 }),
@@ -312,7 +333,7 @@ impl RedisStore {
             .map_err(invalid)?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                clients: vec![client],
+                subscribe_to: Source::Nodes(vec![client]),
                 connection: Connection::single(manager),
                 config,
                 scripts: Scripts::new(),
@@ -357,7 +378,7 @@ impl RedisStore {
         F: Future<Output = RedisResult<T>>,
     {
         let limit = self.inner.config.op_timeout;
-        match tokio::time::timeout(limit, fut).await {
+        let result = match tokio::time::timeout(limit, fut).await {
             Ok(result) => result.map_err(|e| {
                 if e.is_timeout() {
                     StoreError::Timeout(limit)
@@ -366,7 +387,13 @@ impl RedisStore {
                 }
             }),
             Err(_) => Err(StoreError::Timeout(limit)),
+        };
+        if let Err(e) = &result
+            && e.is_unavailable()
+        {
+            self.inner.connection.failed();
         }
+        result
     }
 
     /// `GET key`.
@@ -1017,7 +1044,7 @@ impl RedisStore {
     /// itself; see [`Subscription`].
     pub fn subscribe(&self, channel: &str) -> Subscription {
         Subscription::start(
-            self.inner.clients.clone(),
+            self.inner.subscribe_to.clone(),
             channel.to_owned(),
             self.inner.config.clone(),
         )

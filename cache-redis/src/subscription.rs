@@ -1,5 +1,6 @@
 //! A pub/sub subscription that survives disconnects.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -8,6 +9,28 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::RedisConfig;
+use crate::sentinel::Sentinel;
+
+/// Where a subscription connects.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// The server, or a cluster's seed nodes, in turn (a message published
+    /// on any node of a cluster reaches the subscribers of every node).
+    Nodes(Vec<Client>),
+    /// The master the sentinels name at each attempt. (A node demoted to a
+    /// replica while the subscription lasts still delivers: replicas
+    /// receive what is published on their master.)
+    Sentinel(Arc<Sentinel>),
+}
+
+impl Source {
+    async fn client(&self, turn: usize) -> Option<Client> {
+        match self {
+            Source::Nodes(clients) => clients.get(turn % clients.len().max(1)).cloned(),
+            Source::Sentinel(s) => s.master_client().await.ok(),
+        }
+    }
+}
 
 /// What a [`Subscription`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,16 +64,11 @@ impl Drop for Subscription {
 }
 
 impl Subscription {
-    /// Subscribes through `clients` in turn: the server, or a cluster's
-    /// seed nodes (a message published on any node of a cluster reaches
-    /// the subscribers of every node), moving to the next after a failure.
-    pub(crate) fn start(
-        clients: Vec<Client>,
-        channel: String,
-        config: RedisConfig,
-    ) -> Subscription {
+    /// Subscribes through `source`, moving to its next node (or asking the
+    /// sentinels again) after a failure.
+    pub(crate) fn start(source: Source, channel: String, config: RedisConfig) -> Subscription {
         let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(run(clients, channel, config, tx));
+        let task = tokio::spawn(run(source, channel, config, tx));
         Subscription { rx, task }
     }
 
@@ -60,18 +78,15 @@ impl Subscription {
     }
 }
 
-async fn run(clients: Vec<Client>, channel: String, config: RedisConfig, tx: mpsc::Sender<Event>) {
+async fn run(source: Source, channel: String, config: RedisConfig, tx: mpsc::Sender<Event>) {
     const MIN_BACKOFF: Duration = Duration::from_millis(50);
     const MAX_BACKOFF: Duration = Duration::from_secs(2);
     let mut backoff = MIN_BACKOFF;
     let mut subscribed_before = false;
     let mut turn = 0usize;
     loop {
-        let Some(client) = clients.get(turn % clients.len().max(1)) else {
-            return;
-        };
-        turn = turn.wrapping_add(1);
         let attempt = async {
+            let client = source.client(turn).await?;
             let mut pubsub =
                 tokio::time::timeout(config.connect_timeout, client.get_async_pubsub())
                     .await
@@ -83,7 +98,9 @@ async fn run(clients: Vec<Client>, channel: String, config: RedisConfig, tx: mps
                 .ok()?;
             Some(pubsub)
         };
-        if let Some(pubsub) = attempt.await {
+        let attempt = attempt.await;
+        turn = turn.wrapping_add(1);
+        if let Some(pubsub) = attempt {
             backoff = MIN_BACKOFF;
             if tx
                 .send(Event::Subscribed {

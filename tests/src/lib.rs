@@ -3,6 +3,7 @@
 
 mod redis_binary;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod stampede;
 pub mod support;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cache_core::{Cache, HealthStatus, Preset};
 use tests::redis_cluster::RedisCluster;
+use tests::redis_server::RedisServer;
 use tests::support::{connected, eventually};
 
 /// An instance on `cluster` with 2 s per command (a busy machine must not
@@ -261,4 +262,28 @@ async fn after_a_failover_the_cache_recovers_and_keeps_an_invalidation_made_duri
             && fresh.get::<u32>("user:9:profile").await.ok().flatten() == Some(2)
     })
     .await;
+}
+
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_node_not_in_cluster_mode_is_named_and_calls_go_to_the_origin() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis_cluster([server.url()])
+        .key_prefix("nc")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        cache
+            .get_or_set("k", Preset::Medium, async { 1u32 })
+            .await
+            .unwrap(),
+        1
+    );
+    let health = cache.health().await;
+    assert_eq!(health.status, HealthStatus::Degraded);
+    let error = health.error.expect("the probe's error");
+    assert!(error.contains("not in cluster mode"), "{error}");
+    assert!(error.contains("REDIS_CLUSTER_URLS"), "{error}");
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::CacheBuilder;
+use super::{CacheBuilder, Target};
 use crate::config::{
     Config, DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES,
     DEFAULT_PREFIX, DEFAULT_STALE_RETRY, DEFAULT_STATS_INTERVAL, LockConfig,
@@ -17,37 +17,64 @@ use crate::ttl::{Preset, TtlTable};
 const MAX_PREFIX_LEN: usize = 64;
 
 impl CacheBuilder {
+    /// The Redis settings named in code, else in the environment, and
+    /// where they came from.
+    fn redis_target(&self) -> Option<(&'static str, &Target)> {
+        let named = |from_code: bool, t: &Target| -> &'static str {
+            match (from_code, t) {
+                (true, Target::Url(_)) => "builder.redis_url",
+                (true, Target::Cluster(_)) => "builder.redis_cluster",
+                (true, Target::Sentinel { .. }) => "builder.redis_sentinel",
+                (false, Target::Url(_)) => "REDIS_URL",
+                (false, Target::Cluster(_)) => "REDIS_CLUSTER_URLS",
+                (false, Target::Sentinel { .. }) => "REDIS_SENTINEL_URLS",
+            }
+        };
+        match (&self.explicit.redis, &self.env.redis) {
+            (Some(t), _) => Some((named(true, t), t)),
+            (None, Some(t)) => Some((named(false, t), t)),
+            (None, None) => None,
+        }
+    }
+
     /// The Redis settings, if any, and where they came from.
     #[cfg(feature = "redis")]
     pub(super) fn redis_settings(&self) -> Result<Option<(&'static str, RedisConfig)>, Error> {
-        let cluster = |source: &'static str, nodes: &[String]| {
-            if nodes.is_empty() {
-                return Err(config_error(
-                    source,
-                    "",
-                    "name at least one seed node of the cluster, e.g. redis://10.0.0.1:7000",
-                ));
-            }
-            Ok((source, RedisConfig::cluster(nodes.iter().cloned())))
-        };
         let (source, mut config) = if let Some(c) = &self.redis {
             ("builder.redis", c.clone())
-        } else if let Some(nodes) = &self.explicit.redis_cluster {
-            cluster("builder.redis_cluster", nodes)?
-        } else if let Some(url) = &self.explicit.redis_url {
-            ("builder.redis_url", RedisConfig::new(url.clone()))
-        } else if let (Some(_), Some(url)) = (&self.env.redis_cluster, &self.env.redis_url) {
-            return Err(config_error(
-                "REDIS_URL",
-                &RedisConfig::new(url.clone()).redacted_url(),
-                "REDIS_CLUSTER_URLS is set too: set one of them (a single server, or a cluster's seed nodes)",
-            ));
-        } else if let Some(nodes) = &self.env.redis_cluster {
-            cluster("REDIS_CLUSTER_URLS", nodes)?
-        } else if let Some(url) = &self.env.redis_url {
-            ("REDIS_URL", RedisConfig::new(url.clone()))
         } else {
-            return Ok(None);
+            let Some((source, target)) = self.redis_target() else {
+                return Ok(None);
+            };
+            let config = match target {
+                Target::Url(url) => RedisConfig::new(url.clone()),
+                Target::Cluster(nodes) if nodes.is_empty() => {
+                    return Err(config_error(
+                        source,
+                        "",
+                        "name at least one seed node of the cluster, e.g. redis://10.0.0.1:7000",
+                    ));
+                }
+                Target::Cluster(nodes) => RedisConfig::cluster(nodes.iter().cloned()),
+                Target::Sentinel { sentinels, .. } if sentinels.is_empty() => {
+                    return Err(config_error(
+                        source,
+                        "",
+                        "name at least one sentinel, e.g. redis://10.0.0.1:26379",
+                    ));
+                }
+                Target::Sentinel { master, .. } if master.trim().is_empty() => {
+                    return Err(config_error(
+                        source,
+                        "",
+                        "name the master as the sentinels know it, e.g. mymaster",
+                    ));
+                }
+                Target::Sentinel { sentinels, master } => {
+                    RedisConfig::sentinel(sentinels.iter().cloned(), master.clone())
+                }
+            };
+            (source, config)
         };
         if let Some(t) = self.redis_op_timeout {
             config.op_timeout = t;
@@ -60,25 +87,13 @@ impl CacheBuilder {
 
     #[cfg(not(feature = "redis"))]
     pub(super) fn redis_settings(&self) -> Result<Option<(&'static str, RedisConfig)>, Error> {
-        if self.explicit.redis_cluster.is_some() || self.env.redis_cluster.is_some() {
-            return Err(config_error(
-                "REDIS_CLUSTER_URLS",
-                "...",
-                "cache-core was built without its `redis` feature",
-            ));
-        }
-        match (&self.explicit.redis_url, &self.env.redis_url) {
-            (Some(_), _) => Err(config_error(
-                "builder.redis_url",
+        match self.redis_target() {
+            Some((source, _)) => Err(config_error(
+                source,
                 "...",
                 "cache-core was built without its `redis` feature",
             )),
-            (None, Some(_)) => Err(config_error(
-                "REDIS_URL",
-                "...",
-                "cache-core was built without its `redis` feature",
-            )),
-            (None, None) => Ok(None),
+            None => Ok(None),
         }
     }
 
@@ -374,5 +389,79 @@ mod tests {
         assert_eq!(c.key_prefix, DEFAULT_PREFIX);
         assert_eq!(c.ttls.default, Duration::from_secs(300));
         Ok(())
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn one_kind_of_redis_from_the_environment() -> Result<(), Error> {
+        let settings = |b: CacheBuilder| b.redis_settings();
+        let (source, c) = settings(env(&[(
+            "REDIS_CLUSTER_URLS",
+            "redis://a:7000, redis://b:7000,",
+        )]))?
+        .ok_or_else(|| config_error("test", "", "no settings"))?;
+        assert_eq!(source, "REDIS_CLUSTER_URLS");
+        assert_eq!(c.cluster_nodes, ["redis://a:7000", "redis://b:7000"]);
+        let (source, c) = settings(env(&[
+            ("REDIS_SENTINEL_URLS", "redis://s1:26379,redis://s2:26379"),
+            ("REDIS_SENTINEL_MASTER", "redis://:pw@mymaster/2"),
+        ]))?
+        .ok_or_else(|| config_error("test", "", "no settings"))?;
+        assert_eq!(source, "REDIS_SENTINEL_URLS");
+        assert_eq!(
+            c.redacted_url(),
+            "redis://:***@mymaster/2 via redis://s1:26379,redis://s2:26379"
+        );
+        // Code wins, whichever kind each names.
+        let (source, c) = settings(
+            CacheBuilder::new()
+                .redis_sentinel(["redis://s:26379"], "m")
+                .from_env_with(|k| (k == "REDIS_URL").then(|| "redis://h:1/0".to_owned())),
+        )?
+        .ok_or_else(|| config_error("test", "", "no settings"))?;
+        assert_eq!((source, c.is_sentinel()), ("builder.redis_sentinel", true));
+        Ok(())
+    }
+
+    #[test]
+    fn two_kinds_of_redis_or_half_a_sentinel_setting_are_refused() {
+        assert_eq!(
+            err(env(&[
+                ("REDIS_URL", "redis://h:1/0"),
+                ("REDIS_CLUSTER_URLS", "redis://a:7000")
+            ])),
+            "invalid REDIS_CLUSTER_URLS=\"...\": REDIS_URL is set too: set one of REDIS_URL (one server), \
+             REDIS_CLUSTER_URLS (a cluster's seed nodes) or REDIS_SENTINEL_URLS (sentinels)"
+        );
+        assert!(
+            err(env(&[("REDIS_SENTINEL_URLS", "redis://s:26379")])).starts_with(
+                "invalid REDIS_SENTINEL_MASTER=\"\": REDIS_SENTINEL_URLS needs the master's name"
+            )
+        );
+        assert!(
+            err(env(&[("REDIS_SENTINEL_MASTER", "mymaster")]))
+                .starts_with("invalid REDIS_SENTINEL_URLS=\"\": REDIS_SENTINEL_MASTER=mymaster needs the sentinels' URLs")
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn empty_node_lists_are_refused() {
+        let refused = |b: CacheBuilder| match b.redis_settings() {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            refused(CacheBuilder::new().redis_cluster(Vec::<String>::new()))
+                .starts_with("invalid builder.redis_cluster=\"\": name at least one seed node")
+        );
+        assert!(
+            refused(env(&[("REDIS_CLUSTER_URLS", " , ")]))
+                .starts_with("invalid REDIS_CLUSTER_URLS=\"\": name at least one seed node")
+        );
+        assert!(
+            refused(CacheBuilder::new().redis_sentinel(["redis://s:26379"], " "))
+                .starts_with("invalid builder.redis_sentinel=\"\": name the master")
+        );
     }
 }
