@@ -73,6 +73,14 @@ const CENSUS_EXACT: u32 = 200;
 /// one by one up to this many.
 const CENSUS_TOP: u32 = 10_000;
 
+/// Commands in flight at once when an invalidation or a count spans a
+/// cluster's buckets (256): enough to hide the round trips, few enough not
+/// to crowd out the callers' commands on the same connections.
+const FAN_OUT: usize = 32;
+
+/// A namespace's entries in one bucket: prefix, count, exact.
+type Census = (String, u64, bool);
+
 mod backplane;
 mod lock;
 mod queue;
@@ -437,29 +445,30 @@ impl L2 {
             .as_deref()
             .and_then(|p| self.layout.indexed_segment(p))
         {
-            let mut removed = 0;
-            for bucket in self.layout.segment_buckets(segment) {
-                let index = self.layout.index_in(bucket, segment);
-                let marker = self.layout.marker_in(bucket, segment);
-                let sequence = self.layout.sequence_in(bucket);
-                removed += self
-                    .guarded(
+            let counts = self
+                .each_bucket(segment, |bucket| async move {
+                    let index = self.layout.index_in(bucket, segment);
+                    let marker = self.layout.marker_in(bucket, segment);
+                    let sequence = self.layout.sequence_in(bucket);
+                    self.guarded(
                         bucket,
                         self.store
                             .drain_index(&index, &marker, &sequence, MARKER_TTL),
                     )
-                    .await?;
-            }
-            return Ok(removed);
+                    .await
+                })
+                .await?;
+            return Ok(counts.into_iter().sum());
         }
         let literal = glob.leading_literal();
         let covering = self.layout.covering_segment(&literal);
-        for bucket in self.layout.segment_buckets(covering) {
+        self.each_bucket(covering, |bucket| async move {
             let marker = self.layout.marker_in(bucket, covering);
             let sequence = self.layout.sequence_in(bucket);
             self.guarded(bucket, self.store.bump(&marker, &sequence, MARKER_TTL))
-                .await?;
-        }
+                .await
+        })
+        .await?;
         if !self.layout.is_cluster() {
             return self
                 .guarded(None, self.store.delete_matching(pattern))
@@ -476,6 +485,30 @@ impl L2 {
             }),
         )
         .await
+    }
+
+    /// Runs `step` in every bucket `segment` spans (once on a single node;
+    /// on a cluster, every bucket for a namespace or the root, one for a
+    /// deeper prefix), [`FAN_OUT`] at a time, and returns the results in
+    /// no particular order; the first error if any step failed (every step
+    /// is attempted: they are idempotent, and a failed invalidation is
+    /// queued and replayed whole).
+    async fn each_bucket<'a, T, F, Fut>(
+        &'a self,
+        segment: &'a str,
+        step: F,
+    ) -> Result<Vec<T>, TierError>
+    where
+        F: Fn(Bucket) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TierError>> + 'a,
+    {
+        use futures_util::StreamExt;
+        let results: Vec<Result<T, TierError>> =
+            futures_util::stream::iter(self.layout.segment_buckets(segment).into_iter().map(step))
+                .buffer_unordered(FAN_OUT)
+                .collect()
+                .await;
+        results.into_iter().collect()
     }
 
     /// Removes `key` in Redis and tells the other instances; what fails is
@@ -608,13 +641,10 @@ impl L2 {
     /// each (exact up to [`CENSUS_EXACT`] members, sampled beyond), then
     /// the keys without a segment. Largest first.
     pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, TierError> {
-        let mut counts: std::collections::BTreeMap<String, (u64, bool)> = Default::default();
-        let mut add = |prefix: &str, entries: u64, exact: bool| {
-            let c = counts.entry(prefix.to_owned()).or_insert((0, true));
-            c.0 += entries;
-            c.1 &= exact;
-        };
-        for bucket in self.layout.buckets() {
+        use futures_util::StreamExt;
+        // One bucket's namespaces (the only one on a single node).
+        let bucket_counts = |bucket: Bucket| async move {
+            let mut found = Vec::new();
             let top = self.layout.top_indexes_in(bucket);
             self.guarded(bucket, self.store.census(&top, CENSUS_TOP))
                 .await?;
@@ -626,13 +656,27 @@ impl L2 {
                 let (entries, exact) = self
                     .guarded(bucket, self.store.census(index, CENSUS_EXACT))
                     .await?;
-                add(segment, entries, exact);
+                found.push((segment.to_owned(), entries, exact));
             }
             let flat = self.layout.flat_keys_in(bucket);
             let (entries, exact) = self
                 .guarded(bucket, self.store.census(&flat, CENSUS_EXACT))
                 .await?;
-            add("", entries, exact);
+            found.push((String::new(), entries, exact));
+            Ok::<_, TierError>(found)
+        };
+        let per_bucket: Vec<Result<Vec<Census>, TierError>> =
+            futures_util::stream::iter(self.layout.buckets().map(bucket_counts))
+                .buffer_unordered(FAN_OUT)
+                .collect()
+                .await;
+        let mut counts: std::collections::BTreeMap<String, (u64, bool)> = Default::default();
+        for found in per_bucket {
+            for (prefix, entries, exact) in found? {
+                let c = counts.entry(prefix).or_insert((0, true));
+                c.0 += entries;
+                c.1 &= exact;
+            }
         }
         let mut out: Vec<NamespaceStats> = counts
             .into_iter()
