@@ -29,18 +29,69 @@
 //!
 //! ## Redis Cluster
 //!
-//! Not supported yet; this is how the layout maps to hash slots when it is.
-//! A script may only touch keys of one slot, and today a write touches the
-//! value, its index sets and (computed values) its markers, which hash to
-//! different slots. The plan: give every key of one top-level segment a
-//! hash tag, `P:{user}:42:profile`, `P:~idx:{user}:42:`, `P:~gen:{user}:42:`,
-//! so a write, its indexes and markers share a slot and stay one script.
-//! Prefix invalidations below the top level then run on one shard. The root
-//! marker and top-level prefixes (`user:*`) span every slot holding that
-//! segment, so they become per-shard operations (bump the root marker on
-//! every master; drain `P:~idx:{user}:` on its shard, where all of `user`
-//! lives). Skewed segments concentrate on one shard; a finer tag (two
-//! segments) trades that for more fan-out on top-level patterns.
+//! A script may only touch keys of one hash slot, and a write touches the
+//! value, its index sets, its markers and the invalidation sequence. So on a
+//! cluster ([`Layout::cluster`]) every key carries one of
+//! [`BUCKETS`](cache_redis::BUCKETS) (256) hash tags right after the
+//! prefix, chosen by the key's first two segments (`user:42`), and each
+//! bucket holds a complete single-node layout of its own:
+//! `P:{t}user:42:profile`, `P:{t}~idx:user:42:`, `P:{t}~gen:#seq`, ... The
+//! tags are picked so the buckets sit in equal slot ranges, hence spread
+//! evenly over masters that own equal ranges (100,000 users × 5 keys plus
+//! 10 small namespaces over 3 masters: the most loaded holds at most 1.25×
+//! the mean, a unit test of the layout).
+//!
+//! The trade-off, against a tag per top-level segment (`{user}`): that
+//! would put a whole namespace on one shard (all users on one master); a
+//! tag per two segments keeps everything under `user:42:` on one shard, so
+//! `user:42:*` drains one set on one master in O(matching keys), while a
+//! namespace pattern (`user:*`) and the root (`clear()`, `*`) touch every
+//! bucket: O(matching keys + buckets), 32 buckets at a time
+//! ([`FAN_OUT`]). Patterns that are not prefixes `SCAN` every master. A
+//! computation guards itself with its key's bucket's sequence; an
+//! invalidation stamps markers in each bucket it spans, so the
+//! "refuse a stale write" rule holds per bucket exactly as on one node.
+//!
+//! One breaker per bucket (and one for commands that concern every
+//! master): a master that is down or failing over opens only its buckets'
+//! breakers, so only its keys become misses. Its slots come back when a
+//! replica is promoted (redis-rs's cluster client follows the new slot
+//! map) or the master returns. `health()` probes every master and reports
+//! `Degraded` if any fails. With Redis's default
+//! `cluster-require-full-coverage yes`, the cluster itself refuses every
+//! command while any slot has no master; the cache then serves everything
+//! from the origin and the in-process tier until it is covered again.
+//!
+//! **Limit**: the outage queue is one queue for the whole cache. While an
+//! invalidation waits for a dead master, reads of every bucket are misses
+//! (served by the origin), not only the dead master's; they hit again once
+//! the queue is replayed (its master back or a replica promoted).
+//!
+//! ## Sentinel
+//!
+//! With `redis_sentinel`, the store asks the sentinels for the master and
+//! asks again whenever a command fails with an error that says the node
+//! cannot serve (refused, timed out, `READONLY`), so a promoted replica is
+//! used without a restart. Everything else is the single-node tier.
+//!
+//! ## What asynchronous replication can lose
+//!
+//! Redis replicates asynchronously (Cluster and Sentinel alike): a write a
+//! master acknowledged can be lost if the master dies before its replica
+//! received it, and the replica is promoted without it. For the cache:
+//! - a lost value write is a miss later: the value is computed again;
+//! - a lost invalidation (its `UNLINK` and marker stamp) leaves the old
+//!   value on the promoted replica. Every instance's in-process copy was
+//!   dropped (the backplane message went out when the invalidation was
+//!   acknowledged), but the next miss can read the old value back from
+//!   Redis until its TTL ends. The window is the replication lag at the
+//!   moment of the crash (normally well under a millisecond on a healthy
+//!   link); an invalidation that failed (the master already gone) is queued
+//!   and replayed on the promoted master, so it is not lost.
+//!
+//! Redis's `WAIT` would close the window at the price of a replica round
+//! trip per invalidation; the cache does not issue it. Keep TTLs bounded
+//! for data where a stale read after a crash matters.
 //!
 //! # Failures
 //!
