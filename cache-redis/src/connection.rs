@@ -117,8 +117,19 @@ impl Connection {
         })?;
         let client = ClusterClient::builder(infos)
             .connection_timeout(config.connect_timeout)
-            // One timer per command: ours (`RedisStore::run`).
-            .response_timeout(std::time::Duration::from_secs(3600))
+            // A command the caller gave up on (`RedisStore::run`'s timer)
+            // ends inside the client too. The defaults (16 retries, backing
+            // off up to 655 s) keep requests for a dead master alive long
+            // after their callers left, each retry asking for a slot
+            // refresh, and the client serves nothing else while it
+            // refreshes: one dead master stalled reads of the live ones for
+            // seconds (the cluster suite's dead-master test, 1 run in 3).
+            // Two retries follow a `MOVED` or `ASK` and one reconnect.
+            .response_timeout(config.op_timeout)
+            .overall_response_timeout(Some(config.op_timeout))
+            .retries(2)
+            .min_retry_wait(5)
+            .max_retry_wait(50)
             .build()?;
         Ok(Connection {
             inner: Kind::Cluster(Arc::new(Cluster {

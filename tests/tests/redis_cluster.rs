@@ -287,3 +287,118 @@ async fn a_node_not_in_cluster_mode_is_named_and_calls_go_to_the_origin() {
     assert!(error.contains("not in cluster mode"), "{error}");
     assert!(error.contains("REDIS_CLUSTER_URLS"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn an_invalidation_waiting_for_a_dead_master_holds_back_only_its_keys() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let a = instance(&cluster, "held");
+    for id in 0..60u32 {
+        a.set(&format!("user:{id}:profile"), &id, Preset::Medium)
+            .await
+            .unwrap();
+    }
+    let on = |cluster: &RedisCluster, id: u32| {
+        cluster.master_for_key(&physical("held", &format!("user:{id}:profile")))
+    };
+    let victim = on(&cluster, 0);
+    let (healthy, dead): (Vec<u32>, Vec<u32>) = (0..60).partition(|&id| on(&cluster, id) != victim);
+    assert!(!dead.is_empty() && !healthy.is_empty());
+    cluster.kill(victim);
+
+    // A fresh instance: nothing in-process, every hit comes from Redis.
+    let reader = || {
+        Cache::builder()
+            .redis_cluster(cluster.seed_urls())
+            .key_prefix("held")
+            // A busy machine must not make a live master look failed.
+            .redis_op_timeout(Duration::from_secs(2))
+            .build_blocking()
+            .unwrap()
+    };
+    let b = reader();
+    // One key's prefix on the dead master: queued, for its bucket only.
+    b.invalidate("user:0:*").await.unwrap();
+    assert_eq!(b.pending_invalidations(), 1);
+    // (Each read is retried until it hits: on a busy machine a live master
+    // can miss a deadline too. What must hold is that the dead master's
+    // queued invalidation never holds these reads back for good.)
+    let mut waiting: Vec<u32> = healthy.clone();
+    eventually(
+        "the live masters' keys hit while one is queued",
+        async || {
+            let mut still = Vec::new();
+            for &id in &waiting {
+                let key = format!("user:{id}:profile");
+                if b.get::<u32>(&key).await.unwrap() != Some(id) {
+                    still.push(id);
+                }
+            }
+            waiting = still;
+            waiting.is_empty()
+        },
+    )
+    .await;
+    assert!(
+        b.pending_invalidations() >= 1,
+        "the dead master's share still waits"
+    );
+    // A namespace: done on the live masters, queued for the dead one's
+    // buckets; the live masters' keys are gone, and new ones hit.
+    b.invalidate("user:*").await.unwrap();
+    assert!(b.pending_invalidations() > 1);
+    for &id in &healthy {
+        let key = format!("user:{id}:profile");
+        assert_eq!(b.get::<u32>(&key).await.unwrap(), None, "invalidated");
+    }
+    let c = reader();
+    let mut waiting: Vec<u32> = healthy.clone();
+    eventually(
+        "new values on the live masters hit in another instance",
+        async || {
+            let mut still = Vec::new();
+            for &id in &waiting {
+                let key = format!("user:{id}:profile");
+                b.set(&key, &(id + 100), Preset::Medium).await.unwrap();
+                if c.get::<u32>(&key).await.unwrap() != Some(id + 100) {
+                    still.push(id);
+                }
+            }
+            waiting = still;
+            waiting.is_empty()
+        },
+    )
+    .await;
+    assert!(
+        b.pending_invalidations() >= 1,
+        "the dead master's share still waits"
+    );
+    for &id in &dead {
+        assert_eq!(
+            b.get::<u32>(&format!("user:{id}:profile")).await.unwrap(),
+            None
+        );
+    }
+
+    // The master comes back (empty: nothing persisted); the queue drains.
+    tokio::task::block_in_place(|| cluster.restart(victim));
+    eventually("the dead master's share replayed", async || {
+        b.pending_invalidations() == 0
+    })
+    .await;
+    eventually(
+        "the returned master's keys written and read again",
+        async || {
+            for &id in &dead {
+                let key = format!("user:{id}:profile");
+                if a.set(&key, &id, Preset::Medium).await.is_err()
+                    || c.get::<u32>(&key).await.ok().flatten() != Some(id)
+                {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}

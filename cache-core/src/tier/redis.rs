@@ -62,10 +62,18 @@
 //! command while any slot has no master; the cache then serves everything
 //! from the origin and the in-process tier until it is covered again.
 //!
-//! **Limit**: the outage queue is one queue for the whole cache. While an
-//! invalidation waits for a dead master, reads of every bucket are misses
-//! (served by the origin), not only the dead master's; they hit again once
-//! the queue is replayed (its master back or a replica promoted).
+//! The outage queue keeps each invalidation with the bucket it covers (a
+//! key, or a prefix below the top level), and splits a namespace-wide
+//! prefix that failed on one master into that master's buckets: while it
+//! waits, only reads of those buckets are misses. A pattern that is not a
+//! prefix (a `SCAN` over every master) waits as a whole and holds back
+//! every read until it is replayed (see [`queue`]).
+//!
+//! The cluster client is made to give up on a command when its caller does
+//! (the op timeout) and to retry twice at most (a `MOVED`/`ASK` and one
+//! reconnect): with redis-rs's defaults, requests for a dead master kept
+//! retrying for minutes after their callers left, and the slot refreshes
+//! they asked for stalled the live masters' reads.
 //!
 //! ## Sentinel
 //!
@@ -123,6 +131,50 @@ const CENSUS_EXACT: u32 = 200;
 /// The namespaces themselves (the set of top-level index sets) are checked
 /// one by one up to this many.
 const CENSUS_TOP: u32 = 10_000;
+
+/// A removal that did not reach Redis, whole or in part.
+#[derive(Debug)]
+pub(crate) struct Unfinished {
+    pub(crate) error: TierError,
+    /// On a cluster, the buckets of a prefix that failed when others
+    /// succeeded; `None`: redo it whole.
+    pub(crate) buckets: Option<Vec<usize>>,
+}
+
+impl Unfinished {
+    fn whole(error: TierError) -> Unfinished {
+        Unfinished {
+            error,
+            buckets: None,
+        }
+    }
+
+    /// The total removed, or which buckets failed (all of them, or a single
+    /// node: whole).
+    fn sum(results: Vec<(Bucket, Result<u64, TierError>)>) -> Result<u64, Unfinished> {
+        let total = results.len();
+        let mut removed = 0;
+        let mut failed = Vec::new();
+        let mut error = None;
+        for (bucket, result) in results {
+            match result {
+                Ok(n) => removed += n,
+                Err(e) => {
+                    failed.push(bucket);
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        let Some(error) = error else {
+            return Ok(removed);
+        };
+        let buckets: Option<Vec<usize>> = failed.into_iter().collect();
+        Err(Unfinished {
+            error,
+            buckets: buckets.filter(|b| b.len() < total),
+        })
+    }
+}
 
 /// Commands in flight at once when an invalidation or a count spans a
 /// cluster's buckets (256): enough to hide the round trips, few enough not
@@ -240,6 +292,11 @@ impl L2 {
         } else {
             Layout::new(prefix)
         };
+        let queue = queue::Queue::new(if layout.is_cluster() {
+            cache_redis::BUCKETS
+        } else {
+            0
+        });
         let breakers = (0..layout.buckets().count().max(1) + usize::from(layout.is_cluster()))
             .map(|_| Breaker::new(breaker))
             .collect();
@@ -250,7 +307,7 @@ impl L2 {
             breakers,
             instance: crate::id::random_id(),
             status,
-            queue: queue::Queue::default(),
+            queue,
             receiver: Mutex::new(None),
             waiters: lock::Waiters::default(),
             observer,
@@ -306,7 +363,7 @@ impl L2 {
         version: u32,
         want_ttl: bool,
     ) -> Read<V> {
-        if let Err(e) = self.ready() {
+        if let Err(e) = self.ready(self.layout.key_bucket(key)) {
             return Read::Unavailable(e);
         }
         let bucket = self.layout.key_bucket(key);
@@ -449,7 +506,7 @@ impl L2 {
     ) -> Result<bool, TierError> {
         // Invalidations from an outage not replayed yet have not stamped
         // their markers: nothing computed is written before they are.
-        self.ready()?;
+        self.ready(self.layout.key_bucket(key))?;
         let indexes = self.layout.indexes(key);
         let markers = self.layout.markers(key);
         let guard = WriteGuard::Unchanged {
@@ -485,45 +542,41 @@ impl L2 {
     /// the marker of the deepest segment prefix it covers first, so that
     /// computations that started before do not store their results. On a
     /// cluster, a prefix or marker that spans buckets (`user:*`, the root)
-    /// is drained or bumped in each of them, and `SCAN` runs on every master.
-    async fn remove_matching(&self, pattern: &str) -> Result<u64, TierError> {
+    /// is drained or bumped in each of them, and `SCAN` runs on every master;
+    /// a prefix that failed in only some buckets says which.
+    async fn remove_matching(&self, pattern: &str) -> Result<u64, Unfinished> {
         let glob = Glob::new(pattern);
         if let Some(key) = glob.exact() {
-            return self.remove(&key).await;
+            return self.remove(&key).await.map_err(Unfinished::whole);
         }
         let prefix = glob.prefix();
         if let Some(segment) = prefix
             .as_deref()
             .and_then(|p| self.layout.indexed_segment(p))
         {
-            let counts = self
-                .each_bucket(segment, |bucket| async move {
-                    let index = self.layout.index_in(bucket, segment);
-                    let marker = self.layout.marker_in(bucket, segment);
-                    let sequence = self.layout.sequence_in(bucket);
-                    self.guarded(
-                        bucket,
-                        self.store
-                            .drain_index(&index, &marker, &sequence, MARKER_TTL),
-                    )
-                    .await
-                })
-                .await?;
-            return Ok(counts.into_iter().sum());
+            let results = self
+                .each_bucket(segment, |bucket| self.drain(bucket, segment))
+                .await;
+            return Unfinished::sum(results);
         }
         let literal = glob.leading_literal();
         let covering = self.layout.covering_segment(&literal);
-        self.each_bucket(covering, |bucket| async move {
-            let marker = self.layout.marker_in(bucket, covering);
-            let sequence = self.layout.sequence_in(bucket);
-            self.guarded(bucket, self.store.bump(&marker, &sequence, MARKER_TTL))
-                .await
-        })
-        .await?;
+        let bumped = self
+            .each_bucket(covering, |bucket| async move {
+                let marker = self.layout.marker_in(bucket, covering);
+                let sequence = self.layout.sequence_in(bucket);
+                self.guarded(bucket, self.store.bump(&marker, &sequence, MARKER_TTL))
+                    .await
+            })
+            .await;
+        if let Some((_, Err(e))) = bumped.into_iter().find(|(_, r)| r.is_err()) {
+            return Err(Unfinished::whole(e));
+        }
         if !self.layout.is_cluster() {
             return self
                 .guarded(None, self.store.delete_matching(pattern))
-                .await;
+                .await
+                .map_err(Unfinished::whole);
         }
         // Bucket-tagged names: `SCAN` for a wider pattern, and keep the names
         // whose key (tag removed) the pattern matches.
@@ -536,30 +589,63 @@ impl L2 {
             }),
         )
         .await
+        .map_err(Unfinished::whole)
+    }
+
+    /// Drains `segment`'s index set in `bucket` (stamping its marker).
+    async fn drain(&self, bucket: Bucket, segment: &str) -> Result<u64, TierError> {
+        let index = self.layout.index_in(bucket, segment);
+        let marker = self.layout.marker_in(bucket, segment);
+        let sequence = self.layout.sequence_in(bucket);
+        self.guarded(
+            bucket,
+            self.store
+                .drain_index(&index, &marker, &sequence, MARKER_TTL),
+        )
+        .await
+    }
+
+    /// The share of the prefix `pattern` in one cluster bucket (a replay of
+    /// [`Deferred::PatternIn`](queue::Deferred::PatternIn)).
+    async fn remove_prefix_in(&self, bucket: usize, pattern: &str) -> Result<u64, TierError> {
+        let glob = Glob::new(pattern);
+        match glob
+            .prefix()
+            .as_deref()
+            .and_then(|p| self.layout.indexed_segment(p))
+        {
+            Some(segment) => self.drain(Some(bucket), segment).await,
+            // Only prefixes are split by bucket; anything else goes whole.
+            None => self.remove_matching(pattern).await.map_err(|u| u.error),
+        }
     }
 
     /// Runs `step` in every bucket `segment` spans (once on a single node;
     /// on a cluster, every bucket for a namespace or the root, one for a
-    /// deeper prefix), [`FAN_OUT`] at a time, and returns the results in
-    /// no particular order; the first error if any step failed (every step
-    /// is attempted: they are idempotent, and a failed invalidation is
-    /// queued and replayed whole).
+    /// deeper prefix), [`FAN_OUT`] at a time; every step is attempted and
+    /// its result returned with its bucket, in no particular order.
     async fn each_bucket<'a, T, F, Fut>(
         &'a self,
         segment: &'a str,
         step: F,
-    ) -> Result<Vec<T>, TierError>
+    ) -> Vec<(Bucket, Result<T, TierError>)>
     where
         F: Fn(Bucket) -> Fut,
         Fut: std::future::Future<Output = Result<T, TierError>> + 'a,
     {
         use futures_util::StreamExt;
-        let results: Vec<Result<T, TierError>> =
-            futures_util::stream::iter(self.layout.segment_buckets(segment).into_iter().map(step))
-                .buffer_unordered(FAN_OUT)
-                .collect()
-                .await;
-        results.into_iter().collect()
+        let steps = self
+            .layout
+            .segment_buckets(segment)
+            .into_iter()
+            .map(|bucket| {
+                let run = step(bucket);
+                async move { (bucket, run.await) }
+            });
+        futures_util::stream::iter(steps)
+            .buffer_unordered(FAN_OUT)
+            .collect()
+            .await
     }
 
     /// Removes `key` in Redis and tells the other instances; what fails is
@@ -571,7 +657,7 @@ impl L2 {
                 error: self.announce_key(key).await.err(),
             },
             Err(e) => {
-                self.queue.defer_key(key);
+                self.defer_key(key);
                 Invalidated {
                     removed: None,
                     error: Some(e),
@@ -582,14 +668,39 @@ impl L2 {
 
     /// Removes what `pattern` matches in Redis and tells the other
     /// instances; what fails is queued and replayed once Redis answers.
+    /// On a cluster, a prefix that failed in only some buckets (one master
+    /// down) is queued per failed bucket, and announced now: the rest of
+    /// it is gone.
     pub(crate) async fn invalidate_pattern(&self, pattern: &str) -> Invalidated {
         let removed = match self.remove_matching(pattern).await {
             Ok(n) => n,
-            Err(e) => {
-                self.queue.defer_pattern(pattern);
+            Err(Unfinished {
+                error,
+                buckets: Some(buckets),
+            }) => {
+                for b in buckets {
+                    self.queue.defer(
+                        queue::Deferred::PatternIn(b, pattern.to_owned()),
+                        queue::Scope::Bucket(b),
+                    );
+                }
+                // Best effort: the failed shares announce again when replayed.
+                let _ = self
+                    .announce(backplane::Op::Pattern(pattern.to_owned()))
+                    .await;
                 return Invalidated {
                     removed: None,
-                    error: Some(e),
+                    error: Some(error),
+                };
+            }
+            Err(Unfinished {
+                error,
+                buckets: None,
+            }) => {
+                self.defer_pattern(pattern);
+                return Invalidated {
+                    removed: None,
+                    error: Some(error),
                 };
             }
         };
@@ -599,7 +710,7 @@ impl L2 {
         {
             Ok(()) => None,
             Err(e) => {
-                self.queue.defer_pattern(pattern);
+                self.defer_pattern(pattern);
                 Some(e)
             }
         };
@@ -615,15 +726,46 @@ impl L2 {
     pub(crate) async fn announce_key(&self, key: &str) -> Result<(), TierError> {
         let sent = self.announce(backplane::Op::Key(key.to_owned())).await;
         if sent.is_err() {
-            self.queue.defer_key(key);
+            self.defer_key(key);
         }
         sent
     }
 
     /// An overwrite of `key` that did not reach Redis left the old value
-    /// there: queue its removal (and announcement) for replay.
+    /// there: queue its removal (and announcement) for replay. It holds
+    /// back reads of the key's bucket (on one server, every read).
     pub(crate) fn defer_key(&self, key: &str) {
-        self.queue.defer_key(key);
+        let scope = self.scope(self.layout.key_bucket(key));
+        self.queue
+            .defer(queue::Deferred::Key(key.to_owned()), scope);
+    }
+
+    /// Queues `pattern` for replay: it holds back reads of its one bucket
+    /// if it has one (a key, or a prefix below the top level on a
+    /// cluster), else every read.
+    fn defer_pattern(&self, pattern: &str) {
+        let glob = Glob::new(pattern);
+        let bucket = if let Some(key) = glob.exact() {
+            self.layout.key_bucket(&key)
+        } else {
+            match glob
+                .prefix()
+                .as_deref()
+                .and_then(|p| self.layout.indexed_segment(p))
+                .map(|segment| self.layout.segment_buckets(segment))
+                .as_deref()
+            {
+                Some([one]) => *one,
+                _ => None,
+            }
+        };
+        let scope = self.scope(bucket);
+        self.queue
+            .defer(queue::Deferred::Pattern(pattern.to_owned()), scope);
+    }
+
+    fn scope(&self, bucket: Bucket) -> queue::Scope {
+        bucket.map_or(queue::Scope::All, queue::Scope::Bucket)
     }
 
     /// Invalidations queued and not yet replayed (`u64::MAX` after an overflow).
@@ -634,14 +776,14 @@ impl L2 {
     /// The invalidation sequence that guards `key` now, before a
     /// computation of it starts.
     pub(crate) async fn observe(&self, key: &str) -> Result<Observed, TierError> {
-        self.ready()?;
+        self.ready(self.layout.key_bucket(key))?;
         let sequence = self.layout.sequence_for(key);
         self.guarded(self.layout.key_bucket(key), self.store.observe(&sequence))
             .await
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool, TierError> {
-        self.ready()?;
+        self.ready(self.layout.key_bucket(key))?;
         let name = self.layout.physical(key);
         self.guarded(self.layout.key_bucket(key), self.store.exists(&name))
             .await
@@ -649,7 +791,7 @@ impl L2 {
 
     /// `Ok(None)` if the key is absent; a key without expiry reports `Duration::MAX`.
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, TierError> {
-        self.ready()?;
+        self.ready(self.layout.key_bucket(key))?;
         let name = self.layout.physical(key);
         Ok(
             match self

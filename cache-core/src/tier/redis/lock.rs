@@ -79,7 +79,7 @@ impl L2 {
         hold: Duration,
         version: u32,
     ) -> Result<Attempt<V>, TierError> {
-        self.ready()?;
+        self.ready(self.layout.key_bucket(key))?;
         let guard = Held::new(Arc::clone(self), key, token, ttl, hold);
         let lock = self.layout.lock_key(key);
         let sequence = self.layout.sequence_for(key);

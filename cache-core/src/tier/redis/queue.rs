@@ -1,19 +1,29 @@
 //! Invalidations that have not reached Redis yet, and their replay.
 //!
 //! An invalidation that cannot reach Redis (command failed, breaker open) is
-//! kept in a bounded queue. Until the queue is empty, reads of Redis are
-//! misses ([`L2::ready`]): a value invalidated during an outage is never
-//! read back. A background task (started with the backplane) replays the
-//! queue as soon as Redis answers: `UNLINK`/`SCAN`, then the backplane
-//! announcement, in order. Past [`MAX_PENDING`] queued invalidations the
-//! queue is replaced by "everything under this cache's prefix", the safe
+//! kept in a bounded queue. Until it is replayed, reads of the keys it may
+//! cover are misses ([`L2::ready`]): a value invalidated during an outage is
+//! never read back. A background task (started with the backplane) replays
+//! the queue as soon as Redis answers: `UNLINK`/`SCAN`, then the backplane
+//! announcement. Past [`MAX_PENDING`] queued invalidations the queue is
+//! replaced by "everything under this cache's prefix", the safe
 //! over-approximation.
+//!
+//! Each item has a [`Scope`]: on one server, everything; on a cluster, the
+//! bucket of a key or of a prefix below the top level, and everything for
+//! the rest. A prefix that spans buckets and failed in only some of them
+//! (one master down) is queued as one item per failed bucket. So while a
+//! master is away, only reads of its buckets wait for the replay; the
+//! others keep hitting. Invalidations commute (each removes and stamps a
+//! marker with a fresh sequence number), so the replay takes the items it
+//! can and leaves those whose master is still away for its next round.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use cache_redis::Bucket;
 use tokio::sync::Notify;
 
 use super::backplane::Op;
@@ -27,23 +37,47 @@ pub(super) const MAX_PENDING: usize = 10_000;
 pub(super) enum Deferred {
     Key(String),
     Pattern(String),
+    /// A prefix pattern's share in one bucket of a cluster.
+    PatternIn(usize, String),
+}
+
+/// Which reads an item holds back until it is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// Every read.
+    All,
+    /// Reads of one cluster bucket.
+    Bucket(usize),
+}
+
+#[derive(Debug)]
+struct Item {
+    id: u64,
+    what: Deferred,
+    scope: Scope,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    items: VecDeque<Deferred>,
+    items: VecDeque<Item>,
     overflow: bool,
-    /// Bumped by every deferral: tells a finished overflow replay whether
-    /// anything arrived while it ran.
+    /// Bumped by every deferral: item ids, and tells a finished overflow
+    /// replay whether anything arrived while it ran.
     generation: u64,
 }
 
-/// The queue: what to replay, and the signal that wakes the replay task.
-#[derive(Debug, Default)]
+/// The queue: what to replay, the counts the read path checks, and the
+/// signal that wakes the replay task.
+#[derive(Debug)]
 pub(super) struct Queue {
     pending: Mutex<Pending>,
-    /// Set while anything is queued: the one check on the read path.
+    /// Set while anything is queued: the one check on the read path when
+    /// nothing is.
     has_pending: AtomicBool,
+    /// Items (and an overflow) that hold back every read.
+    all: AtomicUsize,
+    /// Items per cluster bucket (empty on one server).
+    per_bucket: Box<[AtomicUsize]>,
     /// Shared with the replay task, which must not keep the tier alive.
     added: Arc<Notify>,
     /// One replay at a time.
@@ -51,11 +85,30 @@ pub(super) struct Queue {
 }
 
 impl Queue {
+    /// A queue for a tier with `buckets` cluster buckets (0 on one server).
+    pub(super) fn new(buckets: usize) -> Queue {
+        Queue {
+            pending: Mutex::default(),
+            has_pending: AtomicBool::new(false),
+            all: AtomicUsize::new(0),
+            per_bucket: (0..buckets).map(|_| AtomicUsize::new(0)).collect(),
+            added: Arc::default(),
+            replay: tokio::sync::Mutex::new(()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn defer(&self, item: Deferred) {
+    fn counter(&self, scope: Scope) -> &AtomicUsize {
+        match scope {
+            Scope::Bucket(b) => self.per_bucket.get(b).unwrap_or(&self.all),
+            Scope::All => &self.all,
+        }
+    }
+
+    pub(super) fn defer(&self, what: Deferred, scope: Scope) {
         let mut p = self.lock();
         p.generation += 1;
         if !p.overflow {
@@ -64,10 +117,15 @@ impl Queue {
                     "more than {MAX_PENDING} invalidations queued during a Redis outage: \
                      all of this cache's Redis keys will be dropped on recovery"
                 );
-                p.items.clear();
+                for item in p.items.drain(..) {
+                    self.counter(item.scope).fetch_sub(1, SeqCst);
+                }
                 p.overflow = true;
+                self.all.fetch_add(1, SeqCst);
             } else {
-                p.items.push_back(item);
+                let id = p.generation;
+                self.counter(scope).fetch_add(1, SeqCst);
+                p.items.push_back(Item { id, what, scope });
             }
         }
         self.has_pending.store(true, SeqCst);
@@ -75,12 +133,19 @@ impl Queue {
         self.added.notify_one();
     }
 
-    pub(super) fn defer_key(&self, key: &str) {
-        self.defer(Deferred::Key(key.to_owned()));
-    }
-
-    pub(super) fn defer_pattern(&self, pattern: &str) {
-        self.defer(Deferred::Pattern(pattern.to_owned()));
+    /// Whether reads of `bucket` (`None`: a single node, or a command that
+    /// concerns every master) must wait for the replay.
+    fn blocks(&self, bucket: Bucket) -> bool {
+        if !self.has_pending.load(SeqCst) {
+            return false;
+        }
+        if self.all.load(SeqCst) > 0 {
+            return true;
+        }
+        match bucket.and_then(|b| self.per_bucket.get(b)) {
+            Some(count) => count.load(SeqCst) > 0,
+            None => true,
+        }
     }
 
     /// Invalidations queued and not yet replayed (`u64::MAX` after an overflow).
@@ -98,44 +163,48 @@ impl Queue {
         self.added.notify_waiters();
     }
 
-    /// The next item to replay (the whole prefix after an overflow) and the
-    /// generation it was taken at; `None` once the queue is empty.
-    fn next(&self, everything: &str) -> Option<(Deferred, u64)> {
-        let mut p = self.lock();
+    /// What to replay now, each with the id to report it done with (after
+    /// an overflow, the whole prefix, with the generation it was taken
+    /// at); empty once the queue is.
+    fn snapshot(&self, everything: &str) -> Vec<(Deferred, u64)> {
+        let p = self.lock();
         if p.overflow {
-            Some((Deferred::Pattern(everything.to_owned()), p.generation))
-        } else if let Some(front) = p.items.front() {
-            Some((front.clone(), p.generation))
-        } else {
+            vec![(Deferred::Pattern(everything.to_owned()), p.generation)]
+        } else if p.items.is_empty() {
             // Cleared under the lock, so a concurrent `defer` cannot be lost.
             self.has_pending.store(false, SeqCst);
-            p.generation = 0;
-            None
+            Vec::new()
+        } else {
+            p.items.iter().map(|i| (i.what.clone(), i.id)).collect()
         }
     }
 
-    /// `item`, taken at `generation`, reached Redis.
-    fn done(&self, generation: u64) {
+    /// The item `id` (from [`snapshot`](Self::snapshot)) reached Redis.
+    fn done(&self, id: u64) {
         let mut p = self.lock();
         if p.overflow {
             // Everything went: earlier items with it; later ones (queued
             // while the scan ran) may have been passed over, so keep the
             // overflow for another round if any arrived.
-            if p.generation == generation {
+            if p.generation == id {
                 p.overflow = false;
                 p.items.clear();
+                self.all.fetch_sub(1, SeqCst);
             }
-        } else {
-            p.items.pop_front();
+        } else if let Some(at) = p.items.iter().position(|i| i.id == id)
+            && let Some(item) = p.items.remove(at)
+        {
+            self.counter(item.scope).fetch_sub(1, SeqCst);
         }
     }
 }
 
 impl L2 {
-    /// Reads of Redis wait until the queue is replayed: until then they are
-    /// misses (the background task drains it; no caller waits on Redis).
-    pub(super) fn ready(&self) -> Result<(), TierError> {
-        if self.queue.has_pending.load(SeqCst) {
+    /// Reads of Redis for `bucket` wait until the invalidations that may
+    /// cover it are replayed: until then they are misses (the background
+    /// task drains the queue; no caller waits on Redis).
+    pub(super) fn ready(&self, bucket: Bucket) -> Result<(), TierError> {
+        if self.queue.blocks(bucket) {
             self.queue.added.notify_one();
             return Err(TierError::Replaying);
         }
@@ -158,34 +227,46 @@ impl L2 {
     }
 
     /// Replays queued invalidations (run by the background task only, so no
-    /// caller waits on it); true once none is left.
+    /// caller waits on it); true once none is left. Items whose master is
+    /// still away stay for the next round; the others go now.
     async fn replay_pending(&self) -> bool {
         if !self.queue.has_pending.load(SeqCst) {
             return true;
         }
         let _one_at_a_time = self.queue.replay.lock().await;
         loop {
-            let Some((item, generation)) = self.queue.next(self.layout.everything()) else {
+            let items = self.queue.snapshot(self.layout.everything());
+            if items.is_empty() {
                 return true;
-            };
-            let (removed, op) = match &item {
-                Deferred::Key(k) => (self.remove(k).await.map(drop), Op::Key(k.clone())),
-                Deferred::Pattern(p) => (
-                    self.remove_matching(p).await.map(drop),
-                    Op::Pattern(p.clone()),
-                ),
-            };
-            if L2::must_retry("unlink", removed) {
+            }
+            let mut left = false;
+            for (item, id) in items {
+                let (removed, op) = match &item {
+                    Deferred::Key(k) => (self.remove(k).await.map(drop), Op::Key(k.clone())),
+                    Deferred::Pattern(p) => (
+                        self.remove_matching(p).await.map(drop).map_err(|u| u.error),
+                        Op::Pattern(p.clone()),
+                    ),
+                    Deferred::PatternIn(bucket, p) => (
+                        self.remove_prefix_in(*bucket, p).await.map(drop),
+                        Op::Pattern(p.clone()),
+                    ),
+                };
+                if L2::must_retry("unlink", removed)
+                    || L2::must_retry("announce", self.announce(op).await)
+                {
+                    left = true;
+                    continue;
+                }
+                self.queue.done(id);
+                tracing::debug!(
+                    ?item,
+                    "replayed an invalidation queued during a Redis outage"
+                );
+            }
+            if left {
                 return false;
             }
-            if L2::must_retry("announce", self.announce(op).await) {
-                return false;
-            }
-            self.queue.done(generation);
-            tracing::debug!(
-                ?item,
-                "replayed an invalidation queued during a Redis outage"
-            );
         }
     }
 
@@ -220,56 +301,79 @@ impl L2 {
 mod tests {
     use super::*;
 
+    fn key(q: &Queue, k: &str) {
+        q.defer(Deferred::Key(k.into()), Scope::All);
+    }
+
     #[test]
     fn items_come_back_in_order_and_leave_once_done() {
-        let q = Queue::default();
-        assert_eq!(q.next("p:*"), None);
-        q.defer_key("p:a");
-        q.defer_pattern("p:user:*");
+        let q = Queue::new(0);
+        assert!(q.snapshot("p:*").is_empty());
+        key(&q, "p:a");
+        q.defer(Deferred::Pattern("p:user:*".into()), Scope::All);
         assert_eq!(q.len(), 2);
-        assert!(q.has_pending.load(SeqCst));
-        let (first, generation) = q.next("p:*").unwrap_or_else(|| panic!("queued"));
-        assert_eq!(first, Deferred::Key("p:a".into()));
-        q.done(generation);
-        let (second, generation) = q.next("p:*").unwrap_or_else(|| panic!("queued"));
-        assert_eq!(second, Deferred::Pattern("p:user:*".into()));
-        q.done(generation);
-        assert_eq!(q.next("p:*"), None);
-        assert!(
-            !q.has_pending.load(SeqCst),
-            "empty: reads go to Redis again"
-        );
+        assert!(q.blocks(None));
+        let items = q.snapshot("p:*");
+        assert_eq!(items[0].0, Deferred::Key("p:a".into()));
+        assert_eq!(items[1].0, Deferred::Pattern("p:user:*".into()));
+        q.done(items[1].1);
+        assert_eq!(q.len(), 1, "done in any order");
+        assert!(q.blocks(None));
+        q.done(items[0].1);
+        assert!(q.snapshot("p:*").is_empty());
+        assert!(!q.blocks(None), "empty: reads go to Redis again");
         assert_eq!(q.len(), 0);
     }
 
     #[test]
-    fn an_item_that_failed_stays_first() {
-        let q = Queue::default();
-        q.defer_key("p:a");
-        q.defer_key("p:b");
-        // Taken, not done (Redis went away again): the same item comes back.
-        let taken = q.next("p:*").map(|(d, _)| d);
-        assert_eq!(q.next("p:*").map(|(d, _)| d), taken);
+    fn an_item_that_failed_stays() {
+        let q = Queue::new(0);
+        key(&q, "p:a");
+        key(&q, "p:b");
+        // Taken, not done (Redis went away again): it comes back.
+        let taken = q.snapshot("p:*");
+        assert_eq!(q.snapshot("p:*"), taken);
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn a_bucket_item_holds_back_only_its_bucket() {
+        let q = Queue::new(4);
+        q.defer(Deferred::PatternIn(2, "p:user:*".into()), Scope::Bucket(2));
+        assert!(q.blocks(Some(2)));
+        assert!(!q.blocks(Some(1)), "another master's keys keep hitting");
+        assert!(q.blocks(None), "a command over every master waits");
+        q.defer(Deferred::Pattern("p:*:x".into()), Scope::All);
+        assert!(
+            q.blocks(Some(1)),
+            "a scanned pattern holds back every bucket"
+        );
+        for (_, id) in q.snapshot("p:*") {
+            q.done(id);
+        }
+        assert!(q.snapshot("p:*").is_empty());
+        assert!(!q.blocks(Some(2)) && !q.blocks(None));
     }
 
     #[test]
     fn overflow_becomes_everything_until_a_round_sees_nothing_new() {
-        let q = Queue::default();
+        let q = Queue::new(4);
         for i in 0..=MAX_PENDING {
-            q.defer_key(&format!("p:{i}"));
+            q.defer(Deferred::Key(format!("p:{i}")), Scope::Bucket(i % 4));
         }
         assert_eq!(q.len(), u64::MAX);
-        let (item, generation) = q.next("p:*").unwrap_or_else(|| panic!("queued"));
-        assert_eq!(item, Deferred::Pattern("p:*".into()));
+        assert!(q.blocks(Some(0)) && q.blocks(Some(3)));
+        let items = q.snapshot("p:*");
+        assert_eq!(items, [(Deferred::Pattern("p:*".into()), items[0].1)]);
         // Something arrives while "everything" is replayed: another round.
-        q.defer_key("p:late");
-        q.done(generation);
+        key(&q, "p:late");
+        q.done(items[0].1);
         assert_eq!(q.len(), u64::MAX);
-        let (item, generation) = q.next("p:*").unwrap_or_else(|| panic!("queued"));
-        assert_eq!(item, Deferred::Pattern("p:*".into()));
-        q.done(generation);
+        let items = q.snapshot("p:*");
+        assert_eq!(items[0].0, Deferred::Pattern("p:*".into()));
+        q.done(items[0].1);
         assert_eq!(q.len(), 0);
-        assert_eq!(q.next("p:*"), None);
+        assert!(q.snapshot("p:*").is_empty());
+        assert!(!q.blocks(Some(0)));
     }
 }
