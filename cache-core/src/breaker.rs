@@ -184,6 +184,20 @@ impl Breaker {
         })
     }
 
+    /// Opens a closed breaker for a cool-down without a failure of its own:
+    /// another breaker in front of the same server opened (on a cluster, a
+    /// bucket of the same master). True if it was closed.
+    pub(crate) fn trip(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*state, State::Closed { .. }) {
+            return false;
+        }
+        *state = State::Open {
+            until: Instant::now() + self.config.cool_down,
+        };
+        true
+    }
+
     fn record(&self, ok: bool, probe: bool) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if probe {

@@ -175,8 +175,8 @@ impl CacheBuilder {
     /// [`redis_url`](Self::redis_url). Every feature works as on one server:
     /// keys are spread over the masters by bucket hash tags (see
     /// [`cache_redis::Layout::cluster`]), a failing master makes only its
-    /// keys misses, and the cache follows failovers. Nothing is connected
-    /// until first use.
+    /// keys misses, and the cache follows failovers. The cache starts while
+    /// the cluster is down: it connects in the background and on first use.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {

@@ -17,7 +17,7 @@
 //! go to each master on a connection of their own ([`Connection::masters`]),
 //! from the slot map as `CLUSTER SLOTS` gives it.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
@@ -57,21 +57,40 @@ impl std::fmt::Debug for Connection {
 /// settings (for connections to each master).
 struct Cluster {
     client: ClusterClient,
-    connection: tokio::sync::OnceCell<ClusterConnection>,
+    /// The connection once made; dropped when the masters change (a
+    /// failover), so the next command makes one from the new slot map.
+    connection: std::sync::Mutex<Option<ClusterConnection>>,
+    /// One connection made at a time.
+    making: tokio::sync::Mutex<()>,
+    /// The masters the last slot map named.
+    last_masters: std::sync::Mutex<Vec<Master>>,
     seed: ConnectionInfo,
+    /// Every seed node, asked directly for the slot map.
+    seeds: Vec<ConnectionInfo>,
+    connect_timeout: std::time::Duration,
 }
 
 impl Cluster {
+    fn current(&self) -> Option<ClusterConnection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     async fn connection(self: &Arc<Self>) -> redis::RedisResult<ClusterConnection> {
-        if let Some(c) = self.connection.get() {
-            return Ok(c.clone());
+        if let Some(c) = self.current() {
+            return Ok(c);
         }
         let me = Arc::clone(self);
         let made = tokio::spawn(async move {
-            me.connection
-                .get_or_try_init(|| me.client.get_async_connection())
-                .await
-                .cloned()
+            let _one = me.making.lock().await;
+            if let Some(c) = me.current() {
+                return Ok(c);
+            }
+            let c = me.client.get_async_connection().await?;
+            *me.connection.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
+            Ok(c)
         });
         let made = made.await.unwrap_or_else(|e| {
             Err(redis::RedisError::from((
@@ -96,6 +115,109 @@ impl Cluster {
     }
 }
 
+/// A master's address.
+type Master = (String, u16);
+
+impl Cluster {
+    /// The masters of the slot map (`CLUSTER SLOTS`, from any node), and
+    /// for each slot range its master's index among them.
+    ///
+    /// Every seed node is asked at once and the first answer taken, so a
+    /// hung node does not hold the answer up; when no seed answers (the
+    /// cluster moved on from them), the cluster connection is asked.
+    async fn slot_map(
+        self: &Arc<Self>,
+    ) -> redis::RedisResult<(Vec<Master>, Vec<(u16, u16, usize)>)> {
+        let limit = self.connect_timeout * 2;
+        let asks = self.seeds.iter().cloned().map(|info| {
+            Box::pin(async move {
+                let ask = async {
+                    let client = redis::Client::open(info)?;
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(limit))
+                        .set_response_timeout(Some(limit));
+                    let mut con = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    redis::cmd("CLUSTER")
+                        .arg("SLOTS")
+                        .query_async::<Vec<Value>>(&mut con)
+                        .await
+                };
+                match tokio::time::timeout(limit, ask).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no answer to CLUSTER SLOTS in time",
+                    ))),
+                }
+            })
+        });
+        let slots: Vec<Value> = match futures_util::future::select_ok(asks).await {
+            Ok((slots, _)) => slots,
+            Err(_) => {
+                let mut con = self.connection().await?;
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut con)
+                    .await?
+            }
+        };
+        let int = |v: Option<&Value>| match v {
+            Some(Value::Int(n)) => u16::try_from(*n).ok(),
+            _ => None,
+        };
+        let mut masters: Vec<Master> = Vec::new();
+        let mut ranges = Vec::new();
+        for range in &slots {
+            // [start, end, [host, port, id, ...], replicas...]
+            let Value::Array(parts) = range else { continue };
+            let (Some(start), Some(end)) = (int(parts.first()), int(parts.get(1))) else {
+                continue;
+            };
+            let Some(Value::Array(master)) = parts.get(2) else {
+                continue;
+            };
+            let host = match master.first() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let Some(port) = int(master.get(1)) else {
+                continue;
+            };
+            let index = match masters.iter().position(|m| *m == (host.clone(), port)) {
+                Some(i) => i,
+                None => {
+                    masters.push((host, port));
+                    masters.len() - 1
+                }
+            };
+            ranges.push((start, end, index));
+        }
+        let mut last = self
+            .last_masters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !last.is_empty() && *last != masters {
+            // redis-rs's client refreshes its slot map on `MOVED`, not when
+            // a master's address stops answering after a failover: make a
+            // new connection, which reads the map afresh.
+            tracing::info!(
+                masters = ?masters,
+                "the Redis Cluster's masters changed (a failover or a resharding): reconnecting"
+            );
+            *self
+                .connection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        last.clone_from(&masters);
+        drop(last);
+        Ok((masters, ranges))
+    }
+}
+
 impl Connection {
     pub(crate) fn single(manager: ConnectionManager) -> Connection {
         Connection {
@@ -109,6 +231,7 @@ impl Connection {
         for node in &config.cluster_nodes {
             infos.push(node.as_str().into_connection_info()?);
         }
+        let infos_for_slots = infos.clone();
         let seed = infos.first().cloned().ok_or_else(|| {
             redis::RedisError::from((
                 redis::ErrorKind::InvalidClientConfig,
@@ -134,8 +257,12 @@ impl Connection {
         Ok(Connection {
             inner: Kind::Cluster(Arc::new(Cluster {
                 client,
-                connection: tokio::sync::OnceCell::new(),
+                connection: std::sync::Mutex::new(None),
+                making: tokio::sync::Mutex::new(()),
+                last_masters: std::sync::Mutex::new(Vec::new()),
                 seed,
+                seeds: infos_for_slots,
+                connect_timeout: config.connect_timeout,
             })),
         })
     }
@@ -172,33 +299,7 @@ impl Connection {
             Kind::Single(_) | Kind::Sentinel(_) => return Ok(vec![self.clone()]),
             Kind::Cluster(c) => Arc::clone(c),
         };
-        let mut con = cluster.connection().await?;
-        let slots: Vec<Value> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut con)
-            .await?;
-        let mut masters: Vec<(String, u16)> = Vec::new();
-        for range in &slots {
-            // [start, end, [host, port, id, ...], replicas...]
-            let Value::Array(parts) = range else { continue };
-            let Some(Value::Array(master)) = parts.get(2) else {
-                continue;
-            };
-            let host = match master.first() {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => continue,
-            };
-            let Some(Value::Int(port)) = master.get(1) else {
-                continue;
-            };
-            let Ok(port) = u16::try_from(*port) else {
-                continue;
-            };
-            if !masters.contains(&(host.clone(), port)) {
-                masters.push((host, port));
-            }
-        }
+        let (masters, _) = cluster.slot_map().await?;
         let mut out = Vec::with_capacity(masters.len());
         for (host, port) in masters {
             let addr = match cluster.seed.addr() {
@@ -224,6 +325,28 @@ impl Connection {
             out.push(Connection::single(manager));
         }
         Ok(out)
+    }
+}
+
+impl Connection {
+    /// For each cluster bucket, the index of the master that serves it
+    /// now (buckets with the same index fail together); empty off a
+    /// cluster, `usize::MAX` for a bucket whose slot has no master.
+    pub(crate) async fn bucket_masters(&self) -> redis::RedisResult<Vec<usize>> {
+        let Kind::Cluster(cluster) = &self.inner else {
+            return Ok(Vec::new());
+        };
+        let (_, ranges) = cluster.slot_map().await?;
+        Ok(crate::slot::bucket_tags()
+            .iter()
+            .map(|tag| {
+                let slot = crate::slot::key_slot(tag.as_bytes());
+                ranges
+                    .iter()
+                    .find(|(start, end, _)| (*start..=*end).contains(&slot))
+                    .map_or(usize::MAX, |(_, _, master)| *master)
+            })
+            .collect())
     }
 }
 

@@ -373,6 +373,21 @@ impl RedisStore {
         }
     }
 
+    /// On a cluster, for each bucket ([`crate::BUCKETS`]) the index of the
+    /// master serving it now: buckets with the same index fail together
+    /// (`usize::MAX`: no master). Empty on a single server.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn bucket_masters(&self) -> Result<Vec<usize>, StoreError> {
+        let limit = self.inner.config.connect_timeout + self.inner.config.op_timeout;
+        match tokio::time::timeout(limit, self.inner.connection.bucket_masters()).await {
+            Ok(found) => Ok(found?),
+            Err(_) => Err(StoreError::Timeout(limit)),
+        }
+    }
+
     async fn run<T, F>(&self, fut: F) -> Result<T, StoreError>
     where
         F: Future<Output = RedisResult<T>>,

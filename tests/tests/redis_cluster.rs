@@ -402,3 +402,102 @@ async fn an_invalidation_waiting_for_a_dead_master_holds_back_only_its_keys() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_hung_master_opens_the_breakers_of_all_its_keys_together() {
+    let cluster = RedisCluster::start(3, 0);
+    let a = instance(&cluster, "hung");
+    for id in 0..300u32 {
+        a.set(&format!("user:{id}:profile"), &id, Preset::Medium)
+            .await
+            .unwrap();
+    }
+    let victim = cluster.master_for_key(&physical("hung", "user:0:profile"));
+    let on = |id: u32| cluster.master_for_key(&physical("hung", &format!("user:{id}:profile")));
+    let buckets = |id: u32| {
+        cache_redis::Layout::cluster("hung").key_bucket(&format!("hung:user:{id}:profile"))
+    };
+    // Keys of the hung master, one per bucket; and keys elsewhere.
+    let mut seen = std::collections::HashSet::new();
+    let (mut hung, mut live) = (Vec::new(), Vec::new());
+    for id in 0..300u32 {
+        if on(id) != victim {
+            live.push(id);
+        } else if seen.insert(buckets(id)) {
+            hung.push(id);
+        }
+    }
+    assert!(hung.len() > 10 && !live.is_empty());
+    // A fresh instance; its breakers open after 3 consecutive failures.
+    let reader = Cache::builder()
+        .redis_cluster(cluster.seed_urls())
+        .key_prefix("hung")
+        .redis_op_timeout(Duration::from_millis(300))
+        .breaker(
+            cache_core::BreakerConfig::default()
+                .consecutive_failures(3)
+                .window(1000)
+                // Longer than a `stats()` call that waits on the hung master.
+                .cool_down(Duration::from_secs(5)),
+        )
+        .build()
+        .await
+        .unwrap();
+    cluster.pause(victim);
+    // Opens the first bucket's breaker (never an error to the caller).
+    let first = format!("user:{}:profile", hung[0]);
+    for _ in 0..3 {
+        assert_eq!(reader.get::<u32>(&first).await.unwrap(), None);
+    }
+    // Another bucket of the same master, never read: skipped without a
+    // command of its own once the first one opened (the slot map is read
+    // in the background; each try uses a bucket not tried before).
+    let mut others = hung[1..].iter();
+    eventually(
+        "a bucket of the hung master skipped before its own failure",
+        async || {
+            let Some(id) = others.next() else {
+                return true; // ran out: the assertion below reports it
+            };
+            let before = reader.stats().await;
+            assert_eq!(
+                reader
+                    .get::<u32>(&format!("user:{id}:profile"))
+                    .await
+                    .unwrap(),
+                None
+            );
+            let after = reader.stats().await;
+            after.redis_skipped > before.redis_skipped && after.errors == before.errors
+        },
+    )
+    .await;
+    assert!(
+        others.len() > 0,
+        "a bucket of the hung master was skipped before the last one"
+    );
+    // The other masters' keys still hit.
+    let mut waiting = live.clone();
+    eventually("the live masters' keys hit", async || {
+        let mut still = Vec::new();
+        for &id in &waiting {
+            if reader
+                .get::<u32>(&format!("user:{id}:profile"))
+                .await
+                .unwrap()
+                != Some(id)
+            {
+                still.push(id);
+            }
+        }
+        waiting = still;
+        waiting.is_empty()
+    })
+    .await;
+    cluster.resume(victim);
+    eventually("the hung master's keys hit again", async || {
+        reader.get::<u32>(&first).await.unwrap() == Some(hung[0])
+    })
+    .await;
+}

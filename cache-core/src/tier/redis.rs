@@ -54,7 +54,11 @@
 //!
 //! One breaker per bucket (and one for commands that concern every
 //! master): a master that is down or failing over opens only its buckets'
-//! breakers, so only its keys become misses. Its slots come back when a
+//! breakers, so only its keys become misses. When one bucket's breaker
+//! opens, those of the other buckets of the same master open with it (a
+//! background task reads which master serves each bucket every 10 s, from
+//! whichever seed node answers first), so a hung master costs a few
+//! command timeouts, not a few per bucket. Its slots come back when a
 //! replica is promoted (redis-rs's cluster client follows the new slot
 //! map) or the master returns. `health()` probes every master and reports
 //! `Degraded` if any fails. With Redis's default
@@ -108,6 +112,7 @@
 //! invalidation that cannot reach Redis is kept and replayed (see [`queue`]):
 //! a value invalidated during an outage is never read back.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -220,6 +225,14 @@ pub(crate) struct L2 {
     /// buckets' breakers), and a last one for commands that concern every
     /// master.
     breakers: Vec<Breaker>,
+    /// On a cluster, each bucket's master as last read from the slot map
+    /// (`usize::MAX`: unknown): when one bucket's breaker opens, those of
+    /// the other buckets of its master open with it.
+    masters: Box<[AtomicUsize]>,
+    /// A bucket whose breaker opened while `masters` was unknown.
+    trip_after_refresh: AtomicUsize,
+    /// Wakes the topology task before its interval.
+    topology_wanted: Arc<tokio::sync::Notify>,
     /// This instance on the backplane: its own messages are ignored.
     instance: u64,
     status: watch::Sender<BackplaneStatus>,
@@ -300,11 +313,21 @@ impl L2 {
         let breakers = (0..layout.buckets().count().max(1) + usize::from(layout.is_cluster()))
             .map(|_| Breaker::new(breaker))
             .collect();
+        let masters = (0..if layout.is_cluster() {
+            cache_redis::BUCKETS
+        } else {
+            0
+        })
+            .map(|_| AtomicUsize::new(usize::MAX))
+            .collect();
         L2 {
             store,
             codec,
             layout,
             breakers,
+            masters,
+            trip_after_refresh: AtomicUsize::new(usize::MAX),
+            topology_wanted: Arc::default(),
             instance: crate::id::random_id(),
             status,
             queue,
@@ -349,8 +372,78 @@ impl L2 {
         let timer = self.observer.redis_timer();
         let result = command.await;
         self.observer.redis_command(timer);
-        permit.record(!matches!(&result, Err(e) if e.is_unavailable()));
+        let ok = !matches!(&result, Err(e) if e.is_unavailable());
+        permit.record(ok);
+        if !ok
+            && let Some(b) = bucket
+            && self.breaker(bucket).map(Breaker::state) == Some(BreakerState::Open)
+        {
+            self.trip_master_of(b);
+            // A failover may be under way: read the slot map again soon.
+            self.topology_wanted.notify_one();
+        }
         Ok(result?)
+    }
+
+    /// Bucket `failed`'s breaker opened: open those of the other buckets
+    /// its master serves, so that each does not have to see its own
+    /// failures (on a hung master, a command timeout each) first.
+    fn trip_master_of(&self, failed: usize) {
+        let Some(master) = self
+            .masters
+            .get(failed)
+            .map(|m| m.load(Relaxed))
+            .filter(|m| *m != usize::MAX)
+        else {
+            // Not known yet: the topology task reads the map now and trips
+            // them then.
+            self.trip_after_refresh.store(failed, Relaxed);
+            self.topology_wanted.notify_one();
+            return;
+        };
+        let mut tripped = 0;
+        for (bucket, m) in self.masters.iter().enumerate() {
+            if bucket != failed
+                && m.load(Relaxed) == master
+                && self.breakers.get(bucket).is_some_and(Breaker::trip)
+            {
+                tripped += 1;
+            }
+        }
+        if tripped > 0 {
+            tracing::warn!(
+                buckets = tripped + 1,
+                "a Redis Cluster master is failing: its keys are served from the in-process tier and the origin"
+            );
+        }
+    }
+
+    /// What wakes the topology task (held by it, beside a weak tier).
+    pub(crate) fn topology_wanted(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.topology_wanted)
+    }
+
+    /// Reads which master serves each bucket (a cluster's slot map), for
+    /// [`trip_master_of`](Self::trip_master_of). A failover keeps a
+    /// master's buckets together; a resharding moves them, and the next
+    /// refresh follows.
+    pub(crate) async fn refresh_masters(&self) {
+        if self.masters.is_empty() {
+            return;
+        }
+        match self.store.bucket_masters().await {
+            Ok(found) => {
+                for (slot, m) in self.masters.iter().zip(found) {
+                    slot.store(m, Relaxed);
+                }
+                // A breaker that opened while the map was unknown.
+                let waiting = self.trip_after_refresh.swap(usize::MAX, Relaxed);
+                if self.breaker(Some(waiting)).map(Breaker::state) == Some(BreakerState::Open) {
+                    self.trip_master_of(waiting);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the cluster's slot map"),
+        }
     }
 
     pub(crate) fn status(&self) -> watch::Receiver<BackplaneStatus> {

@@ -43,6 +43,10 @@ pub(super) enum Op {
     Landed(String),
 }
 
+/// How often a cluster tier reads which master serves each bucket (and,
+/// through `cache_redis`, notices a failover); sooner when a breaker opens.
+const TOPOLOGY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl L2 {
     /// The message for `op`, from this instance.
     pub(super) fn payload(&self, op: Op) -> Vec<u8> {
@@ -64,11 +68,41 @@ impl L2 {
     /// invalidations, and (with `subscribe`) the backplane receiver, which
     /// reports to `events`. Both hold the tier and `events` weakly. Needs a
     /// Tokio runtime; without one, nothing runs in the background.
+    /// On a cluster: reads which master serves each bucket now and every
+    /// [`TOPOLOGY_INTERVAL`] (see `L2::refresh_masters`); holds the tier
+    /// weakly and ends with it.
+    fn start_topology(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        if !self.layout.is_cluster() {
+            return;
+        }
+        let tier = Arc::downgrade(self);
+        rt.spawn(async move {
+            loop {
+                let Some(l2) = tier.upgrade() else {
+                    return;
+                };
+                l2.refresh_masters().await;
+                let wanted = l2.topology_wanted();
+                drop(l2);
+                // Until the interval ends, or a breaker opens while the
+                // map is unknown (the notification holds the tier only
+                // through `wanted`'s Arc).
+                tokio::select! {
+                    () = tokio::time::sleep(TOPOLOGY_INTERVAL) => {}
+                    () = wanted.notified() => {}
+                }
+                // At most two reads a second while breakers keep failing.
+                tokio::time::sleep(TOPOLOGY_INTERVAL / 20).await;
+            }
+        });
+    }
+
     pub(crate) fn start(self: &Arc<Self>, events: Weak<dyn TierEvents>, subscribe: bool) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         self.start_replay(&rt);
+        self.start_topology(&rt);
         if !subscribe {
             return;
         }
