@@ -1,6 +1,7 @@
 //! Integration, fault and compile-fail suites for the cache workspace, and
 //! the support they share.
 
+pub mod deployment;
 mod redis_binary;
 pub mod redis_cluster;
 pub mod redis_sentinel;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use cache_core::cache_redis::{RedisConfig, RedisStore};
 use cache_core::{Cache, CacheBuilder};
 
+use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
 
 /// An in-process-only cache with the default settings, for one test. Run the
@@ -52,6 +53,17 @@ impl Instance {
     pub fn on(server: &RedisServer) -> Instance {
         Instance {
             builder: Cache::builder().redis_url(server.url()),
+        }
+    }
+
+    /// An instance on a Redis Cluster (which need not be running yet), with
+    /// 2 s per command (a busy machine must not make a healthy node look
+    /// failed).
+    pub fn on_cluster(cluster: &RedisCluster) -> Instance {
+        Instance {
+            builder: Cache::builder()
+                .redis_cluster(cluster.seed_urls())
+                .redis_op_timeout(Duration::from_secs(2)),
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use cache_core::{Cache, cached};
+use tests::deployment::Redis;
 use tests::redis_server::RedisServer;
 use tests::support::{Instance, eventually, exists, redis_connection};
 use tokio::sync::{Notify, watch};
@@ -45,11 +46,11 @@ impl Db {
 /// A (listening to the backplane) and B (not), and a computation of row
 /// `id` on B that has read v1 and is held at the gate.
 async fn held_on_b(
-    redis: &RedisServer,
+    redis: &Redis,
     id: u32,
 ) -> (Cache, Cache, Arc<Db>, tokio::task::JoinHandle<u64>) {
-    let a = Instance::on(redis).prefix("inv").connected().await;
-    let b = Instance::on(redis).prefix("inv").backplane(false).build();
+    let a = redis.instance().prefix("inv").connected().await;
+    let b = redis.instance().prefix("inv").backplane(false).build();
     let db = Db::new();
     db.gate.send_replace(false);
     let computing = {
@@ -63,9 +64,8 @@ async fn held_on_b(
 /// B reads v1 and is held; A updates the row and invalidates (`pattern`);
 /// B's origin then returns v1. B does not listen to the backplane, so only
 /// Redis can refuse the stale value.
-async fn stale_set_race(pattern: &str, id: u32) {
-    let redis = RedisServer::start();
-    let (a, b, db, computing) = held_on_b(&redis, id).await;
+async fn stale_set_race(redis: &Redis, pattern: &str, id: u32) {
+    let (a, b, db, computing) = held_on_b(redis, id).await;
     db.version.store(2, SeqCst);
     a.invalidate(&pattern.replace("<id>", &id.to_string()))
         .await
@@ -77,9 +77,12 @@ async fn stale_set_race(pattern: &str, id: u32) {
         "B's caller gets what B computed"
     );
 
-    let mut con = redis_connection(&redis).await;
     assert!(
-        !exists(&mut con, &format!("inv:item:{id}:row")).await,
+        !redis
+            .store()
+            .exists(&redis.name(&format!("inv:item:{id}:row")))
+            .await
+            .unwrap(),
         "Redis refused the stale value"
     );
     assert_eq!(b.scope(db.row(id)).await, 2, "B does not serve v1");
@@ -88,34 +91,38 @@ async fn stale_set_race(pattern: &str, id: u32) {
     assert!(b.stats().await.skipped_stores >= 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn a_value_computed_before_an_exact_invalidation_elsewhere_is_refused() {
-    stale_set_race("item:<id>:row", 1).await;
+tests::on_every_deployment! { multi_thread;
+    async fn a_value_computed_before_an_exact_invalidation_elsewhere_is_refused(redis) {
+        stale_set_race(redis, "item:<id>:row", 1).await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn a_value_computed_before_a_prefix_invalidation_elsewhere_is_refused() {
-    stale_set_race("item:<id>:*", 2).await;
+tests::on_every_deployment! { multi_thread;
+    async fn a_value_computed_before_a_prefix_invalidation_elsewhere_is_refused(redis) {
+        stale_set_race(redis, "item:<id>:*", 2).await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn a_value_computed_before_a_scanned_pattern_elsewhere_is_refused() {
-    stale_set_race("item:?:row", 3).await;
+tests::on_every_deployment! { multi_thread;
+    async fn a_value_computed_before_a_scanned_pattern_elsewhere_is_refused(redis) {
+        stale_set_race(redis, "item:?:row", 3).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn an_invalidation_replayed_after_an_outage_refuses_values_computed_before_it() {
     let redis = RedisServer::start();
+    let redis = Redis::Single(redis);
     let (a, b, db, computing) = held_on_b(&redis, 4).await;
     db.version.store(2, SeqCst);
-    redis.pause();
+    let Redis::Single(server) = &redis else {
+        unreachable!("one server")
+    };
+    server.pause();
     a.invalidate("item:4:*").await.unwrap(); // Redis hung: kept for replay
     assert!(a.stats().await.pending_invalidations >= 1);
-    redis.resume();
+    server.resume();
     eventually("the replay of A's invalidation", async || {
         a.stats().await.pending_invalidations == 0
     })
@@ -127,11 +134,9 @@ async fn an_invalidation_replayed_after_an_outage_refuses_values_computed_before
     assert_eq!(a.scope(db.row(4)).await, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
-    let redis = RedisServer::start();
-    let (a, b) = Instance::on(&redis).prefix("inv").connected_pair().await;
+tests::on_every_deployment! { multi_thread;
+async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys(redis) {
+    let (a, b) = redis.instance().prefix("inv").connected_pair().await;
     for key in [
         "user:1:a",
         "user:1:b",
@@ -150,19 +155,20 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys() {
     assert_eq!(b.invalidate("user:1:*").await.unwrap(), 3);
     // A drops its in-process copies when B's message arrives.
     a_status.wait_for(|s| s.applied > applied).await.unwrap();
-    let mut con = redis_connection(&redis).await;
+    let store = redis.store();
     for gone in ["user:1:a", "user:1:b", "user:1:c:d"] {
-        assert!(!exists(&mut con, &format!("inv:{gone}")).await, "{gone}");
+        assert!(!store.exists(&redis.name(&format!("inv:{gone}"))).await.unwrap(), "{gone}");
         assert_eq!(a.get::<String>(gone).await.unwrap(), None, "{gone}");
     }
     for kept in ["user:10:a", "user:1", "users:1:a"] {
-        assert!(exists(&mut con, &format!("inv:{kept}")).await, "{kept}");
+        assert!(store.exists(&redis.name(&format!("inv:{kept}"))).await.unwrap(), "{kept}");
         assert_eq!(a.get::<String>(kept).await.unwrap().as_deref(), Some(kept));
     }
     // Deeper prefixes have their own index; a second invalidation finds nothing.
     assert_eq!(b.invalidate("user:1:*").await.unwrap(), 0);
     assert_eq!(b.invalidate("user:*").await.unwrap(), 2);
-    assert!(exists(&mut con, "inv:users:1:a").await);
+    assert!(store.exists(&redis.name("inv:users:1:a")).await.unwrap());
+}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

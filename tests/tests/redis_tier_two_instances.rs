@@ -1,5 +1,6 @@
 //! Redis as the shared tier, with two "app instances" (two `Cache`s) on one
-//! private `redis-server`: values computed by one served to the other, every
+//! private `redis-server` (and the same cases on a 3-master cluster): values
+//! computed by one served to the other, every
 //! format and compression, corrupt entries, invalidations reaching the other
 //! instance's in-process tier, and the manual API across instances.
 
@@ -11,7 +12,7 @@ use cache_core::{Cache, Compression, Preset, cached, invalidates};
 use cache_redis::KeyTtl;
 use serde::{Deserialize, Serialize};
 use tests::redis_server::RedisServer;
-use tests::support::{Instance, redis_store};
+use tests::support::Instance;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Employee {
@@ -103,11 +104,9 @@ impl Service {
     }
 }
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn a_value_computed_by_one_instance_is_served_to_the_other() {
-    let server = RedisServer::start();
-    let (a, b) = Instance::on(&server).connected_pair().await;
+tests::on_every_deployment! {
+async fn a_value_computed_by_one_instance_is_served_to_the_other(redis) {
+    let (a, b) = redis.instance().connected_pair().await;
     let svc = Service::default();
     let from_a = a.scope(svc.employee(7)).await.unwrap();
     let from_b = b.scope(svc.employee(7)).await.unwrap();
@@ -119,7 +118,7 @@ async fn a_value_computed_by_one_instance_is_served_to_the_other() {
     assert_eq!(stats.backend, "redis");
     assert!(stats.redis.unwrap().reachable);
     // The Redis TTL is the preset's.
-    match redis_store(&server).ttl("cache:employee:7").await.unwrap() {
+    match redis.store().ttl(&redis.name("cache:employee:7")).await.unwrap() {
         KeyTtl::Expires(d) => assert!(
             d > Duration::from_secs(295) && d <= Duration::from_secs(300),
             "{d:?}"
@@ -127,12 +126,11 @@ async fn a_value_computed_by_one_instance_is_served_to_the_other() {
         other => panic!("expected a TTL, got {other:?}"),
     }
 }
+}
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn an_invalidation_reaches_the_other_instances_in_process_tier() {
-    let server = RedisServer::start();
-    let (a, b) = Instance::on(&server).connected_pair().await;
+tests::on_every_deployment! {
+async fn an_invalidation_reaches_the_other_instances_in_process_tier(redis) {
+    let (a, b) = redis.instance().connected_pair().await;
     let svc = Service::default();
     assert_eq!(b.scope(svc.employee(1)).await.unwrap().version, 0); // B computes, keeps an L1 copy
     assert_eq!(b.scope(svc.employee(1)).await.unwrap().version, 0); // L1 hit
@@ -144,14 +142,13 @@ async fn an_invalidation_reaches_the_other_instances_in_process_tier() {
     assert_eq!(after.version, 1, "B's in-process copy was dropped");
     assert_eq!(svc.calls(), 2);
 }
+}
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn every_format_round_trips_through_redis() {
-    let server = RedisServer::start();
-    let (a, b) = Instance::on(&server).connected_pair().await;
+tests::on_every_deployment! {
+async fn every_format_round_trips_through_redis(redis) {
+    let (a, b) = redis.instance().connected_pair().await;
     let svc = Service::default();
-    let store = redis_store(&server);
+    let store = redis.store();
     let cases: [(&str, u8); 4] = [("postcard", 1), ("json", 2), ("msgpack", 3), ("bincode", 4)];
     for (name, format_id) in cases {
         let (x, y) = match name {
@@ -171,7 +168,7 @@ async fn every_format_round_trips_through_redis() {
         };
         assert_eq!(x, y, "{name}");
         let bytes = store
-            .get(&format!("cache:{name}:1"))
+            .get(&redis.name(&format!("cache:{name}:1")))
             .await
             .unwrap()
             .unwrap();
@@ -179,20 +176,20 @@ async fn every_format_round_trips_through_redis() {
     }
     assert_eq!(svc.calls(), 4, "B never called the origin");
     // JSON is readable in redis-cli.
-    let json = store.get("cache:json:1").await.unwrap().unwrap();
+    let json = store.get(&redis.name("cache:json:1")).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&json[13..]).contains("\"name\":\"employee 1\""));
 }
+}
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn compression_applies_above_the_threshold_only() {
-    let server = RedisServer::start();
-    let a = Instance::on(&server).connected().await;
+tests::on_every_deployment! {
+async fn compression_applies_above_the_threshold_only(redis) {
+    let a = redis.instance().connected().await;
     let svc = Service::default();
-    let store = redis_store(&server);
+    let store = redis.store();
     let compressed = |k: &'static str| {
         let store = store.clone();
-        async move { store.get(k).await.unwrap().unwrap()[4] == 1 }
+        let name = redis.name(k);
+        async move { store.get(&name).await.unwrap().unwrap()[4] == 1 }
     };
     a.scope(async {
         svc.text(100).await;
@@ -205,26 +202,25 @@ async fn compression_applies_above_the_threshold_only() {
     assert!(compressed("cache:text:5000").await);
     assert!(compressed("cache:always:100").await);
     assert!(!compressed("cache:never:5000").await);
-    let big = store.get("cache:text:5000").await.unwrap().unwrap();
+    let big = store.get(&redis.name("cache:text:5000")).await.unwrap().unwrap();
     assert!(
         big.len() < 200,
         "5000 repeated bytes compress well: {}",
         big.len()
     );
-    let b = Instance::on(&server).connected().await;
+    let b = redis.instance().connected().await;
     assert_eq!(b.scope(svc.text(5000)).await.len(), 5000);
     assert_eq!(svc.calls(), 2, "read back and decompressed by B");
 }
+}
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn corrupt_truncated_and_foreign_entries_are_misses_that_get_replaced() {
-    let server = RedisServer::start();
-    let a = Instance::on(&server).connected().await;
-    let store = redis_store(&server);
+tests::on_every_deployment! {
+async fn corrupt_truncated_and_foreign_entries_are_misses_that_get_replaced(redis) {
+    let a = redis.instance().connected().await;
+    let store = redis.store();
     let svc = Service::default();
     a.scope(svc.employee(1)).await.unwrap();
-    let good = store.get("cache:employee:1").await.unwrap().unwrap();
+    let good = store.get(&redis.name("cache:employee:1")).await.unwrap().unwrap();
     let ttl = Duration::from_secs(60);
 
     let bad: Vec<(&str, Vec<u8>)> = vec![
@@ -233,14 +229,14 @@ async fn corrupt_truncated_and_foreign_entries_are_misses_that_get_replaced() {
         ("trailing", [good.clone(), vec![0, 1, 2]].concat()),
     ];
     for (what, bytes) in bad {
-        let reader = Instance::on(&server).connected().await; // empty in-process tier
-        store.set("cache:employee:1", &bytes, ttl).await.unwrap();
+        let reader = redis.instance().connected().await; // empty in-process tier
+        store.set(&redis.name("cache:employee:1"), &bytes, ttl).await.unwrap();
         let before = svc.calls();
         let v = reader.scope(svc.employee(1)).await.unwrap();
         assert_eq!(v.id, 1, "{what}");
         assert_eq!(svc.calls(), before + 1, "{what}: recomputed");
         assert_eq!(
-            store.get("cache:employee:1").await.unwrap().unwrap(),
+            store.get(&redis.name("cache:employee:1")).await.unwrap().unwrap(),
             good,
             "{what}: replaced"
         );
@@ -251,7 +247,7 @@ async fn corrupt_truncated_and_foreign_entries_are_misses_that_get_replaced() {
     a.set("employee:1", &"just a string".to_string(), Preset::Short)
         .await
         .unwrap();
-    let reader = Instance::on(&server).connected().await;
+    let reader = redis.instance().connected().await;
     let before = svc.calls();
     assert_eq!(reader.scope(svc.employee(1)).await.unwrap().id, 1);
     assert_eq!(svc.calls(), before + 1);
@@ -264,13 +260,12 @@ async fn corrupt_truncated_and_foreign_entries_are_misses_that_get_replaced() {
         Some(1)
     );
 }
+}
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn a_decompression_bomb_is_refused() {
-    let server = RedisServer::start();
+tests::on_every_deployment! {
+async fn a_decompression_bomb_is_refused(redis) {
     // A writer that accepts 128 MiB stores 64 MiB of zeros: a few KiB compressed.
-    let writer = Instance::on(&server)
+    let writer = redis.instance()
         .configure(|b| {
             b.max_value_size(128 * 1024 * 1024)
                 .compression(Compression::Always)
@@ -281,8 +276,8 @@ async fn a_decompression_bomb_is_refused() {
         .set("blob", &vec![0u8; 64 * 1024 * 1024], Preset::Short)
         .await
         .unwrap();
-    let stored = redis_store(&server)
-        .get("cache:blob")
+    let stored = redis.store()
+        .get(&redis.name("cache:blob"))
         .await
         .unwrap()
         .unwrap();
@@ -292,17 +287,16 @@ async fn a_decompression_bomb_is_refused() {
         stored.len()
     );
     // A reader with the default 8 MiB limit refuses the frame before inflating it.
-    let reader = Instance::on(&server).connected().await;
+    let reader = redis.instance().connected().await;
     assert_eq!(reader.get::<Vec<u8>>("blob").await.unwrap(), None);
     assert_eq!(reader.stats().await.errors, 1);
     assert!(!reader.exists("blob").await.unwrap(), "and removed it");
 }
+}
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn hostile_user_values_behave_exactly_as_in_memory() {
-    let server = RedisServer::start();
-    let (a, b) = Instance::on(&server).connected_pair().await;
+tests::on_every_deployment! {
+async fn hostile_user_values_behave_exactly_as_in_memory(redis) {
+    let (a, b) = redis.instance().connected_pair().await;
     let svc = Service::default();
     let users = ["*", "[a-z]", "\\", ":", "a", "a:b", "?"];
     for u in users {
@@ -310,7 +304,7 @@ async fn hostile_user_values_behave_exactly_as_in_memory() {
         b.scope(svc.profile(u)).await;
     }
     assert_eq!(svc.calls(), users.len(), "B read every value from Redis");
-    let store = redis_store(&server);
+    let store = redis.store();
     let mut bp = b.backplane().unwrap();
     for victim in ["*", "[a-z]", "\\", ":"] {
         let before = bp.borrow().applied;
@@ -328,7 +322,7 @@ async fn hostile_user_values_behave_exactly_as_in_memory() {
                 .any(|v| *v == u)
                 || u == victim;
             assert_eq!(
-                !store.exists(&key).await.unwrap(),
+                !store.exists(&redis.name(&key)).await.unwrap(),
                 gone,
                 "victim {victim:?}, user {u:?}"
             );
@@ -340,6 +334,7 @@ async fn hostile_user_values_behave_exactly_as_in_memory() {
         b.scope(svc.profile(u)).await;
     }
     assert_eq!(svc.calls(), before + 4);
+}
 }
 
 #[tokio::test]
@@ -374,11 +369,9 @@ async fn in_process_copies_outlive_neither_redis_nor_a_dead_redis() {
     assert_eq!(b.health().await.status, cache_core::HealthStatus::Degraded);
 }
 
-#[tokio::test]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn manual_api_works_across_instances() {
-    let server = RedisServer::start();
-    let (a, b) = Instance::on(&server).connected_pair().await;
+tests::on_every_deployment! {
+async fn manual_api_works_across_instances(redis) {
+    let (a, b) = redis.instance().connected_pair().await;
     a.set("k", &41u32, Preset::Short).await.unwrap();
     assert_eq!(b.get::<u32>("k").await.unwrap(), Some(41));
     assert!(b.exists("k").await.unwrap());
@@ -418,6 +411,7 @@ async fn manual_api_works_across_instances() {
     assert_eq!(got, 7);
     assert_eq!(a.get::<u8>("computed").await.unwrap(), Some(7));
     assert_eq!(v.load(SeqCst), 1);
+}
 }
 
 #[tokio::test]

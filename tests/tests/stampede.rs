@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use cache_core::{Cache, cached};
+use tests::deployment::Redis;
 use tests::redis_server::RedisServer;
 use tests::support::{Instance, eventually, exists, redis_connection};
 use tokio::sync::watch;
@@ -239,17 +240,23 @@ async fn a_due_refresh_runs_once_in_the_background_and_callers_never_wait() {
 /// Redis commands may take 2 s: these tests count origin calls and lock
 /// waits, and a command that timed out (the default is 100 ms, which a busy
 /// machine can exceed) makes its caller compute without the lock, by design.
-fn st(redis: &RedisServer) -> Instance {
-    Instance::on(redis)
+fn st(redis: &Redis) -> Instance {
+    redis
+        .instance()
         .prefix("st")
         .configure(|b| b.redis_op_timeout(Duration::from_secs(2)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn two_instances_make_one_origin_call_and_the_other_waits_for_it() {
-    let redis = RedisServer::start();
-    let (a, b) = st(&redis).connected_pair().await;
+/// [`st`] on one server, for the cases that stop it or plant raw keys.
+fn st_single(server: &RedisServer) -> Instance {
+    Instance::on(server)
+        .prefix("st")
+        .configure(|b| b.redis_op_timeout(Duration::from_secs(2)))
+}
+
+tests::on_every_deployment! { multi_thread;
+async fn two_instances_make_one_origin_call_and_the_other_waits_for_it(redis) {
+    let (a, b) = st(redis).connected_pair().await;
     let s = Source::new();
     s.gate.send_replace(false);
     let mut calls = Vec::new();
@@ -280,12 +287,11 @@ async fn two_instances_make_one_origin_call_and_the_other_waits_for_it() {
     assert_eq!(sa.lock_waits + sb.lock_waits, 1);
     assert_eq!(sa.l2_hits + sb.l2_hits, 1, "the waiter read the value");
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn when_the_lock_holder_fails_one_more_call_computes() {
-    let redis = RedisServer::start();
-    let (a, b) = st(&redis).connected_pair().await;
+tests::on_every_deployment! { multi_thread;
+async fn when_the_lock_holder_fails_one_more_call_computes(redis) {
+    let (a, b) = st(redis).connected_pair().await;
     let s = Source::new();
     s.fail_first.store(true, SeqCst);
     s.gate.send_replace(false);
@@ -316,12 +322,13 @@ async fn when_the_lock_holder_fails_one_more_call_computes() {
         "the failure handed the key to exactly one other call"
     );
 }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn with_redis_down_the_lock_is_skipped_and_single_flight_still_holds() {
     let mut redis = RedisServer::start();
-    let a = st(&redis).connected().await;
+    let a = st_single(&redis).connected().await;
     redis.kill();
     let s = Source::new();
     s.gate.send_replace(false);
@@ -348,7 +355,7 @@ async fn with_redis_down_the_lock_is_skipped_and_single_flight_still_holds() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_lock_nobody_releases_delays_a_call_by_lock_wait_at_most() {
     let redis = RedisServer::start();
-    let a = st(&redis)
+    let a = st_single(&redis)
         .configure(|b| b.lock_wait(Duration::from_millis(300)))
         .connected()
         .await;
@@ -377,11 +384,9 @@ async fn a_lock_nobody_releases_delays_a_call_by_lock_wait_at_most() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn another_instance_serves_the_stale_value_from_redis_when_the_origin_fails() {
-    let redis = RedisServer::start();
-    let (a, b) = st(&redis).connected_pair().await;
+tests::on_every_deployment! { multi_thread;
+async fn another_instance_serves_the_stale_value_from_redis_when_the_origin_fails(redis) {
+    let (a, b) = st(redis).connected_pair().await;
     let s = Source::new();
     assert_eq!(a.scope(Arc::clone(&s).shared(1)).await, Ok(1));
     // Redis keeps it for its stale window; its freshness ends after 2 s.
@@ -398,12 +403,11 @@ async fn another_instance_serves_the_stale_value_from_redis_when_the_origin_fail
         "a plain read does not take a stale value for a fresh one"
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn a_refresh_due_on_two_instances_runs_once() {
-    let redis = RedisServer::start();
-    let (a, b) = st(&redis).connected_pair().await;
+tests::on_every_deployment! { multi_thread;
+async fn a_refresh_due_on_two_instances_runs_once(redis) {
+    let (a, b) = st(redis).connected_pair().await;
     let s = Source::new();
     assert_eq!(a.scope(Arc::clone(&s).shared(2)).await, Ok(1));
     assert_eq!(b.scope(Arc::clone(&s).shared(2)).await, Ok(1), "an L2 hit");
@@ -420,6 +424,7 @@ async fn a_refresh_due_on_two_instances_runs_once() {
     assert_eq!(s.calls(), 2, "one refresh across both instances");
     assert_eq!(a.stats().await.refreshes + b.stats().await.refreshes, 1);
 }
+}
 
 // ----- review findings: locks that outlive their use --------------------------
 
@@ -427,7 +432,7 @@ async fn a_refresh_due_on_two_instances_runs_once() {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_hung_background_refresh_lets_its_lock_expire() {
     let redis = RedisServer::start();
-    let a = st(&redis)
+    let a = st_single(&redis)
         .configure(|b| {
             b.lock_ttl(Duration::from_millis(90))
                 .lock_wait(Duration::from_millis(300))
@@ -454,11 +459,9 @@ async fn a_hung_background_refresh_lets_its_lock_expire() {
     assert!(!exists(&mut con, "st:~lock:shared:3").await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another_process() {
-    let redis = RedisServer::start();
-    let (a, b) = st(&redis).connected_pair().await;
+tests::on_every_deployment! { multi_thread;
+async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another_process(redis) {
+    let (a, b) = st(redis).connected_pair().await;
     let s = Source::new();
     assert_eq!(a.scope(s.timed_shared(1)).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(1_100)).await; // stale everywhere now
@@ -481,6 +484,7 @@ async fn with_timeout_a_call_serves_the_stale_value_rather_than_wait_for_another
     assert_eq!((st.stale_served, st.misses, st.lock_timeouts), (1, 0, 0));
     assert_eq!(a.stats().await.origin_timeouts, 1);
 }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
@@ -488,7 +492,7 @@ async fn a_lock_attempt_that_times_out_does_not_leave_a_lock_behind() {
     let redis = RedisServer::start();
     // A lock TTL far beyond the wait below: only a release removes the lock.
     // The lock attempt must time out within the 400 ms write pause below.
-    let a = st(&redis)
+    let a = st_single(&redis)
         .configure(|b| {
             b.lock_ttl(Duration::from_secs(60))
                 .redis_op_timeout(Duration::from_millis(100))
@@ -519,17 +523,15 @@ async fn a_lock_attempt_that_times_out_does_not_leave_a_lock_behind() {
         !exists(&mut con, "st:~lock:hot:11").await
     })
     .await;
-    let b = st(&redis).connected().await;
+    let b = st_single(&redis).connected().await;
     b.delete("hot:11").await.unwrap();
     assert_eq!(b.scope(s.hot(11)).await, Ok(1));
     assert_eq!(b.stats().await.lock_waits, 0, "no lock left to wait on");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two() {
-    let redis = RedisServer::start();
-    let (a, b) = st(&redis).connected_pair().await;
+tests::on_every_deployment! { multi_thread;
+async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two(redis) {
+    let (a, b) = st(redis).connected_pair().await;
     let s = Source::new();
     s.gate.send_replace(false);
     let holder = {
@@ -573,12 +575,11 @@ async fn an_invalidation_during_a_lock_wait_costs_one_more_origin_call_not_two()
         b.stats().await
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn a_manual_key_cannot_reach_the_lock_namespace() {
-    let redis = RedisServer::start();
-    let a = st(&redis).connected().await;
+tests::on_every_deployment! { multi_thread;
+async fn a_manual_key_cannot_reach_the_lock_namespace(redis) {
+    let a = st(redis).connected().await;
     a.set(
         "~lock:hot:13",
         &"squatter".to_owned(),
@@ -593,4 +594,5 @@ async fn a_manual_key_cannot_reach_the_lock_namespace() {
     let s = Source::new();
     assert_eq!(a.scope(s.hot(13)).await, Ok(1));
     assert_eq!(a.stats().await.lock_waits, 0);
+}
 }
