@@ -172,7 +172,9 @@ impl Engine {
     pub(crate) async fn stats(&self) -> Stats {
         let mut stats = self.local_stats();
         if let Some(l2) = &self.l2 {
-            stats.redis = Some(redis_stats(l2, true).await);
+            let (redis, nodes) = redis_stats(l2, true).await;
+            stats.redis = Some(redis);
+            stats.redis_nodes = nodes;
         }
         self.observer.gauges(&stats);
         stats
@@ -238,16 +240,23 @@ impl Engine {
 }
 
 /// What Redis holds for the cache: memory and key count (`INFO`, `DBSIZE`),
-/// and (with `entries`) the entries counted from the index sets.
-pub(crate) async fn redis_stats(l2: &L2, entries: bool) -> stats::RedisStats {
-    let Ok((used_memory, db_keys)) = l2.info().await else {
-        return stats::RedisStats {
-            reachable: false,
-            used_memory: 0,
-            entries: 0,
-            entries_exact: false,
-            db_keys: 0,
-        };
+/// summed and per master, and (with `entries`) the entries counted from the
+/// index sets.
+pub(crate) async fn redis_stats(
+    l2: &L2,
+    entries: bool,
+) -> (stats::RedisStats, Vec<stats::RedisNodeStats>) {
+    let Ok(info) = l2.info().await else {
+        return (
+            stats::RedisStats {
+                reachable: false,
+                used_memory: 0,
+                entries: 0,
+                entries_exact: false,
+                db_keys: 0,
+            },
+            Vec::new(),
+        );
     };
     let (entries, entries_exact) = if entries {
         match l2.namespaces().await {
@@ -260,13 +269,26 @@ pub(crate) async fn redis_stats(l2: &L2, entries: bool) -> stats::RedisStats {
     } else {
         (0, false)
     };
-    stats::RedisStats {
-        reachable: true,
-        used_memory,
-        entries,
-        entries_exact,
-        db_keys,
-    }
+    let nodes = info
+        .nodes
+        .iter()
+        .map(|n| stats::RedisNodeStats {
+            address: n.address.clone(),
+            reachable: n.reachable,
+            used_memory: n.used_memory,
+            db_keys: n.keys,
+        })
+        .collect();
+    (
+        stats::RedisStats {
+            reachable: true,
+            used_memory: info.used_memory,
+            entries,
+            entries_exact,
+            db_keys: info.keys,
+        },
+        nodes,
+    )
 }
 
 impl TierEvents for Engine {

@@ -193,6 +193,10 @@ pub struct Stats {
     pub backplane: Option<BackplaneStatus>,
     /// Redis's own figures, with a shared tier.
     pub redis: Option<RedisStats>,
+    /// Each Redis master's own figures (one on a single server, every
+    /// master of a cluster), with a shared tier; empty in instances'
+    /// snapshots.
+    pub redis_nodes: Vec<RedisNodeStats>,
     /// The circuit breaker in front of Redis, with a shared tier.
     pub breaker: Option<crate::BreakerState>,
     /// Invalidations that could not reach Redis yet and will be replayed
@@ -220,6 +224,21 @@ pub struct RedisStats {
     pub entries_exact: bool,
     /// Keys in the database: every key, the bookkeeping and other
     /// applications' keys included (`DBSIZE`).
+    pub db_keys: u64,
+}
+
+/// One Redis master in [`Stats::redis_nodes`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisNodeStats {
+    /// `host:port` on a cluster; the server's URL (password redacted) otherwise.
+    pub address: String,
+    /// Whether it answered (the figures are 0 otherwise).
+    pub reachable: bool,
+    /// `used_memory`, in bytes.
+    pub used_memory: u64,
+    /// Keys in its database (`DBSIZE`).
     pub db_keys: u64,
 }
 
@@ -348,6 +367,7 @@ pub(crate) fn snapshot(
         backplane_applied: c.backplane_applied.load(Relaxed),
         backplane: None,
         redis: None,
+        redis_nodes: Vec::new(),
         breaker: None,
         pending_invalidations: 0,
         functions,
@@ -472,7 +492,10 @@ pub struct ClusterStats {
 
 impl ClusterStats {
     /// The sum of `instances` (the first one's settings, everyone's counts).
-    pub(crate) fn sum(instances: Vec<InstanceStats>, redis: Option<RedisStats>) -> ClusterStats {
+    pub(crate) fn sum(
+        instances: Vec<InstanceStats>,
+        redis: Option<(RedisStats, Vec<RedisNodeStats>)>,
+    ) -> ClusterStats {
         let mut total: Option<Stats> = None;
         for i in &instances {
             match &mut total {
@@ -481,7 +504,10 @@ impl ClusterStats {
             }
         }
         let mut total = total.unwrap_or_default();
-        total.redis = redis;
+        if let Some((redis, nodes)) = redis {
+            total.redis = Some(redis);
+            total.redis_nodes = nodes;
+        }
         ClusterStats { instances, total }
     }
 }
@@ -564,6 +590,21 @@ impl fmt::Display for Stats {
                     f,
                     "redis: unreachable (serving from memory) | backplane {bp}"
                 )?;
+            }
+            if self.redis_nodes.len() > 1 {
+                for n in &self.redis_nodes {
+                    if n.reachable {
+                        writeln!(
+                            f,
+                            "  master {}: {} keys, {:.1} MiB used",
+                            n.address,
+                            n.db_keys,
+                            n.used_memory as f64 / (1024.0 * 1024.0)
+                        )?;
+                    } else {
+                        writeln!(f, "  master {}: unreachable", n.address)?;
+                    }
+                }
             }
         }
         if self.functions.is_empty() {

@@ -64,6 +64,8 @@ struct Cluster {
     making: tokio::sync::Mutex<()>,
     /// The masters the last slot map named.
     last_masters: std::sync::Mutex<Vec<Master>>,
+    /// A connection to each master, for commands that concern every one.
+    master_connections: std::sync::Mutex<std::collections::HashMap<Master, ConnectionManager>>,
     seed: ConnectionInfo,
     /// Every seed node, asked directly for the slot map.
     seeds: Vec<ConnectionInfo>,
@@ -260,6 +262,7 @@ impl Connection {
                 connection: std::sync::Mutex::new(None),
                 making: tokio::sync::Mutex::new(()),
                 last_masters: std::sync::Mutex::new(Vec::new()),
+                master_connections: std::sync::Mutex::default(),
                 seed,
                 seeds: infos_for_slots,
                 connect_timeout: config.connect_timeout,
@@ -291,38 +294,67 @@ impl Connection {
 
     /// One connection per master: the server itself on a single node; on
     /// a cluster, a new connection to each master of the slot map now.
+    ///
+    /// Each comes with its address (`host:port`; `None` off a cluster). The
+    /// connections to a cluster's masters are kept for the next call
+    /// (they reconnect by themselves); those of former masters are dropped.
     pub(crate) async fn masters(
         &self,
         connect_timeout: std::time::Duration,
-    ) -> redis::RedisResult<Vec<Connection>> {
+    ) -> redis::RedisResult<Vec<(Option<String>, redis::RedisResult<Connection>)>> {
         let cluster = match &self.inner {
-            Kind::Single(_) | Kind::Sentinel(_) => return Ok(vec![self.clone()]),
+            Kind::Single(_) | Kind::Sentinel(_) => return Ok(vec![(None, Ok(self.clone()))]),
             Kind::Cluster(c) => Arc::clone(c),
         };
         let (masters, _) = cluster.slot_map().await?;
         let mut out = Vec::with_capacity(masters.len());
+        let kept: std::collections::HashMap<Master, ConnectionManager> = {
+            let mut kept = cluster
+                .master_connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            kept.retain(|m, _| masters.contains(m));
+            kept.clone()
+        };
         for (host, port) in masters {
+            let label = format!("{host}:{port}");
+            if let Some(manager) = kept.get(&(host.clone(), port)) {
+                out.push((Some(label), Ok(Connection::single(manager.clone()))));
+                continue;
+            }
             let addr = match cluster.seed.addr() {
                 ConnectionAddr::TcpTls {
                     insecure,
                     tls_params,
                     ..
                 } => ConnectionAddr::TcpTls {
-                    host,
+                    host: host.clone(),
                     port,
                     insecure: *insecure,
                     tls_params: tls_params.clone(),
                 },
-                _ => ConnectionAddr::Tcp(host, port),
+                _ => ConnectionAddr::Tcp(host.clone(), port),
             };
             let info = cluster.seed.clone().set_addr(addr);
-            let client = redis::Client::open(info)?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
                 .set_response_timeout(None)
                 .set_number_of_retries(0);
-            let manager = ConnectionManager::new_with_config(client, config).await?;
-            out.push(Connection::single(manager));
+            let made = match redis::Client::open(info) {
+                Ok(client) => ConnectionManager::new_with_config(client, config).await,
+                Err(e) => Err(e),
+            };
+            // A master that cannot be reached is reported as such; the
+            // others are still used.
+            let made = made.map(|manager| {
+                cluster
+                    .master_connections
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert((host, port), manager.clone());
+                Connection::single(manager)
+            });
+            out.push((Some(label), made));
         }
         Ok(out)
     }

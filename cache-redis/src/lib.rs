@@ -42,7 +42,7 @@ pub use connection::Connection;
 pub use error::StoreError;
 pub use layout::{Bucket, Layout, MARKER_TTL, MAX_DEPTH, is_reserved};
 pub use slot::{BUCKETS, SLOTS, key_slot};
-pub use store::{KeyTtl, Observed, RedisStore, ServerInfo, WriteGuard};
+pub use store::{KeyTtl, NodeInfo, Observed, RedisStore, ServerInfo, WriteGuard};
 pub use subscription::{Event, Subscription};
 
 /// The redis-rs crate this tier is built on, for callers that need raw access

@@ -243,6 +243,22 @@ pub struct ServerInfo {
     pub max_memory: u64,
     /// `maxmemory_policy` (`noeviction`, `allkeys-lru`, ...), if reported.
     pub eviction_policy: Option<String>,
+    /// Each master's own figures (one entry on a single server).
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// One master's figures in [`ServerInfo::nodes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// `host:port` on a cluster; the server's URL (password redacted) otherwise.
+    pub address: String,
+    /// Whether it answered (the figures are 0 otherwise).
+    pub reachable: bool,
+    /// `used_memory`, in bytes.
+    pub used_memory: u64,
+    /// Keys in the selected database.
+    pub keys: u64,
 }
 
 impl ServerInfo {
@@ -358,7 +374,9 @@ impl RedisStore {
 
     /// A connection to each master (the server itself on a single node),
     /// for commands that concern every master.
-    async fn masters(&self) -> Result<Vec<Connection>, StoreError> {
+    async fn masters(
+        &self,
+    ) -> Result<Vec<(Option<String>, redis::RedisResult<Connection>)>, StoreError> {
         let limit = self.inner.config.connect_timeout + self.inner.config.op_timeout;
         match tokio::time::timeout(
             limit,
@@ -527,8 +545,8 @@ impl RedisStore {
         matches: impl Fn(&str) -> bool,
     ) -> Result<u64, StoreError> {
         let mut removed = 0;
-        for master in self.masters().await? {
-            removed += self.delete_on(master, pattern, &matches).await?;
+        for (_, master) in self.masters().await? {
+            removed += self.delete_on(master?, pattern, &matches).await?;
         }
         Ok(removed)
     }
@@ -986,8 +1004,8 @@ impl RedisStore {
     /// [`StoreError`] on timeout or a Redis failure.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let started = Instant::now();
-        for master in self.masters().await? {
-            let mut con = master;
+        for (_, master) in self.masters().await? {
+            let mut con = master?;
             self.run(async move { redis::cmd("PING").query_async::<()>(&mut con).await })
                 .await?;
         }
@@ -1000,28 +1018,57 @@ impl RedisStore {
     /// # Errors
     ///
     /// [`StoreError`] on timeout or a Redis failure.
+    ///
+    /// A master that does not answer is listed in [`ServerInfo::nodes`] as
+    /// unreachable and left out of the sums; it is an error only when none
+    /// answers.
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
-        let mut total: Option<ServerInfo> = None;
-        for master in self.masters().await? {
-            let one = self.info_on(master).await?;
-            match &mut total {
-                Some(t) => {
-                    t.used_memory += one.used_memory;
-                    t.keys += one.keys;
-                    t.max_memory = t.max_memory.max(one.max_memory);
-                    if one.may_evict() {
-                        t.eviction_policy = one.eviction_policy;
-                    }
-                }
-                None => total = Some(one),
-            }
-        }
-        Ok(total.unwrap_or(ServerInfo {
+        let mut total = ServerInfo {
             used_memory: 0,
             keys: 0,
             max_memory: 0,
             eviction_policy: None,
-        }))
+            nodes: Vec::new(),
+        };
+        let mut first_error = None;
+        let mut answered = false;
+        for (label, master) in self.masters().await? {
+            let address = label.unwrap_or_else(|| self.inner.config.redacted_url());
+            let answer = match master {
+                Ok(master) => self.info_on(master).await,
+                Err(e) => Err(e.into()),
+            };
+            match answer {
+                Ok(one) => {
+                    answered = true;
+                    total.used_memory += one.used_memory;
+                    total.keys += one.keys;
+                    total.max_memory = total.max_memory.max(one.max_memory);
+                    if one.may_evict() || total.eviction_policy.is_none() {
+                        total.eviction_policy = one.eviction_policy;
+                    }
+                    total.nodes.push(NodeInfo {
+                        address,
+                        reachable: true,
+                        used_memory: one.used_memory,
+                        keys: one.keys,
+                    });
+                }
+                Err(e) => {
+                    total.nodes.push(NodeInfo {
+                        address,
+                        reachable: false,
+                        used_memory: 0,
+                        keys: 0,
+                    });
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if !answered => Err(e),
+            _ => Ok(total),
+        }
     }
 
     async fn info_on(&self, node: Connection) -> Result<ServerInfo, StoreError> {
@@ -1052,6 +1099,7 @@ impl RedisStore {
             keys,
             max_memory,
             eviction_policy: field("maxmemory_policy:"),
+            nodes: Vec::new(),
         })
     }
 

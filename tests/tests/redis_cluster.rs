@@ -64,8 +64,21 @@ async fn keys_spread_over_the_masters_and_every_invalidation_reaches_every_insta
     for url in cluster.master_urls() {
         assert!(dbsize(&url).await > 0, "every master holds keys: {url}");
     }
-    let redis = a.stats().await.redis.expect("a shared tier");
+    let stats = a.stats().await;
+    let redis = stats.redis.expect("a shared tier");
     assert_eq!((redis.entries, redis.entries_exact), (120, true));
+    // Per master: every one answered, and their keys add up to the total.
+    assert_eq!(stats.redis_nodes.len(), 3);
+    assert!(
+        stats
+            .redis_nodes
+            .iter()
+            .all(|n| n.reachable && n.db_keys > 0)
+    );
+    assert_eq!(
+        stats.redis_nodes.iter().map(|n| n.db_keys).sum::<u64>(),
+        redis.db_keys
+    );
     let ns = a.namespaces().await.unwrap();
     assert_eq!((ns[0].prefix.as_str(), ns[0].entries), ("user:", 120));
 
@@ -216,6 +229,16 @@ async fn a_killed_master_makes_only_its_keys_misses() {
         "every key on a live master is still a hit"
     );
     assert_eq!(reader.health().await.status, HealthStatus::Degraded);
+    // Stats still answer, from the live masters, and name the dead one.
+    let stats = reader.stats().await;
+    assert!(stats.redis.is_some_and(|r| r.reachable));
+    let down: Vec<_> = stats.redis_nodes.iter().filter(|n| !n.reachable).collect();
+    assert_eq!(down.len(), 1, "{:?}", stats.redis_nodes);
+    assert!(
+        down[0]
+            .address
+            .ends_with(&format!(":{}", cluster.port(victim)))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,7 +59,7 @@ impl Engine {
             return;
         }
         if self.observer.has_metrics() {
-            stats.redis = Some(redis_stats(l2, false).await);
+            stats.redis = Some(redis_stats(l2, false).await.0);
         }
         self.observer.gauges(&stats);
         stats.redis = None;

@@ -32,6 +32,21 @@ impl TierError {
 #[derive(Debug, Clone)]
 pub(crate) struct RedisConfig;
 
+/// The shape of `cache_redis::ServerInfo` the engine reads (never built).
+pub(crate) struct ServerInfo {
+    pub(crate) used_memory: u64,
+    pub(crate) keys: u64,
+    pub(crate) nodes: Vec<NodeInfo>,
+}
+
+/// The shape of `cache_redis::NodeInfo` the engine reads (never built).
+pub(crate) struct NodeInfo {
+    pub(crate) address: String,
+    pub(crate) reachable: bool,
+    pub(crate) used_memory: u64,
+    pub(crate) keys: u64,
+}
+
 /// Never constructed.
 pub(crate) enum Waiter {}
 
@@ -149,7 +164,7 @@ impl L2 {
     pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
         match *self {}
     }
-    pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
+    pub(crate) async fn info(&self) -> Result<ServerInfo, TierError> {
         match *self {}
     }
     pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, TierError> {

@@ -916,10 +916,9 @@ impl L2 {
         Ok(self.store.ping().await?)
     }
 
-    /// Used memory and the database's key count.
-    pub(crate) async fn info(&self) -> Result<(u64, u64), TierError> {
-        let info = self.guarded(None, self.store.info()).await?;
-        Ok((info.used_memory, info.keys))
+    /// Used memory and the database's key count, summed and per master.
+    pub(crate) async fn info(&self) -> Result<cache_redis::ServerInfo, TierError> {
+        self.guarded(None, self.store.info()).await
     }
 
     /// The cache's entries per top-level prefix, from its index sets: the
