@@ -31,10 +31,25 @@ const BOUND: Duration = Duration::from_secs(30);
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     masters: usize,
+    auth: Auth,
 }
 
-fn node_config() -> ServerConfig {
-    let args = [
+/// The password every node requires (`requirepass`), if any.
+#[derive(Debug, Clone, Default)]
+struct Auth(Option<String>);
+
+impl Auth {
+    /// `redis://[:password@]127.0.0.1:port`.
+    fn url(&self, port: u16) -> String {
+        match &self.0 {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}"),
+            None => format!("redis://127.0.0.1:{port}"),
+        }
+    }
+}
+
+fn node_config(auth: &Auth) -> ServerConfig {
+    let mut args = vec![
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
@@ -47,21 +62,28 @@ fn node_config() -> ServerConfig {
         "--cluster-replica-validity-factor",
         "0",
     ];
+    if let Some(pw) = &auth.0 {
+        args.extend(["--requirepass", pw, "--masterauth", pw]);
+    }
     ServerConfig {
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         ..ServerConfig::default()
     }
 }
 
-fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+fn connect(auth: &Auth, port: u16) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(auth.url(port))?;
     let con = client.get_connection_with_timeout(Duration::from_secs(2))?;
     con.set_read_timeout(Some(Duration::from_secs(2)))?;
     Ok(con)
 }
 
-fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    cmd.query(&mut connect(port)?)
+fn query<T: redis::FromRedisValue>(
+    auth: &Auth,
+    port: u16,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    cmd.query(&mut connect(auth, port)?)
 }
 
 /// Polls `condition` every 20 ms until it holds or [`BOUND`] passes.
@@ -87,8 +109,8 @@ struct Range {
 }
 
 /// `CLUSTER SLOTS` as seen by the node on `port`.
-fn slot_ranges(port: u16) -> redis::RedisResult<Vec<Range>> {
-    let rows: Vec<redis::Value> = query(port, redis::cmd("CLUSTER").arg("SLOTS"))?;
+fn slot_ranges(auth: &Auth, port: u16) -> redis::RedisResult<Vec<Range>> {
+    let rows: Vec<redis::Value> = query(auth, port, redis::cmd("CLUSTER").arg("SLOTS"))?;
     let mut ranges = Vec::new();
     for row in rows {
         let redis::Value::Array(fields) = row else {
@@ -118,8 +140,8 @@ fn slot_ranges(port: u16) -> redis::RedisResult<Vec<Range>> {
     Ok(ranges)
 }
 
-fn cluster_ok(port: u16) -> bool {
-    query::<String>(port, redis::cmd("CLUSTER").arg("INFO"))
+fn cluster_ok(auth: &Auth, port: u16) -> bool {
+    query::<String>(auth, port, redis::cmd("CLUSTER").arg("INFO"))
         .is_ok_and(|info| info.contains("cluster_state:ok"))
 }
 
@@ -133,12 +155,32 @@ impl RedisCluster {
     /// If `redis-server` is missing (as for [`RedisServer::start`]), or the
     /// cluster does not form within 30 s.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_with(masters, replicas, None)
+    }
+
+    /// [`start`](Self::start) with every node requiring `password`
+    /// (`requirepass`, and `masterauth` for the replicas); the URLs it
+    /// gives carry it.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_password(masters: usize, replicas: usize, password: &str) -> RedisCluster {
+        RedisCluster::start_with(masters, replicas, Some(password.to_owned()))
+    }
+
+    fn start_with(masters: usize, replicas: usize, password: Option<String>) -> RedisCluster {
         assert!(masters > 0, "a cluster has at least one master");
+        let auth = Auth(password);
         let total = masters * (1 + replicas);
         let nodes: Vec<RedisServer> = (0..total)
-            .map(|_| RedisServer::start_with(node_config()))
+            .map(|_| RedisServer::start_with(node_config(&auth)))
             .collect();
-        let cluster = RedisCluster { nodes, masters };
+        let cluster = RedisCluster {
+            nodes,
+            masters,
+            auth,
+        };
         cluster.assemble(replicas);
         cluster
     }
@@ -149,6 +191,7 @@ impl RedisCluster {
             let start = i * per;
             let end = ((i + 1) * per).min(usize::from(SLOTS)) - 1;
             query::<()>(
+                &self.auth,
                 self.port(i),
                 redis::cmd("CLUSTER")
                     .arg("ADDSLOTSRANGE")
@@ -160,6 +203,7 @@ impl RedisCluster {
         let first = self.port(0);
         for i in 1..self.nodes.len() {
             query::<()>(
+                &self.auth,
                 first,
                 redis::cmd("CLUSTER")
                     .arg("MEET")
@@ -171,16 +215,21 @@ impl RedisCluster {
         let total = self.nodes.len();
         wait("every node knows every other", || {
             (0..total).all(|i| {
-                query::<String>(self.port(i), redis::cmd("CLUSTER").arg("NODES"))
+                query::<String>(&self.auth, self.port(i), redis::cmd("CLUSTER").arg("NODES"))
                     .is_ok_and(|nodes| nodes.lines().filter(|l| !l.is_empty()).count() == total)
             })
         });
         for r in 0..self.masters * replicas {
             let replica = self.masters + r;
             let master = r % self.masters;
-            let id: String =
-                query(self.port(master), redis::cmd("CLUSTER").arg("MYID")).expect("CLUSTER MYID");
+            let id: String = query(
+                &self.auth,
+                self.port(master),
+                redis::cmd("CLUSTER").arg("MYID"),
+            )
+            .expect("CLUSTER MYID");
             query::<()>(
+                &self.auth,
                 self.port(replica),
                 redis::cmd("CLUSTER").arg("REPLICATE").arg(&id),
             )
@@ -188,8 +237,8 @@ impl RedisCluster {
         }
         wait("every node serves every slot with its replicas", || {
             (0..total).all(|i| {
-                cluster_ok(self.port(i))
-                    && slot_ranges(self.port(i)).is_ok_and(|ranges| {
+                cluster_ok(&self.auth, self.port(i))
+                    && slot_ranges(&self.auth, self.port(i)).is_ok_and(|ranges| {
                         let covered: usize = ranges
                             .iter()
                             .map(|r| usize::from(r.end - r.start) + 1)
@@ -203,7 +252,7 @@ impl RedisCluster {
         for r in 0..self.masters * replicas {
             let port = self.port(self.masters + r);
             wait("the replica's link to its master is up", || {
-                query::<String>(port, redis::cmd("INFO").arg("replication"))
+                query::<String>(&self.auth, port, redis::cmd("INFO").arg("replication"))
                     .is_ok_and(|info| info.contains("master_link_status:up"))
             });
         }
@@ -217,7 +266,7 @@ impl RedisCluster {
     /// Every node's URL, masters first (in the order they were started).
     pub fn urls(&self) -> Vec<String> {
         (0..self.nodes.len())
-            .map(|i| format!("redis://127.0.0.1:{}", self.port(i)))
+            .map(|i| self.auth.url(self.port(i)))
             .collect()
     }
 
@@ -232,15 +281,12 @@ impl RedisCluster {
         let mut ports: Vec<u16> = self.live_ranges().iter().map(|r| r.master).collect();
         ports.sort_unstable();
         ports.dedup();
-        ports
-            .into_iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect()
+        ports.into_iter().map(|p| self.auth.url(p)).collect()
     }
 
     fn live_ranges(&self) -> Vec<Range> {
         (0..self.nodes.len())
-            .find_map(|i| slot_ranges(self.port(i)).ok())
+            .find_map(|i| slot_ranges(&self.auth, self.port(i)).ok())
             .expect("a node of the cluster answers CLUSTER SLOTS")
     }
 
@@ -259,6 +305,7 @@ impl RedisCluster {
     /// cluster.
     pub fn master_for_key(&self, key: &str) -> usize {
         let slot: u16 = query(
+            &self.auth,
             self.live_port(),
             redis::cmd("CLUSTER").arg("KEYSLOT").arg(key),
         )
@@ -276,7 +323,7 @@ impl RedisCluster {
     fn live_port(&self) -> u16 {
         (0..self.nodes.len())
             .map(|i| self.port(i))
-            .find(|&p| cluster_ok(p) || slot_ranges(p).is_ok())
+            .find(|&p| cluster_ok(&self.auth, p) || slot_ranges(&self.auth, p).is_ok())
             .expect("a node of the cluster answers")
     }
 
@@ -316,8 +363,8 @@ impl RedisCluster {
             .collect();
         wait("a replica promoted in place of the dead master", || {
             live.iter().all(|&p| {
-                cluster_ok(p)
-                    && slot_ranges(p).is_ok_and(|ranges| {
+                cluster_ok(&self.auth, p)
+                    && slot_ranges(&self.auth, p).is_ok_and(|ranges| {
                         let covered: usize = ranges
                             .iter()
                             .map(|r| usize::from(r.end - r.start) + 1)
@@ -343,8 +390,8 @@ impl RedisCluster {
             .into_iter()
             .find(|r| r.master == port)
             .map_or(0, |r| r.replicas);
-        let acked: usize =
-            query(port, redis::cmd("WAIT").arg(replicas).arg(5000)).expect("WAIT on the master");
+        let acked: usize = query(&self.auth, port, redis::cmd("WAIT").arg(replicas).arg(5000))
+            .expect("WAIT on the master");
         assert_eq!(acked, replicas, "every replica acknowledged the writes");
     }
 }

@@ -524,3 +524,50 @@ async fn a_hung_master_opens_the_breakers_of_all_its_keys_together() {
     })
     .await;
 }
+
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_cluster_with_a_password_works_and_a_wrong_one_is_named() {
+    let cluster = RedisCluster::start_with_password(3, 0, "s3cret");
+    let (a, b) = pair(&cluster, "pw").await;
+    for id in 0..30u32 {
+        a.set(&format!("user:{id}:profile"), &id, Preset::Medium)
+            .await
+            .unwrap();
+    }
+    let mut heard = b.backplane().unwrap();
+    assert_eq!(b.get::<u32>("user:7:profile").await.unwrap(), Some(7));
+    let applied = heard.borrow().applied;
+    assert_eq!(a.invalidate("user:*").await.unwrap(), 30);
+    heard.wait_for(|s| s.applied > applied).await.unwrap();
+    assert_eq!(b.get::<u32>("user:7:profile").await.unwrap(), None);
+    assert_eq!(a.stats().await.errors, 0);
+    assert_eq!(a.health().await.status, HealthStatus::Healthy);
+
+    // The same nodes with a wrong password: calls answer from the origin,
+    // health says why, and the password is never shown.
+    let wrong: Vec<String> = cluster
+        .seed_urls()
+        .iter()
+        .map(|u| u.replace("s3cret", "wrong"))
+        .collect();
+    let c = Cache::builder()
+        .redis_cluster(wrong)
+        .key_prefix("pw")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_or_set("user:7:profile", Preset::Medium, async { 70u32 })
+            .await
+            .unwrap(),
+        70
+    );
+    let health = c.health().await;
+    assert_eq!(health.status, HealthStatus::Degraded);
+    let error = health.error.expect("the probe's error");
+    assert!(
+        !error.contains("wrong") && !error.contains("s3cret"),
+        "{error}"
+    );
+}
