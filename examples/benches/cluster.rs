@@ -96,6 +96,56 @@ async fn write_matching(cache: &Cache, pattern: impl Fn(usize) -> String) {
     }
 }
 
+/// Sequential L2 hits of the `KEYS` employees through `cache`, against raw
+/// `GET`s of their stored `names` on `raw` plus a postcard decode.
+fn sequential<C>(
+    rt: &tokio::runtime::Runtime,
+    cache: &Cache,
+    raw: C,
+    names: &[String],
+    rounds: usize,
+    iters: u32,
+) -> examples::Comparison
+where
+    C: redis::aio::ConnectionLike + Clone,
+{
+    compare(
+        rounds,
+        iters,
+        |n| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for i in 0..n {
+                    let key = format!("employee:{}", u64::from(i) % KEYS);
+                    black_box(cache.get::<Employee>(&key).await.expect("get"));
+                }
+                t.elapsed()
+            })
+        },
+        |n| {
+            let mut con = raw.clone();
+            rt.block_on(async {
+                let t = Instant::now();
+                for i in 0..n {
+                    let name = &names[(u64::from(i) % KEYS) as usize];
+                    let bytes: Vec<u8> = redis::cmd("GET")
+                        .arg(name)
+                        .query_async(&mut con)
+                        .await
+                        .expect("GET");
+                    black_box(decode(&bytes));
+                }
+                t.elapsed()
+            })
+        },
+    )
+}
+
+/// The `Employee` in a stored entry (after the 13-byte envelope header).
+fn decode(bytes: &[u8]) -> Employee {
+    postcard::from_bytes::<Employee>(&bytes[13..]).expect("decode")
+}
+
 fn main() {
     let Some(single) = RedisServer::start_or_skip() else {
         return;
@@ -154,67 +204,19 @@ fn main() {
                 .into_owned()
         })
         .collect();
-    let decode = |bytes: &[u8]| postcard::from_bytes::<Employee>(&bytes[13..]).expect("decode");
 
     eprintln!("[cluster bench] sequential hits");
-    let seq = compare(
+    let single_names: Vec<String> = (0..KEYS)
+        .map(|id| format!("{PREFIX}:employee:{id}"))
+        .collect();
+    let seq = sequential(&rt, &on_cluster, raw.clone(), &names, rounds, iters);
+    let seq_single = sequential(
+        &rt,
+        &on_single,
+        raw_single.clone(),
+        &single_names,
         rounds,
         iters,
-        |n| {
-            rt.block_on(async {
-                let t = Instant::now();
-                for i in 0..n {
-                    let key = format!("employee:{}", u64::from(i) % KEYS);
-                    black_box(on_cluster.get::<Employee>(&key).await.expect("get"));
-                }
-                t.elapsed()
-            })
-        },
-        |n| {
-            let mut con = raw.clone();
-            rt.block_on(async {
-                let t = Instant::now();
-                for i in 0..n {
-                    let name = &names[(u64::from(i) % KEYS) as usize];
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(name)
-                        .query_async(&mut con)
-                        .await
-                        .expect("GET");
-                    black_box(decode(&bytes));
-                }
-                t.elapsed()
-            })
-        },
-    );
-    let seq_single = compare(
-        rounds,
-        iters,
-        |n| {
-            rt.block_on(async {
-                let t = Instant::now();
-                for i in 0..n {
-                    let key = format!("employee:{}", u64::from(i) % KEYS);
-                    black_box(on_single.get::<Employee>(&key).await.expect("get"));
-                }
-                t.elapsed()
-            })
-        },
-        |n| {
-            let mut con = raw_single.clone();
-            rt.block_on(async {
-                let t = Instant::now();
-                for i in 0..n {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(format!("{PREFIX}:employee:{}", u64::from(i) % KEYS))
-                        .query_async(&mut con)
-                        .await
-                        .expect("GET");
-                    black_box(decode(&bytes));
-                }
-                t.elapsed()
-            })
-        },
     );
 
     eprintln!("[cluster bench] {TASKS} tasks");

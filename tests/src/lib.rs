@@ -2,6 +2,7 @@
 //! the support they share.
 
 pub mod deployment;
+mod node;
 mod redis_binary;
 pub mod redis_cluster;
 pub mod redis_sentinel;

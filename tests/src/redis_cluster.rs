@@ -16,15 +16,11 @@
 //! Waits here block the calling thread: from an async test, call them in
 //! `tokio::task::spawn_blocking`.
 
-use std::time::{Duration, Instant};
-
+use crate::node::{Auth, query, wait};
 use crate::redis_server::{RedisServer, ServerConfig};
 
 /// Slots in a Redis Cluster.
 const SLOTS: u16 = 16_384;
-
-/// Longest wait for the cluster to form or to fail over.
-const BOUND: Duration = Duration::from_secs(30);
 
 /// A running private cluster.
 #[derive(Debug)]
@@ -32,20 +28,6 @@ pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     masters: usize,
     auth: Auth,
-}
-
-/// The password every node requires (`requirepass`), if any.
-#[derive(Debug, Clone, Default)]
-struct Auth(Option<String>);
-
-impl Auth {
-    /// `redis://[:password@]127.0.0.1:port`.
-    fn url(&self, port: u16) -> String {
-        match &self.0 {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}"),
-            None => format!("redis://127.0.0.1:{port}"),
-        }
-    }
 }
 
 fn node_config(auth: &Auth) -> ServerConfig {
@@ -68,34 +50,6 @@ fn node_config(auth: &Auth) -> ServerConfig {
     ServerConfig {
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         ..ServerConfig::default()
-    }
-}
-
-fn connect(auth: &Auth, port: u16) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(auth.url(port))?;
-    let con = client.get_connection_with_timeout(Duration::from_secs(2))?;
-    con.set_read_timeout(Some(Duration::from_secs(2)))?;
-    Ok(con)
-}
-
-fn query<T: redis::FromRedisValue>(
-    auth: &Auth,
-    port: u16,
-    cmd: &redis::Cmd,
-) -> redis::RedisResult<T> {
-    cmd.query(&mut connect(auth, port)?)
-}
-
-/// Polls `condition` every 20 ms until it holds or [`BOUND`] passes.
-/// Polling external processes: there is no event to await.
-fn wait(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + BOUND;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {BOUND:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -7,15 +7,11 @@
 //! `tokio::task::block_in_place` (multi-threaded runtime) or
 //! `spawn_blocking`.
 
-use std::time::{Duration, Instant};
-
+use crate::node::{Auth, query, wait};
 use crate::redis_server::{RedisServer, ServerConfig};
 
 /// The name the sentinels know the master by.
 pub const MASTER_NAME: &str = "cachemaster";
-
-/// Longest wait for the deployment to form or to fail over.
-const BOUND: Duration = Duration::from_secs(30);
 
 /// A running deployment.
 #[derive(Debug)]
@@ -23,30 +19,6 @@ pub struct RedisSentinelSet {
     /// The data nodes: 0 starts as the master, 1 as its replica.
     nodes: Vec<RedisServer>,
     sentinels: Vec<RedisServer>,
-}
-
-fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
-    let con = client.get_connection_with_timeout(Duration::from_secs(2))?;
-    con.set_read_timeout(Some(Duration::from_secs(2)))?;
-    Ok(con)
-}
-
-fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    cmd.query(&mut connect(port)?)
-}
-
-/// Polls `condition` every 20 ms until it holds or [`BOUND`] passes.
-/// Polling external processes: there is no event to await.
-fn wait(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + BOUND;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {BOUND:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 impl RedisSentinelSet {
@@ -90,21 +62,28 @@ impl RedisSentinelSet {
         };
         let replica_port = set.nodes[1].port();
         wait("the replica in sync with the master", || {
-            query::<String>(replica_port, redis::cmd("INFO").arg("replication"))
-                .is_ok_and(|info| info.contains("master_link_status:up"))
+            query::<String>(
+                &Auth::default(),
+                replica_port,
+                redis::cmd("INFO").arg("replication"),
+            )
+            .is_ok_and(|info| info.contains("master_link_status:up"))
         });
         for s in &set.sentinels {
             let port = s.port();
             wait("every sentinel knows the replica and the others", || {
                 let replicas: redis::RedisResult<Vec<redis::Value>> = query(
+                    &Auth::default(),
                     port,
                     redis::cmd("SENTINEL").arg("REPLICAS").arg(MASTER_NAME),
                 );
                 let others: redis::RedisResult<Vec<redis::Value>> = query(
+                    &Auth::default(),
                     port,
                     redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER_NAME),
                 );
                 let quorum: redis::RedisResult<String> = query(
+                    &Auth::default(),
                     port,
                     redis::cmd("SENTINEL").arg("CKQUORUM").arg(MASTER_NAME),
                 );
@@ -135,6 +114,7 @@ impl RedisSentinelSet {
             .iter()
             .find_map(|s| {
                 query::<Vec<String>>(
+                    &Auth::default(),
                     s.port(),
                     redis::cmd("SENTINEL")
                         .arg("GET-MASTER-ADDR-BY-NAME")
@@ -184,6 +164,7 @@ impl RedisSentinelSet {
             let named: Vec<Option<u16>> = sentinels
                 .map(|p| {
                     query::<Vec<String>>(
+                        &Auth::default(),
                         p,
                         redis::cmd("SENTINEL")
                             .arg("GET-MASTER-ADDR-BY-NAME")
@@ -198,7 +179,7 @@ impl RedisSentinelSet {
             };
             new != old
                 && named.iter().all(|n| *n == Some(new))
-                && query::<String>(new, redis::cmd("INFO").arg("replication"))
+                && query::<String>(&Auth::default(), new, redis::cmd("INFO").arg("replication"))
                     .is_ok_and(|info| info.contains("role:master"))
         });
     }
