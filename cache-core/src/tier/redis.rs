@@ -456,10 +456,10 @@ impl L2 {
         version: u32,
         want_ttl: bool,
     ) -> Read<V> {
-        if let Err(e) = self.ready(self.layout.key_bucket(key)) {
+        let bucket = self.layout.key_bucket(key);
+        if let Err(e) = self.ready(bucket) {
             return Read::Unavailable(e);
         }
-        let bucket = self.layout.key_bucket(key);
         let name = self.layout.physical(key);
         let fetched = if want_ttl {
             self.guarded(bucket, self.store.get_with_ttl(&name))
