@@ -299,4 +299,16 @@ mod tests {
         }
         assert_eq!(b.state(), BreakerState::Closed);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trip_opens_a_closed_breaker_for_a_cool_down_and_leaves_others_alone() {
+        let b = Breaker::new(BreakerConfig::default());
+        assert!(b.trip(), "closed: opened");
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!run(&b, true), "no command while open");
+        assert!(!b.trip(), "already open: untouched");
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        assert!(run(&b, true), "the probe after the cool-down");
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
 }

@@ -243,14 +243,18 @@ impl Layout {
         &self.sequence
     }
 
-    /// The invalidation sequence `key` (a full key) is guarded by.
-    pub fn sequence_for(&self, key: &str) -> String {
+    /// The invalidation sequence `key` (a full key) is guarded by
+    /// (borrowed on a single node: no allocation on a miss or a write).
+    pub fn sequence_for(&self, key: &str) -> std::borrow::Cow<'_, str> {
         self.sequence_in(self.key_bucket(key))
     }
 
     /// The invalidation sequence of a bucket.
-    pub fn sequence_in(&self, bucket: Bucket) -> String {
-        self.beside_in(bucket, GENERATION, "#seq")
+    pub fn sequence_in(&self, bucket: Bucket) -> std::borrow::Cow<'_, str> {
+        match bucket {
+            None => std::borrow::Cow::Borrowed(&self.sequence),
+            Some(_) => std::borrow::Cow::Owned(self.beside_in(bucket, GENERATION, "#seq")),
+        }
     }
 
     /// `key` without the cache's prefix, if it has it.
@@ -471,7 +475,7 @@ mod tests {
             names.extend(l.markers(key));
             names.push(l.lock_key(key));
             names.push(l.registry(key));
-            names.push(l.sequence_for(key));
+            names.push(l.sequence_for(key).into_owned());
             for n in &names {
                 assert_eq!(slot(n), s, "{n} beside {key}");
                 assert!(is_reserved(n), "{n}");

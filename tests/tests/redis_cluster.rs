@@ -228,25 +228,25 @@ async fn a_killed_master_makes_only_its_keys_misses() {
         .build()
         .await
         .unwrap();
-    let mut hits = 0;
-    let mut misses = 0;
-    for id in 0..90u32 {
+    let (dead, live): (Vec<u32>, Vec<u32>) = (0..90u32).partition(|id| {
+        cluster.master_for_key(&physical("dead", &format!("user:{id}:profile"))) == victim
+    });
+    assert!(!dead.is_empty() && !live.is_empty());
+    for &id in &dead {
         let key = format!("user:{id}:profile");
-        let on_victim = cluster.master_for_key(&physical("dead", &key)) == victim;
         let got = reader.get::<u32>(&key).await.unwrap(); // never an error
-        if on_victim {
-            assert_eq!(got, None, "{key} lives on the dead master: a miss");
-            misses += 1;
-        } else if got == Some(id) {
-            hits += 1;
-        }
+        assert_eq!(got, None, "{key} lives on the dead master: a miss");
     }
-    assert!(misses > 0 && hits > 0, "hits {hits}, misses {misses}");
-    assert_eq!(
-        hits + misses,
-        90,
-        "every key on a live master is still a hit"
-    );
+    // Every key on a live master is still a hit (retried: with 300 ms per
+    // command, a busy machine can make a live master miss a deadline too).
+    until_all("the live masters' keys hit", &live, async |id| {
+        reader
+            .get::<u32>(&format!("user:{id}:profile"))
+            .await
+            .unwrap()
+            == Some(id)
+    })
+    .await;
     assert_eq!(reader.health().await.status, HealthStatus::Degraded);
     // Stats still answer, from the live masters, and name the dead one.
     let stats = reader.stats().await;
