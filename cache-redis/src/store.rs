@@ -18,7 +18,7 @@ use crate::subscription::{Source, Subscription};
 /// clones share the connection.
 ///
 /// The connection is made on first use and remade after failures (by
-/// redis-rs's `ConnectionManager`, or its cluster client; see
+/// redis-rs's `ConnectionManager`, one per master on a cluster; see
 /// [`Connection`]); construction does no I/O, so a cache can start while
 /// Redis is down. Every command is bounded by [`RedisConfig::op_timeout`].
 #[derive(Clone)]
@@ -378,14 +378,7 @@ impl RedisStore {
         &self,
     ) -> Result<Vec<(Option<String>, redis::RedisResult<Connection>)>, StoreError> {
         let limit = self.inner.config.connect_timeout + self.inner.config.op_timeout;
-        match tokio::time::timeout(
-            limit,
-            self.inner
-                .connection
-                .masters(self.inner.config.connect_timeout),
-        )
-        .await
-        {
+        match tokio::time::timeout(limit, self.inner.connection.masters()).await {
             Ok(masters) => Ok(masters?),
             Err(_) => Err(StoreError::Timeout(limit)),
         }

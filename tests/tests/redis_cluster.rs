@@ -13,7 +13,7 @@ use std::time::Duration;
 use cache_core::{Cache, HealthStatus, Preset};
 use tests::redis_cluster::RedisCluster;
 use tests::redis_server::RedisServer;
-use tests::support::{connected, eventually};
+use tests::support::{Instance, connected, eventually};
 
 /// An instance on `cluster` with 2 s per command (a busy machine must not
 /// make a healthy node look failed) unless the test is about timeouts.
@@ -560,4 +560,134 @@ async fn a_cluster_with_a_password_works_and_a_wrong_one_is_named() {
         !error.contains("wrong") && !error.contains("s3cret"),
         "{error}"
     );
+}
+
+/// The master (index below `masters`) an instance with `prefix` keeps its
+/// backplane subscription on: the one whose `PUBSUB NUMSUB` counts it.
+async fn subscriber_node(cluster: &RedisCluster, prefix: &str, masters: usize) -> usize {
+    let channel = cache_redis::Layout::cluster(prefix).channel().to_owned();
+    for i in 0..masters {
+        let url = format!("redis://127.0.0.1:{}", cluster.port(i));
+        let client = redis::Client::open(url).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if counts.first().is_some_and(|(_, n)| *n > 0) {
+            return i;
+        }
+    }
+    panic!("the subscription is on one of the masters");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_burst_to_a_dead_master_does_not_hold_up_the_live_ones() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let writer = Instance::on_cluster(&cluster)
+        .prefix("burst")
+        .backplane(false)
+        .build();
+    for id in 0..90u32 {
+        writer
+            .set(&format!("user:{id}:profile"), &id, Preset::Medium)
+            .await
+            .unwrap();
+    }
+    // Connected (and subscribed) before the kill; nothing in-process.
+    let reader = Instance::on_cluster(&cluster)
+        .prefix("burst")
+        .configure(|b| b.l1_enabled(false))
+        .connected()
+        .await;
+    for id in 0..90u32 {
+        assert_eq!(
+            reader
+                .get::<u32>(&format!("user:{id}:profile"))
+                .await
+                .unwrap(),
+            Some(id)
+        );
+    }
+    let victim = subscriber_node(&cluster, "burst", 3).await;
+    cluster.kill(victim);
+    // A burst of commands to every bucket, the dead master's among them.
+    let stats = reader.stats().await;
+    let live_nodes: Vec<_> = stats.redis_nodes.iter().filter(|n| n.reachable).collect();
+    assert_eq!(live_nodes.len(), 2, "{:?}", stats.redis_nodes);
+    // Straight after it, a key on a live master is read from it: the
+    // dead master's commands do not hold up the others'.
+    let live: Vec<u32> = (0..90u32)
+        .filter(|id| {
+            cluster.master_for_key(&physical("burst", &format!("user:{id}:profile"))) != victim
+        })
+        .collect();
+    let before = reader.stats().await;
+    let mut hits = 0;
+    for &id in &live[..10] {
+        if reader
+            .get::<u32>(&format!("user:{id}:profile"))
+            .await
+            .unwrap()
+            == Some(id)
+        {
+            hits += 1;
+        }
+    }
+    let after = reader.stats().await;
+    assert_eq!(
+        (hits, after.errors - before.errors),
+        (10, 0),
+        "live masters' keys hit after a burst to a dead one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn announcements_go_out_while_the_channels_master_is_down() {
+    let mut cluster = RedisCluster::start(3, 0);
+    // Instances subscribe on the first seed (node 0): a prefix whose
+    // channel's slot is served by another master.
+    let prefix = (0..)
+        .map(|n| format!("pub{n}"))
+        .find(|p| cluster.master_for_key(cache_redis::Layout::cluster(p).channel()) != 0)
+        .unwrap();
+    let channel = cache_redis::Layout::cluster(&prefix).channel().to_owned();
+    let (a, b) = Instance::on_cluster(&cluster)
+        .prefix(&prefix)
+        .connected_pair()
+        .await;
+    let victim = cluster.master_for_key(&channel);
+    assert_ne!(
+        subscriber_node(&cluster, &prefix, 3).await,
+        victim,
+        "the subscriptions are not on the channel's master"
+    );
+    let id = (0u32..)
+        .find(|id| {
+            cluster.master_for_key(&physical(&prefix, &format!("user:{id}:profile"))) != victim
+        })
+        .unwrap();
+    let key = format!("user:{id}:profile");
+    a.set(&key, &1u32, Preset::Medium).await.unwrap();
+    assert_eq!(b.get::<u32>(&key).await.unwrap(), Some(1)); // now in b's memory
+    cluster.kill(victim);
+    let mut heard = b.backplane().unwrap();
+    let applied = heard.borrow().applied;
+    // An invalidation of keys on a live master: its announcement (a
+    // `PUBLISH`, routed by the channel's slot to the dead master) goes out
+    // through another master at once, instead of waiting in the queue.
+    a.invalidate(&format!("user:{id}:*")).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        heard.wait_for(|s| s.applied > applied),
+    )
+    .await
+    .expect("b heard the announcement while the channel's master is down")
+    .unwrap();
+    assert_eq!(b.get::<u32>(&key).await.unwrap(), None);
+    assert_eq!(a.stats().await.pending_invalidations, 0);
 }

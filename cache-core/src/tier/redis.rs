@@ -59,8 +59,8 @@
 //! background task reads which master serves each bucket every 10 s, from
 //! whichever seed node answers first), so a hung master costs a few
 //! command timeouts, not a few per bucket. Its slots come back when a
-//! replica is promoted (redis-rs's cluster client follows the new slot
-//! map) or the master returns. `health()` probes every master and reports
+//! replica is promoted (the slot map is read again after a failure, and
+//! on every `MOVED`) or the master returns. `health()` probes every master and reports
 //! `Degraded` if any fails. With Redis's default
 //! `cluster-require-full-coverage yes`, the cluster itself refuses every
 //! command while any slot has no master; the cache then serves everything
@@ -73,22 +73,15 @@
 //! prefix (a `SCAN` over every master) waits as a whole and holds back
 //! every read until it is replayed (see [`queue`]).
 //!
-//! **Known problem**: right after a master dies with no replica to take
-//! over, a burst of concurrent commands to its buckets (the census of
-//! `stats()`, 32 buckets at a time; a namespace-wide invalidation) can
-//! leave redis-rs's cluster connection serving nothing for up to about 20 s
-//! (seen in about half of the runs of a test that called `stats()` right
-//! after killing a master; the raw store with one command at a time does
-//! not show it). Every call still answers within the op timeout, as a
-//! miss. Not fixed yet: routing keyed commands through the per-master
-//! connections with the bucket map, or holding back the rest of a
-//! fan-out to a master whose first command failed, are the candidates.
-//!
-//! The cluster client is made to give up on a command when its caller does
-//! (the op timeout) and to retry twice at most (a `MOVED`/`ASK` and one
-//! reconnect): with redis-rs's defaults, requests for a dead master kept
-//! retrying for minutes after their callers left, and the slot refreshes
-//! they asked for stalled the live masters' reads.
+//! Each keyed command goes straight to its bucket's master on a connection
+//! of that master's own (`cache_redis`'s router, in front of redis-rs's
+//! cluster client, which handles `MOVED`/`ASK` and keyless commands): a
+//! dead master's commands fail at once on its own connection, and a burst
+//! of them (the census of `stats()`, 32 buckets at a time; a
+//! namespace-wide invalidation) never holds up the live masters. Through
+//! redis-rs's client alone, such a burst right after a master died made
+//! every master time out for 16-20 s in about half of the runs (the
+//! cluster suite's `a_burst_to_a_dead_master_does_not_hold_up_the_live_ones`).
 //!
 //! ## Sentinel
 //!
