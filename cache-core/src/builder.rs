@@ -92,6 +92,7 @@ pub struct CacheBuilder {
     redis: Option<cache_redis::RedisConfig>,
     redis_connect_timeout: Option<Duration>,
     redis_op_timeout: Option<Duration>,
+    redis_batch_reads: Option<bool>,
     breaker: BreakerConfig,
     strict: bool,
     jitter: Option<f64>,
@@ -238,6 +239,28 @@ impl CacheBuilder {
     /// (default 100 ms).
     pub fn redis_op_timeout(mut self, timeout: Duration) -> Self {
         self.redis_op_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether reads of different keys that wait at the same moment go to
+    /// Redis together (default: on). A read is sent at once while the
+    /// connection is not busy, so a lone read never waits; reads that
+    /// arrive while it is busy go out as one `MGET` as soon as a read in
+    /// flight lands (one `MGET` per hash slot on a cluster). Each read
+    /// keeps its own timeout and result: a corrupt or missing entry is a
+    /// miss for its key only.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder()
+    ///     .redis_url("redis://10.0.0.5:6379/0")
+    ///     .redis_batch_reads(false) // one `GET` per read, as before
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_batch_reads(mut self, on: bool) -> Self {
+        self.redis_batch_reads = Some(on);
         self
     }
 

@@ -46,6 +46,10 @@ pub struct RedisConfig {
     pub op_timeout: Duration,
     /// `COUNT` hint of each `SCAN` step in pattern deletion.
     pub scan_count: usize,
+    /// Whether reads of different keys that wait at the same moment go to
+    /// Redis together (`MGET`; see [`RedisConfig::batch_reads`]). On by
+    /// default.
+    pub batch_reads: bool,
 }
 
 impl RedisConfig {
@@ -59,6 +63,7 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             op_timeout: DEFAULT_OP_TIMEOUT,
             scan_count: 1000,
+            batch_reads: true,
         }
     }
 
@@ -135,6 +140,22 @@ impl RedisConfig {
         self
     }
 
+    /// Turns automatic batching of concurrent reads on (the default) or
+    /// off. With it, a read is sent at once while the connection has few
+    /// reads in flight; reads that arrive while it is busy wait for the
+    /// next batch (one `MGET`, one `MGET` per hash slot on a cluster). Each
+    /// read keeps its own timeout, answer and errors.
+    ///
+    /// ```
+    /// let c = cache_redis::RedisConfig::new("redis://127.0.0.1/0").batch_reads(false);
+    /// assert!(!c.batch_reads);
+    /// ```
+    #[must_use]
+    pub fn batch_reads(mut self, on: bool) -> Self {
+        self.batch_reads = on;
+        self
+    }
+
     /// Sets the `SCAN` `COUNT` hint.
     #[must_use]
     pub fn scan_count(mut self, count: usize) -> Self {
@@ -168,6 +189,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("op_timeout", &self.op_timeout)
             .field("scan_count", &self.scan_count)
+            .field("batch_reads", &self.batch_reads)
             .finish()
     }
 }

@@ -449,8 +449,12 @@ impl Cluster {
         };
         let routes = self.routes().await?;
         let master = routes.link(first).map(|(i, _)| i);
+        let mut one_slot = true;
         let same = master.is_some()
-            && slots.all(|s| s.and_then(|s| routes.link(s)).map(|(i, _)| i) == master);
+            && slots.all(|s| {
+                one_slot &= s == Some(first);
+                s.and_then(|s| routes.link(s)).map(|(i, _)| i) == master
+            });
         let link = match routes.link(first) {
             Some((_, link)) if same => link,
             _ => {
@@ -464,8 +468,13 @@ impl Cluster {
         let mut con = link.connection().await?;
         *last = Some(con.clone());
         match con.req_packed_commands(pipeline, offset, count).await {
-            Err(e) if redirected(&e) => self.redirect_pipeline(pipeline, offset, count).await,
-            Ok(values) if values.iter().any(redirected_value) => {
+            // redis-rs's client takes pipelines on one slot only; the
+            // caller of a pipeline over several slots (a batch of reads)
+            // follows redirections per command.
+            Err(e) if one_slot && redirected(&e) => {
+                self.redirect_pipeline(pipeline, offset, count).await
+            }
+            Ok(values) if one_slot && values.iter().any(redirected_value) => {
                 self.redirect_pipeline(pipeline, offset, count).await
             }
             other => other,
@@ -735,6 +744,20 @@ impl Connection {
             Kind::Cluster(c) => c.refresh_soon(),
             Kind::Single(_) => {}
         }
+    }
+
+    /// The master that serves `key` now, as an index into the last slot
+    /// map (0 off a cluster, or before the map is read): reads are batched
+    /// per master.
+    pub(crate) fn group(&self, key: &str) -> usize {
+        let Kind::Cluster(c) = &self.inner else {
+            return 0;
+        };
+        let routes = c.routes.read().unwrap_or_else(PoisonError::into_inner);
+        routes
+            .as_ref()
+            .and_then(|r| r.link(key_slot(key.as_bytes())))
+            .map_or(0, |(i, _)| i)
     }
 
     /// True on a cluster.

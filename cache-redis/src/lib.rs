@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod batch;
 mod config;
 mod connection;
 mod error;

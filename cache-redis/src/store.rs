@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, RedisResult};
 
+use crate::batch::{Batcher, read_one};
 use crate::config::{RedisConfig, redact};
 use crate::connection::Connection;
 use crate::error::StoreError;
@@ -32,6 +33,39 @@ struct Inner {
     connection: Connection,
     config: RedisConfig,
     scripts: Scripts,
+    /// The batchers of reads ([`batch`](crate::batch)): one per server, or
+    /// per master of a cluster (by its index in the slot map, modulo
+    /// their number); empty when batching is off.
+    batchers: Vec<Arc<Batcher>>,
+}
+
+/// Batchers of a cluster's store: masters beyond this many share one.
+const CLUSTER_BATCHERS: usize = 64;
+
+impl Inner {
+    fn new(subscribe_to: Source, connection: Connection, config: RedisConfig) -> Inner {
+        let count = match (config.batch_reads, connection.is_cluster()) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => CLUSTER_BATCHERS,
+        };
+        let batchers = (0..count)
+            .map(|_| {
+                Arc::new(Batcher::new(
+                    connection.clone(),
+                    connection.is_cluster(),
+                    config.op_timeout,
+                ))
+            })
+            .collect();
+        Inner {
+            subscribe_to,
+            connection,
+            config,
+            scripts: Scripts::new(),
+            batchers,
+        }
+    }
 }
 
 /// Compare-and-delete of a lock, then the release message. Sent as `EVAL`
@@ -301,12 +335,7 @@ impl RedisStore {
             }
             let connection = Connection::cluster(&config).map_err(invalid)?;
             return Ok(RedisStore {
-                inner: Arc::new(Inner {
-                    subscribe_to: Source::Nodes(clients),
-                    connection,
-                    config,
-                    scripts: Scripts::new(),
-                }),
+                inner: Arc::new(Inner::new(Source::Nodes(clients), connection, config)),
             });
         }
         if config.is_sentinel() {
@@ -321,12 +350,11 @@ impl RedisStore {
             }
             let sentinel = Arc::new(sentinel);
             return Ok(RedisStore {
-                inner: Arc::new(Inner {
-                    subscribe_to: Source::Sentinel(Arc::clone(&sentinel)),
-                    connection: Connection::sentinel(sentinel),
+                inner: Arc::new(Inner::new(
+                    Source::Sentinel(Arc::clone(&sentinel)),
+                    Connection::sentinel(sentinel),
                     config,
-                    scripts: Scripts::new(),
-                }),
+                )),
             });
         }
         let client = Client::open(config.url.as_str()).map_err(invalid)?;
@@ -348,12 +376,11 @@ impl RedisStore {
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(invalid)?;
         Ok(RedisStore {
-            inner: Arc::new(Inner {
-                subscribe_to: Source::Nodes(vec![client]),
-                connection: Connection::single(manager),
+            inner: Arc::new(Inner::new(
+                Source::Nodes(vec![client]),
+                Connection::single(manager),
                 config,
-                scripts: Scripts::new(),
-            }),
+            )),
         })
     }
 
@@ -428,8 +455,22 @@ impl RedisStore {
     ///
     /// [`StoreError`] on timeout or a Redis failure.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(batcher) = self.batcher(key) {
+            let read = self.run(batcher.read(key, false)).await?;
+            return Ok(read.map(|(bytes, _)| bytes));
+        }
         let mut con = self.connection();
         self.run(async move { con.get(key).await }).await
+    }
+
+    /// The batcher of `key`'s server, if reads are batched.
+    fn batcher(&self, key: &str) -> Option<&Arc<Batcher>> {
+        let batchers = &self.inner.batchers;
+        match batchers.len() {
+            0 => None,
+            1 => batchers.first(),
+            n => batchers.get(self.inner.connection.group(key) % n),
+        }
     }
 
     /// `GET key` and `PTTL key` in one round trip.
@@ -438,11 +479,15 @@ impl RedisStore {
     ///
     /// [`StoreError`] on timeout or a Redis failure.
     pub async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>, StoreError> {
-        let mut con = self.connection();
-        let (value, pttl): (Option<Vec<u8>>, i64) = self
-            .run(async move { redis::pipe().get(key).pttl(key).query_async(&mut con).await })
-            .await?;
-        Ok(value.map(|v| (v, KeyTtl::from_pttl(pttl))))
+        let read = match self.batcher(key) {
+            Some(batcher) => self.run(batcher.read(key, true)).await?,
+            None => {
+                let mut con = self.connection();
+                self.run(async move { read_one(&mut con, key, true).await })
+                    .await?
+            }
+        };
+        Ok(read.map(|(v, pttl)| (v, KeyTtl::from_pttl(pttl.unwrap_or(-2)))))
     }
 
     /// `SET key value PX ttl`.

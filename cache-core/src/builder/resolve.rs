@@ -82,6 +82,9 @@ impl CacheBuilder {
         if let Some(t) = self.redis_connect_timeout {
             config.connect_timeout = t;
         }
+        if let Some(on) = self.redis_batch_reads {
+            config.batch_reads = on;
+        }
         Ok(Some((source, config)))
     }
 
