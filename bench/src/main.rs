@@ -12,9 +12,12 @@
 //! `target/cache-bench/` (or `--out DIR`).
 //!
 //! Cases, in order (Redis is killed for the last one):
-//! 1. L1 hit; 2. L2 hit with L1 off; 3. 64-task L2 throughput (ours vs raw);
-//! 4. origin calls for 1,000 concurrent cold callers; 5. invalidating 1,000
-//!    of 1,000,000 keys (100,000 in quick mode); 6. an L1-miss call with Redis
+//! 1. L1 hit; 2. L1 hits from 2 threads x 64 tasks; 3. L2 hit with L1 off;
+//! 4. L2 throughput of 64 and of 256 tasks on independent keys (ours with
+//!    reads batched and not, vs raw `GET` and raw `MGET` in batches of 64);
+//! 5. a mix of 90% in-process and 10% Redis hits from 64 tasks;
+//! 6. origin calls for 1,000 concurrent cold callers; 7. invalidating 1,000
+//!    of 1,000,000 keys (100,000 in quick mode); 8. an L1-miss call with Redis
 //!    killed, each call abandoned after a bound (30 s; 2 s in quick mode).
 
 mod data;
@@ -47,6 +50,8 @@ const CALLERS: usize = 1_000;
 const ORIGIN: Duration = Duration::from_millis(50);
 /// Tasks in the throughput case.
 const TASKS: usize = 64;
+/// Tasks in the wide throughput case (one key each).
+const WIDE_TASKS: usize = 256;
 /// Keys of the invalidated prefix.
 const MATCHING: usize = 1_000;
 
@@ -54,6 +59,10 @@ const MATCHING: usize = 1_000;
 struct Plan {
     quick: bool,
     l1: (usize, u32),
+    /// Rounds, and calls per task, of the two-thread in-process case.
+    l1_threads: (usize, usize),
+    /// Rounds, and calls per task, of the mixed case.
+    mixed: (usize, usize),
     l2: (usize, u32),
     throughput: (usize, usize),
     stampede_rounds: usize,
@@ -69,6 +78,8 @@ impl Plan {
             Plan {
                 quick,
                 l1: (5, 20_000),
+                l1_threads: (3, 2_000),
+                mixed: (3, 200),
                 l2: (5, 400),
                 throughput: (3, 100),
                 stampede_rounds: 1,
@@ -81,6 +92,8 @@ impl Plan {
             Plan {
                 quick,
                 l1: (21, 100_000),
+                l1_threads: (11, 20_000),
+                mixed: (11, 1_000),
                 l2: (21, 2_000),
                 throughput: (11, 400),
                 stampede_rounds: 3,
@@ -234,7 +247,16 @@ impl Field {
     }
 }
 
+/// A progress line: the case starting, and the time since the run began.
+fn step(n: usize, what: &str, started: &Instant) {
+    eprintln!(
+        "[{n}/8] {what} (at {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
+    let started = Instant::now();
     let url = server.url();
     let field = Field {
         ours: ours::Ours::setup(&url)
@@ -258,7 +280,7 @@ async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
     };
     set_origin_delay(Duration::ZERO);
 
-    eprintln!("[1/6] L1 hit");
+    step(1, "L1 hit", &started);
     report.cases.push(
         hits(
             "l1_hit",
@@ -270,7 +292,10 @@ async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
         .await,
     );
 
-    eprintln!("[2/6] L2 hit, L1 off");
+    step(2, "L1 hit, 2 threads x 64 tasks", &started);
+    report.cases.push(l1_two_threads(&field, plan).await);
+
+    step(3, "L2 hit, L1 off", &started);
     report.cases.push(
         hits(
             "l2_hit",
@@ -282,16 +307,43 @@ async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
         .await,
     );
 
-    eprintln!("[3/6] 64-task L2 throughput");
-    report.cases.push(throughput(&field, plan).await);
+    step(4, "L2 throughput, 64 and 256 tasks", &started);
+    report.cases.push(
+        throughput(
+            &field,
+            plan,
+            TASKS,
+            &[Reader::Batched, Reader::Unbatched, Reader::RawGet],
+            Reader::RawGet,
+        )
+        .await,
+    );
+    report.cases.push(
+        throughput(
+            &field,
+            plan,
+            WIDE_TASKS,
+            &[
+                Reader::Batched,
+                Reader::Unbatched,
+                Reader::RawGet,
+                Reader::RawMget(TASKS),
+            ],
+            Reader::RawMget(TASKS),
+        )
+        .await,
+    );
 
-    eprintln!("[4/6] 1,000 concurrent cold callers");
+    step(5, "mixed: 90% in-process, 10% Redis", &started);
+    report.cases.push(mixed(&field, plan).await);
+
+    step(6, "1,000 concurrent cold callers", &started);
     report.cases.push(stampede(&field, plan).await);
 
-    eprintln!("[5/6] invalidation");
+    step(7, "invalidation", &started);
     report.cases.push(invalidation(&field, &url, plan).await?);
 
-    eprintln!("[6/6] Redis killed");
+    step(8, "Redis killed", &started);
     server.kill();
     report.cases.push(outage(&field, plan).await);
     Ok(report)
@@ -332,24 +384,139 @@ async fn hits(
     .with_ratios(baseline)
 }
 
-async fn throughput(field: &Field, plan: &Plan) -> Case {
-    let (rounds, per_task) = plan.throughput;
-    let con = field.raw.con.clone();
+/// Calls per second of `call` from 2 worker threads x [`TASKS`] tasks,
+/// each task cycling over the [`KEYS`] hot keys from its own offset. Runs
+/// on a runtime of its own, on a blocking thread, so that this one keeps
+/// driving the Redis connections.
+async fn on_two_threads<F, Fut>(call: F, per_task: usize) -> f64
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send,
+{
+    let measured = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .ok()?;
+        Some(rt.block_on(async move {
+            let t = Instant::now();
+            let mut set = tokio::task::JoinSet::new();
+            for task in 0..TASKS {
+                let call = call.clone();
+                set.spawn(async move {
+                    for i in 0..per_task {
+                        let id = ((task * 7 + i) as u64) % KEYS;
+                        std::hint::black_box(call(id).await);
+                    }
+                });
+            }
+            set.join_all().await;
+            (TASKS * per_task) as f64 / t.elapsed().as_secs_f64()
+        }))
+    });
+    measured.await.ok().flatten().unwrap_or(0.0)
+}
+
+/// In-process hits from 2 threads x 64 tasks on a hot working set: where
+/// a cache behind one lock should lose.
+#[cfg_attr(not(feature = "peers"), allow(unused_mut, clippy::useless_vec))]
+async fn l1_two_threads(field: &Field, plan: &Plan) -> Case {
+    let (rounds, per_task) = plan.l1_threads;
+    let future = field.raw.future.clone();
+    let moka_future = move |id: u64| {
+        let future = future.clone();
+        async move { future.get(&format!("employee:{id}")).await }
+    };
+    let sync = field.raw.sync.clone();
+    let moka_sync = move |id: u64| {
+        let v = sync.get(&format!("employee:{id}"));
+        async move { v }
+    };
+    let mut specs = vec![
+        Spec::new(
+            "cache-rs",
+            "#[cached], L1 + Redis",
+            "none (typed)",
+            measure::Kind::Ours,
+        ),
+        Spec::new(
+            "moka",
+            "future::Cache get + clone",
+            "none (typed)",
+            measure::Kind::Raw,
+        ),
+        Spec::new(
+            "moka",
+            "sync::Cache get + clone",
+            "none (typed)",
+            measure::Kind::Raw,
+        ),
+    ];
+    #[cfg(feature = "peers")]
+    specs.push(Spec::new(
+        "cached",
+        "#[cached(max_size, ttl_secs)]",
+        "none (typed)",
+        measure::Kind::Peer,
+    ));
+    let mut figures = vec![Vec::new(); specs.len()];
+    for _ in 0..rounds {
+        figures[0].push(on_two_threads(ours::two_tier, per_task).await);
+        figures[1].push(on_two_threads(moka_future.clone(), per_task).await);
+        figures[2].push(on_two_threads(moka_sync.clone(), per_task).await);
+        #[cfg(feature = "peers")]
+        figures[3].push(on_two_threads(peers::cached_memory, per_task).await);
+    }
+    Case {
+        id: "l1_hit_threads",
+        title: format!("L1 hits from 2 threads x {TASKS} tasks, ~1 KB struct"),
+        how: format!(
+            "calls/s, median of {rounds} rounds x {} calls over {KEYS} hot keys",
+            TASKS * per_task
+        ),
+        unit: Unit::PerSecond,
+        baseline: None,
+        rows: specs
+            .iter()
+            .zip(figures)
+            .map(|(s, f)| Row::new(s, median(f)))
+            .collect(),
+    }
+    .with_ratios("moka: future")
+}
+
+/// What a service sees: 64 tasks, 9 calls in 10 answered in-process and 1
+/// through Redis, against moka + raw `GET` + decode in the same proportion.
+async fn mixed(field: &Field, plan: &Plan) -> Case {
+    let (rounds, per_task) = plan.mixed;
     let run = |ours: bool| {
-        let con = con.clone();
+        let con = field.raw.con.clone();
+        let future = field.raw.future.clone();
         async move {
             let t = Instant::now();
             let mut set = tokio::task::JoinSet::new();
             for task in 0..TASKS {
                 let con = con.clone();
+                let future = future.clone();
                 set.spawn(async move {
                     for i in 0..per_task {
-                        // Each task reads its own 4 keys: every call is a Redis GET.
-                        let id = (task * 4 + i % 4) as u64 % KEYS;
-                        if ours {
-                            std::hint::black_box(ours::l2_postcard(id).await.ok());
-                        } else {
-                            std::hint::black_box(raw::get_postcard(con.clone(), id).await);
+                        let id = ((task * 4 + i % 4) as u64) % KEYS;
+                        let redis = i % 10 == 9;
+                        match (ours, redis) {
+                            (true, false) => {
+                                std::hint::black_box(ours::two_tier(id).await.ok());
+                            }
+                            (true, true) => {
+                                std::hint::black_box(ours::l2_postcard(id).await.ok());
+                            }
+                            (false, false) => {
+                                std::hint::black_box(future.get(&format!("employee:{id}")).await);
+                            }
+                            (false, true) => {
+                                std::hint::black_box(raw::get_postcard(con.clone(), id).await);
+                            }
                         }
                     }
                 });
@@ -372,21 +539,21 @@ async fn throughput(field: &Field, plan: &Plan) -> Case {
     }
     let ours_spec = Spec::new(
         "cache-rs",
-        "#[cached], Redis only",
+        "#[cached]: L1 + Redis hits, and Redis-only hits",
         "postcard",
         measure::Kind::Ours,
     );
     let raw_spec = Spec::new(
-        "redis-rs",
-        "GET + postcard decode, one multiplexed connection",
+        "moka + redis-rs",
+        "future::Cache get, and GET + postcard decode",
         "postcard",
         measure::Kind::Raw,
     );
     Case {
-        id: "l2_throughput",
-        title: format!("L2 hits from {TASKS} concurrent tasks, in-process tier off"),
+        id: "mixed",
+        title: format!("{TASKS} tasks, 90% in-process hits and 10% Redis hits"),
         how: format!(
-            "median of {rounds} rounds x {} calls, each task on its own 4 keys",
+            "calls/s, median of {rounds} rounds x {} calls, each task on its own 4 keys",
             TASKS * per_task
         ),
         unit: Unit::PerSecond,
@@ -396,7 +563,149 @@ async fn throughput(field: &Field, plan: &Plan) -> Case {
             Row::new(&raw_spec, median(raw_tp)),
         ],
     }
-    .with_ratios("redis-rs")
+    .with_ratios("moka + redis-rs")
+}
+
+/// Who reads in a throughput case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// `#[cached]`, Redis only, reads batched (the default).
+    Batched,
+    /// The same with batching off.
+    Unbatched,
+    /// redis-rs `GET` + decode on one multiplexed connection.
+    RawGet,
+    /// redis-rs `MGET` of this many keys + decode, one task per batch.
+    RawMget(usize),
+}
+
+impl Reader {
+    fn spec(self) -> Spec {
+        match self {
+            Reader::Batched => Spec::new(
+                "cache-rs",
+                "#[cached], Redis only, reads batched",
+                "postcard",
+                measure::Kind::Ours,
+            ),
+            Reader::Unbatched => Spec::new(
+                "cache-rs",
+                "#[cached], Redis only, batching off",
+                "postcard",
+                measure::Kind::Ours,
+            ),
+            Reader::RawGet => Spec::new(
+                "redis-rs",
+                "GET + postcard decode, one multiplexed connection",
+                "postcard",
+                measure::Kind::Raw,
+            ),
+            Reader::RawMget(n) => Spec::new(
+                "redis-rs",
+                &format!("MGET of {n} keys + postcard decode, a task per batch"),
+                "postcard",
+                measure::Kind::Raw,
+            ),
+        }
+    }
+}
+
+/// Keys read per second by `tasks` tasks, each reading its own keys
+/// (`KEYS / tasks` of them) `per_task` times.
+async fn keys_per_second(
+    reader: Reader,
+    con: &MultiplexedConnection,
+    tasks: usize,
+    per_task: usize,
+) -> f64 {
+    let own = (KEYS as usize / tasks).max(1);
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    match reader {
+        Reader::RawMget(batch) => {
+            for group in 0..tasks.div_ceil(batch) {
+                let con = con.clone();
+                let ids: Vec<u64> = (group * batch..((group + 1) * batch).min(tasks))
+                    .map(|task| (task * own) as u64 % KEYS)
+                    .collect();
+                set.spawn(async move {
+                    for i in 0..per_task {
+                        let ids: Vec<u64> = ids.iter().map(|id| id + (i % own) as u64).collect();
+                        std::hint::black_box(raw::mget_postcard(con.clone(), &ids).await);
+                    }
+                });
+            }
+        }
+        _ => {
+            for task in 0..tasks {
+                let con = con.clone();
+                set.spawn(async move {
+                    for i in 0..per_task {
+                        let id = ((task * own + i % own) as u64) % KEYS;
+                        match reader {
+                            Reader::Batched => {
+                                std::hint::black_box(ours::l2_postcard(id).await.ok());
+                            }
+                            Reader::Unbatched => {
+                                std::hint::black_box(ours::l2_unbatched(id).await.ok());
+                            }
+                            _ => {
+                                std::hint::black_box(raw::get_postcard(con.clone(), id).await);
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+    set.join_all().await;
+    (tasks * per_task) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Concurrent reads of independent keys through Redis, in-process tier
+/// off: each reader in `readers` in turn, rounds alternating their order.
+async fn throughput(
+    field: &Field,
+    plan: &Plan,
+    tasks: usize,
+    readers: &[Reader],
+    baseline: Reader,
+) -> Case {
+    let (rounds, per_task) = plan.throughput;
+    let con = &field.raw.con;
+    // Warm: every key in Redis for every reader.
+    for &r in readers {
+        keys_per_second(r, con, tasks, per_task.min(8)).await;
+    }
+    let mut figures = vec![Vec::new(); readers.len()];
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..readers.len()).collect()
+        } else {
+            (0..readers.len()).rev().collect()
+        };
+        for i in order {
+            figures[i].push(keys_per_second(readers[i], con, tasks, per_task).await);
+        }
+    }
+    let rows = readers
+        .iter()
+        .zip(figures)
+        .map(|(r, f)| Row::new(&r.spec(), median(f)))
+        .collect();
+    let base = baseline.spec();
+    Case {
+        id: if tasks == TASKS { "l2_throughput" } else { "l2_throughput_256" },
+        title: format!("L2 reads of independent keys from {tasks} concurrent tasks, in-process tier off"),
+        how: format!(
+            "keys/s, median of {rounds} rounds x {} reads, each task on its own keys, readers alternating",
+            tasks * per_task
+        ),
+        unit: Unit::PerSecond,
+        baseline: None,
+        rows,
+    }
+    .with_ratios(&format!("{}: {}", base.library, base.setup))
 }
 
 async fn stampede(field: &Field, plan: &Plan) -> Case {

@@ -21,6 +21,11 @@ pub(crate) async fn l2_postcard(id: u64) -> Result<Employee, std::io::Error> {
     Ok(origin(id).await)
 }
 
+#[cached(cache = "bench-l2-unbatched", ttl = "long", key = "employee:<id>")]
+pub(crate) async fn l2_unbatched(id: u64) -> Result<Employee, std::io::Error> {
+    Ok(origin(id).await)
+}
+
 #[cached(
     cache = "bench-l2",
     ttl = "long",
@@ -54,7 +59,16 @@ impl Ours {
             .build()
             .await?;
         l2_only.clone().install()?;
-        for cache in [&two_tier, &l2_only] {
+        let unbatched = Cache::builder()
+            .name("bench-l2-unbatched")
+            .key_prefix("ours-l2u")
+            .redis_url(url)
+            .l1_enabled(false)
+            .redis_batch_reads(false)
+            .build()
+            .await?;
+        unbatched.clone().install()?;
+        for cache in [&two_tier, &l2_only, &unbatched] {
             if let Some(mut bp) = cache.backplane() {
                 // Subscribed before measuring: the first subscription fences
                 // computations that straddle it (their values are not stored).

@@ -10,8 +10,8 @@ use crate::measure::{Entrant, Kind, Spec, job};
 /// Raw moka caches and a raw redis-rs connection, filled with `keys` records.
 #[derive(Debug, Clone)]
 pub(crate) struct Raw {
-    future: moka::future::Cache<String, Employee>,
-    sync: moka::sync::Cache<String, Employee>,
+    pub(crate) future: moka::future::Cache<String, Employee>,
+    pub(crate) sync: moka::sync::Cache<String, Employee>,
     pub(crate) con: MultiplexedConnection,
 }
 
@@ -85,6 +85,23 @@ fn io(e: impl std::fmt::Display) -> redis::RedisError {
 pub(crate) async fn get_postcard(mut con: MultiplexedConnection, id: u64) -> Option<Employee> {
     let bytes: Vec<u8> = con.get(format!("raw-pc:employee:{id}")).await.ok()?;
     postcard::from_bytes(&bytes).ok()
+}
+
+/// A raw batch: `MGET` of `ids`, then decode each; how many decoded.
+pub(crate) async fn mget_postcard(mut con: MultiplexedConnection, ids: &[u64]) -> usize {
+    let keys: Vec<String> = ids
+        .iter()
+        .map(|id| format!("raw-pc:employee:{id}"))
+        .collect();
+    let values: Vec<Option<Vec<u8>>> = match con.mget(&keys).await {
+        Ok(v) => v,
+        Err(_) => return 0,
+    };
+    values
+        .iter()
+        .flatten()
+        .filter(|b| postcard::from_bytes::<Employee>(b).is_ok())
+        .count()
 }
 
 async fn get_bincode(mut con: MultiplexedConnection, id: u64) -> Option<Employee> {

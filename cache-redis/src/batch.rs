@@ -35,7 +35,10 @@ use tokio::sync::oneshot;
 use crate::connection::Connection;
 use crate::slot::key_slot;
 
-/// Reads or batches in flight to one server before new reads queue.
+/// Reads or batches in flight to one server before new reads queue. Two
+/// keep the server and the client busy at once (one batch is answered
+/// while the next is sent); measured with `cache-bench` (64 and 256 tasks
+/// on one server): 1 and 3 flights were 4-10% slower.
 pub(crate) const FLIGHTS: usize = 2;
 
 /// Most keys in one batch; the rest wait for the next.
@@ -157,6 +160,10 @@ impl Batcher {
             for (request, result) in batch.into_iter().zip(results) {
                 let _ = request.answer.send(result);
             }
+            // The callers just answered usually read again at once: let
+            // them queue first, so that they leave together, not one alone
+            // and the rest behind it.
+            tokio::task::yield_now().await;
             drop(flight);
         });
     }
@@ -211,22 +218,22 @@ pub(crate) async fn read_many(
         pipe.cmd("PTTL").arg(keys[i].0);
     }
     let count = groups.len() + ttls.len();
-    let values = match con.req_packed_commands(&pipe, 0, count).await {
+    let mut values = match con.req_packed_commands(&pipe, 0, count).await {
         Ok(values) if values.len() == count => values,
         Ok(_) => return vec![Err(gone("a batch's answer had the wrong length")); keys.len()],
         Err(e) => return vec![Err(e); keys.len()],
     };
     let mut results: Vec<RedisResult<Fetched>> = vec![Ok(None); keys.len()];
     let mut moved = Vec::new();
-    let (mgets, pttls) = values.split_at(groups.len());
-    for ((_, members), value) in groups.iter().zip(mgets) {
+    let pttls = values.split_off(groups.len());
+    for ((_, members), value) in groups.iter().zip(values) {
         match value {
             Value::Array(items) if items.len() == members.len() => {
                 for (&i, item) in members.iter().zip(items) {
                     results[i] = match item {
                         Value::Nil => Ok(None),
-                        Value::BulkString(bytes) => Ok(Some((bytes.clone(), None))),
-                        other => Err(unexpected(other)),
+                        Value::BulkString(bytes) => Ok(Some((bytes, None))),
+                        other => Err(unexpected(&other)),
                     };
                 }
             }
@@ -241,14 +248,14 @@ pub(crate) async fn read_many(
                 moved.extend(members.iter().copied());
             }
             Value::ServerError(e) => {
-                let e = RedisError::from(e.clone());
+                let e = RedisError::from(e);
                 for &i in members {
                     results[i] = Err(e.clone());
                 }
             }
             other => {
                 for &i in members {
-                    results[i] = Err(unexpected(other));
+                    results[i] = Err(unexpected(&other));
                 }
             }
         }
@@ -256,9 +263,9 @@ pub(crate) async fn read_many(
     for (&i, value) in ttls.iter().zip(pttls) {
         if let Ok(Some((_, pttl))) = &mut results[i] {
             match value {
-                Value::Int(ms) => *pttl = Some(*ms),
-                Value::ServerError(e) => results[i] = Err(RedisError::from(e.clone())),
-                other => results[i] = Err(unexpected(other)),
+                Value::Int(ms) => *pttl = Some(ms),
+                Value::ServerError(e) => results[i] = Err(RedisError::from(e)),
+                other => results[i] = Err(unexpected(&other)),
             }
         }
     }

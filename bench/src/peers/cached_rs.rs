@@ -13,7 +13,7 @@ use crate::measure::{Call, Entrant, Kind, Spec, call, job};
 const LIB: &str = "cached";
 
 #[cached(max_size = 100_000, ttl_secs = 3600)]
-async fn memory(id: u64) -> Employee {
+pub(crate) async fn memory(id: u64) -> Employee {
     origin(id).await
 }
 

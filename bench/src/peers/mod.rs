@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use crate::measure::{Call, Entrant, Spec};
 
+pub(crate) use cached_rs::memory as cached_memory;
 pub(crate) use mtc::Mtc;
 
 static URL: OnceLock<String> = OnceLock::new();
