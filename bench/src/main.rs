@@ -70,6 +70,14 @@ struct Plan {
     invalidation_rounds: usize,
     outage: (usize, Duration),
     out: PathBuf,
+    /// The cases to run (numbers as listed in the module docs); all if empty.
+    only: Vec<usize>,
+}
+
+impl Plan {
+    fn runs(&self, case: usize) -> bool {
+        self.only.is_empty() || self.only.contains(&case)
+    }
 }
 
 impl Plan {
@@ -87,6 +95,7 @@ impl Plan {
                 invalidation_rounds: 3,
                 outage: (3, Duration::from_secs(2)),
                 out,
+                only: Vec::new(),
             }
         } else {
             Plan {
@@ -101,14 +110,17 @@ impl Plan {
                 invalidation_rounds: 5,
                 outage: (5, Duration::from_secs(30)),
                 out,
+                only: Vec::new(),
             }
         }
     }
 }
 
 fn usage() -> &'static str {
-    "usage: cache-bench [--quick] [--out DIR]\n\
+    "usage: cache-bench [--quick] [--out DIR] [--only N,N...]\n\
      Starts its own redis-server. Build with `--features peers` to include cached, hitbox and multi-tier-cache.\n\
+     --only runs these cases: 1 L1 hit, 2 L1 hits from 2 threads, 3 L2 hit, 4 L2 throughput\n\
+     (64 and 256 tasks), 5 90/10 mix, 6 cold callers, 7 invalidation, 8 Redis killed.\n\
      BENCH_QUICK=1 is the same as --quick."
 }
 
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
         env!("CARGO_MANIFEST_DIR"),
         "/../target/cache-bench"
     ));
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -130,6 +143,23 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--only" => {
+                let parsed: Option<Vec<usize>> = args.next().and_then(|list| {
+                    list.split(',')
+                        .map(|n| n.trim().parse().ok().filter(|n| (1..=8).contains(n)))
+                        .collect()
+                });
+                match parsed {
+                    Some(cases) => only = cases,
+                    None => {
+                        eprintln!(
+                            "--only needs case numbers 1-8, e.g. --only 4,5\n{}",
+                            usage()
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 return ExitCode::SUCCESS;
@@ -149,7 +179,10 @@ fn main() -> ExitCode {
         eprintln!("cache-bench needs redis-server (see above)");
         return ExitCode::FAILURE;
     };
-    let plan = Plan::new(quick, out);
+    let plan = Plan {
+        only,
+        ..Plan::new(quick, out)
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -280,72 +313,88 @@ async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
     };
     set_origin_delay(Duration::ZERO);
 
-    step(1, "L1 hit", &started);
-    report.cases.push(
-        hits(
-            "l1_hit",
-            "L1 hit (in-process), ~1 KB struct",
-            plan.l1,
-            field.l1(),
-            "moka: future",
-        )
-        .await,
-    );
+    if plan.runs(1) {
+        step(1, "L1 hit", &started);
+        report.cases.push(
+            hits(
+                "l1_hit",
+                "L1 hit (in-process), ~1 KB struct",
+                plan.l1,
+                field.l1(),
+                "moka: future",
+            )
+            .await,
+        );
+    }
 
-    step(2, "L1 hit, 2 threads x 64 tasks", &started);
-    report.cases.push(l1_two_threads(&field, plan).await);
+    if plan.runs(2) {
+        step(2, "L1 hit, 2 threads x 64 tasks", &started);
+        report.cases.push(l1_two_threads(&field, plan).await);
+    }
 
-    step(3, "L2 hit, L1 off", &started);
-    report.cases.push(
-        hits(
-            "l2_hit",
-            "L2 hit (Redis), in-process tier off, ~1 KB struct",
-            plan.l2,
-            field.l2(),
-            "redis-rs: GET + postcard",
-        )
-        .await,
-    );
+    if plan.runs(3) {
+        step(3, "L2 hit, L1 off", &started);
+        report.cases.push(
+            hits(
+                "l2_hit",
+                "L2 hit (Redis), in-process tier off, ~1 KB struct",
+                plan.l2,
+                field.l2(),
+                "redis-rs: GET + postcard",
+            )
+            .await,
+        );
+    }
 
-    step(4, "L2 throughput, 64 and 256 tasks", &started);
-    report.cases.push(
-        throughput(
-            &field,
-            plan,
-            TASKS,
-            &[Reader::Batched, Reader::Unbatched, Reader::RawGet],
-            Reader::RawGet,
-        )
-        .await,
-    );
-    report.cases.push(
-        throughput(
-            &field,
-            plan,
-            WIDE_TASKS,
-            &[
-                Reader::Batched,
-                Reader::Unbatched,
+    if plan.runs(4) {
+        step(4, "L2 throughput, 64 and 256 tasks", &started);
+        report.cases.push(
+            throughput(
+                &field,
+                plan,
+                TASKS,
+                &[Reader::Batched, Reader::Unbatched, Reader::RawGet],
                 Reader::RawGet,
+            )
+            .await,
+        );
+        report.cases.push(
+            throughput(
+                &field,
+                plan,
+                WIDE_TASKS,
+                &[
+                    Reader::Batched,
+                    Reader::Unbatched,
+                    Reader::RawGet,
+                    Reader::RawMget(TASKS),
+                ],
                 Reader::RawMget(TASKS),
-            ],
-            Reader::RawMget(TASKS),
-        )
-        .await,
-    );
+            )
+            .await,
+        );
+    }
 
-    step(5, "mixed: 90% in-process, 10% Redis", &started);
-    report.cases.push(mixed(&field, plan).await);
+    if plan.runs(5) {
+        step(5, "mixed: 90% in-process, 10% Redis", &started);
+        report.cases.push(mixed(&field, plan).await);
+    }
 
-    step(6, "1,000 concurrent cold callers", &started);
-    report.cases.push(stampede(&field, plan).await);
+    if plan.runs(6) {
+        step(6, "1,000 concurrent cold callers", &started);
+        report.cases.push(stampede(&field, plan).await);
+    }
 
-    step(7, "invalidation", &started);
-    report.cases.push(invalidation(&field, &url, plan).await?);
+    if plan.runs(7) {
+        step(7, "invalidation", &started);
+        report.cases.push(invalidation(&field, &url, plan).await?);
+    }
 
-    step(8, "Redis killed", &started);
-    server.kill();
-    report.cases.push(outage(&field, plan).await);
+    if plan.runs(8) {
+        step(8, "Redis killed", &started);
+        server.kill();
+        report.cases.push(outage(&field, plan).await);
+    }
     Ok(report)
 }
 
