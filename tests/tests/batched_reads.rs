@@ -244,3 +244,56 @@ async fn batched_reads_racing_writes_keep_no_stale_value(redis) {
     }
 }
 }
+
+/// On a cluster each master has batches of its own: while one master
+/// hangs, reads of its keys time out (misses, never errors) and reads of
+/// the others' keys, sent at the same moment, are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_hung_master_holds_up_only_its_own_keys_reads() {
+    let cluster = tests::redis_cluster::RedisCluster::start(3, 0);
+    let cache = Instance::on_cluster(&cluster)
+        .prefix("bc")
+        .backplane(false)
+        .configure(|b| b.l1_enabled(false))
+        .build();
+    let master = |id: u32| {
+        let name = cache_core::cache_redis::Layout::cluster("bc")
+            .physical(&format!("bc:user:{id}:profile"))
+            .into_owned();
+        cluster.master_for_key(&name)
+    };
+    for id in 0..60u32 {
+        cache
+            .set(&format!("user:{id}:profile"), &id, Preset::Medium)
+            .await
+            .unwrap();
+    }
+    let hung = master(0);
+    let (on_hung, live): (Vec<u32>, Vec<u32>) = (0..60u32).partition(|&id| master(id) == hung);
+    assert!(on_hung.len() >= 3 && live.len() >= 10);
+    cluster.pause(hung);
+    let spawn = |id: u32| {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            (
+                id,
+                cache
+                    .get::<u32>(&format!("user:{id}:profile"))
+                    .await
+                    .unwrap(),
+            )
+        })
+    };
+    let hung_reads: Vec<_> = on_hung.iter().map(|&id| spawn(id)).collect();
+    let live_reads: Vec<_> = live.iter().map(|&id| spawn(id)).collect();
+    for r in live_reads {
+        let (id, got) = r.await.unwrap();
+        assert_eq!(got, Some(id), "a live master's key is answered");
+    }
+    for r in hung_reads {
+        let (id, got) = r.await.unwrap();
+        assert_eq!(got, None, "key {id} on the hung master: a miss");
+    }
+    cluster.resume(hung);
+}
