@@ -119,20 +119,29 @@ impl Batcher {
         }
     }
 
-    /// A flight landed: send what waits, as one batch.
+    /// A flight landed: send what waits, in batches, while fewer than
+    /// [`FLIGHTS`] are in flight (so reads queue only while that many are).
     fn landed(self: &Arc<Self>) {
-        let batch: Vec<Request> = {
+        let batches: Vec<Vec<Request>> = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.flights = state.flights.saturating_sub(1);
             // Callers that gave up (timed out, cancelled) are left out.
             state.queue.retain(|r| !r.answer.is_closed());
-            if state.queue.is_empty() {
-                return;
+            let mut batches = Vec::new();
+            while !state.queue.is_empty() && state.flights < FLIGHTS {
+                state.flights += 1;
+                let n = state.queue.len().min(MAX_BATCH);
+                batches.push(state.queue.drain(..n).collect());
             }
-            state.flights += 1;
-            let n = state.queue.len().min(MAX_BATCH);
-            state.queue.drain(..n).collect()
+            batches
         };
+        for batch in batches {
+            self.send(batch);
+        }
+    }
+
+    /// Sends `batch` in a task of its own (its flight already counted).
+    fn send(self: &Arc<Self>, batch: Vec<Request>) {
         let flight = Flight(Arc::clone(self));
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             for r in batch {
@@ -221,6 +230,25 @@ pub(crate) async fn read_many(
     let mut values = match con.req_packed_commands(&pipe, 0, count).await {
         Ok(values) if values.len() == count => values,
         Ok(_) => return vec![Err(gone("a batch's answer had the wrong length")); keys.len()],
+        // The slot map changed under the batch (its keys now span masters,
+        // or a slot moved): each key is read on its own, routed afresh.
+        Err(e)
+            if by_slot
+                && matches!(
+                    e.kind(),
+                    redis::ErrorKind::Server(
+                        redis::ServerErrorKind::CrossSlot
+                            | redis::ServerErrorKind::Moved
+                            | redis::ServerErrorKind::Ask
+                    )
+                ) =>
+        {
+            let mut results = Vec::with_capacity(keys.len());
+            for (key, ttl) in keys {
+                results.push(read_one(con, key, *ttl).await);
+            }
+            return results;
+        }
         Err(e) => return vec![Err(e); keys.len()],
     };
     let mut results: Vec<RedisResult<Fetched>> = vec![Ok(None); keys.len()];
