@@ -66,8 +66,9 @@ use crate::slot::{SLOTS, key_slot};
 #[derive(Clone)]
 pub struct Connection {
     inner: Kind,
-    /// On a cluster, the master the last keyed command on this handle went
-    /// to: a `SCRIPT LOAD` that follows a `NOSCRIPT` answer goes there too.
+    /// On a cluster, the master the last script call (`EVALSHA`) on this
+    /// handle went to: a `SCRIPT LOAD` that follows a `NOSCRIPT` answer
+    /// goes there too.
     last: Option<ConnectionManager>,
 }
 
@@ -181,7 +182,7 @@ enum Target {
     Slot(u16),
     /// To any master, that of this slot first (`PUBLISH`).
     AnyMaster(u16),
-    /// To the master the handle's last keyed command went to.
+    /// To the master the handle's last script call went to.
     Last,
     /// Through redis-rs's cluster client.
     Client,
@@ -267,6 +268,11 @@ fn target(cmd: &Cmd) -> Target {
         return Target::Last;
     }
     Target::Client
+}
+
+/// True for a script call (`EVALSHA`, ...).
+fn is_script(cmd: &Cmd) -> bool {
+    matches!(cmd.args_iter().next(), Some(Arg::Simple(name)) if is(name, SCRIPTS))
 }
 
 /// True for a `MOVED` or `ASK` redirection: the slot is served elsewhere.
@@ -387,7 +393,11 @@ impl Cluster {
         };
         let answer = match link.connection().await {
             Ok(mut con) => {
-                *last = Some(con.clone());
+                // Only a script's `NOSCRIPT` answer is followed by a command
+                // for the same master (`SCRIPT LOAD`): no clone otherwise.
+                if is_script(cmd) {
+                    *last = Some(con.clone());
+                }
                 con.req_packed_command(cmd).await
             }
             Err(e) => Err(e),
@@ -431,7 +441,6 @@ impl Cluster {
         pipeline: &Pipeline,
         offset: usize,
         count: usize,
-        last: &mut Option<ConnectionManager>,
     ) -> RedisResult<Vec<Value>> {
         let mut slots = pipeline.cmd_iter().map(|c| match target(c) {
             Target::Slot(slot) => Some(slot),
@@ -466,7 +475,6 @@ impl Cluster {
             }
         };
         let mut con = link.connection().await?;
-        *last = Some(con.clone());
         match con.req_packed_commands(pipeline, offset, count).await {
             // redis-rs's client takes pipelines on one slot only; the
             // caller of a pipeline over several slots (a batch of reads)
@@ -828,10 +836,9 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let Connection { inner, last } = self;
-        match inner {
+        match &mut self.inner {
             Kind::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Kind::Cluster(c) => Box::pin(Arc::clone(c).pipeline(cmd, offset, count, last)),
+            Kind::Cluster(c) => Box::pin(Arc::clone(c).pipeline(cmd, offset, count)),
             Kind::Sentinel(s) => {
                 let s = Arc::clone(s);
                 Box::pin(async move {
@@ -903,5 +910,7 @@ mod tests {
         );
         assert_eq!(target(&redis::cmd("PING")), Target::Client);
         assert_eq!(target(redis::cmd("get").arg("k")), Target::Slot(slot("k")));
+        assert!(super::is_script(redis::cmd("EVALSHA").arg("abc").arg(0)));
+        assert!(!super::is_script(redis::cmd("GET").arg("k")));
     }
 }
