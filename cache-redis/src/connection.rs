@@ -46,6 +46,7 @@
 //! [`sentinel`](crate::sentinel)).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -301,22 +302,45 @@ impl Cluster {
             .clone()
     }
 
-    /// redis-rs's cluster client connection, made now if there is none.
-    async fn connection(self: &Arc<Self>) -> RedisResult<ClusterConnection> {
-        if let Some(c) = self.current() {
-            return Ok(c);
+    /// `current`, or else `make` run in a task of its own (so a caller's
+    /// timeout does not cancel it half-way), one at a time under `lock`.
+    async fn current_or_made<T, M, Fut>(
+        self: &Arc<Self>,
+        current: fn(&Cluster) -> Option<T>,
+        lock: fn(&Cluster) -> &tokio::sync::Mutex<()>,
+        make: M,
+    ) -> RedisResult<T>
+    where
+        T: Send + 'static,
+        M: FnOnce(Arc<Cluster>) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<T>> + Send,
+    {
+        if let Some(v) = current(self) {
+            return Ok(v);
         }
         let me = Arc::clone(self);
         let made = tokio::spawn(async move {
-            let _one = me.making.lock().await;
-            if let Some(c) = me.current() {
-                return Ok(c);
+            let _one = lock(&me).lock().await;
+            if let Some(v) = current(&me) {
+                return Ok(v);
             }
-            let c = me.client.get_async_connection().await?;
-            *me.connection.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
-            Ok(c)
+            make(Arc::clone(&me)).await
         });
         made.await.unwrap_or_else(|e| Err(task_failed(&e)))
+    }
+
+    /// redis-rs's cluster client connection, made now if there is none.
+    async fn connection(self: &Arc<Self>) -> RedisResult<ClusterConnection> {
+        self.current_or_made(
+            Cluster::current,
+            |c| &c.making,
+            |me| async move {
+                let c = me.client.get_async_connection().await?;
+                *me.connection.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
+                Ok(c)
+            },
+        )
+        .await
     }
 
     fn current_routes(&self) -> Option<Arc<Routes>> {
@@ -328,24 +352,20 @@ impl Cluster {
 
     /// The routing table, read now (in a task of its own) if there is none.
     async fn routes(self: &Arc<Self>) -> RedisResult<Arc<Routes>> {
-        if let Some(r) = self.current_routes() {
-            return Ok(r);
-        }
-        let me = Arc::clone(self);
-        let read = tokio::spawn(async move {
-            let _one = me.routing.lock().await;
-            if let Some(r) = me.current_routes() {
-                return Ok(r);
-            }
-            me.slot_map().await?;
-            me.current_routes().ok_or_else(|| {
-                redis::RedisError::from((
-                    ErrorKind::ClusterConnectionNotFound,
-                    "the cluster's slot map names no master",
-                ))
-            })
-        });
-        read.await.unwrap_or_else(|e| Err(task_failed(&e)))
+        self.current_or_made(
+            Cluster::current_routes,
+            |c| &c.routing,
+            |me| async move {
+                me.slot_map().await?;
+                me.current_routes().ok_or_else(|| {
+                    redis::RedisError::from((
+                        ErrorKind::ClusterConnectionNotFound,
+                        "the cluster's slot map names no master",
+                    ))
+                })
+            },
+        )
+        .await
     }
 
     /// Reads the slot map again in the background, at most once a second:

@@ -68,6 +68,19 @@ async fn until_all(what: &str, ids: &[u32], mut check: impl AsyncFnMut(u32) -> b
     .await;
 }
 
+/// Every `user:<id>:profile` of `live` (on live masters) reads back `id`,
+/// retried while it does not (see [`until_all`]).
+async fn live_keys_hit(reader: &Cache, live: &[u32]) {
+    until_all("the live masters' keys hit", live, async |id| {
+        reader
+            .get::<u32>(&format!("user:{id}:profile"))
+            .await
+            .unwrap()
+            == Some(id)
+    })
+    .await;
+}
+
 #[tokio::test]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn keys_spread_over_the_masters_and_every_invalidation_reaches_every_instance() {
@@ -239,14 +252,7 @@ async fn a_killed_master_makes_only_its_keys_misses() {
     }
     // Every key on a live master is still a hit (retried: with 300 ms per
     // command, a busy machine can make a live master miss a deadline too).
-    until_all("the live masters' keys hit", &live, async |id| {
-        reader
-            .get::<u32>(&format!("user:{id}:profile"))
-            .await
-            .unwrap()
-            == Some(id)
-    })
-    .await;
+    live_keys_hit(&reader, &live).await;
     assert_eq!(reader.health().await.status, HealthStatus::Degraded);
     // Stats still answer, from the live masters, and name the dead one.
     let stats = reader.stats().await;
@@ -500,14 +506,7 @@ async fn a_hung_master_opens_the_breakers_of_all_its_keys_together() {
         "a bucket of the hung master was skipped before the last one"
     );
     // The other masters' keys still hit.
-    until_all("the live masters' keys hit", &live, async |id| {
-        reader
-            .get::<u32>(&format!("user:{id}:profile"))
-            .await
-            .unwrap()
-            == Some(id)
-    })
-    .await;
+    live_keys_hit(&reader, &live).await;
     cluster.resume(victim);
     eventually("the hung master's keys hit again", async || {
         reader.get::<u32>(&first).await.unwrap() == Some(hung[0])
