@@ -6,7 +6,7 @@
 //! 2       1     envelope version (1, or 3 with timing facts)
 //! 3       1     format: 1 postcard, 2 JSON, 3 MessagePack, 4 bincode
 //! 4       1     compression: 0 none, 1 zstd
-//! 5       8     fingerprint: FNV-1a of the Rust type name and the function's `version`, little-endian
+//! 5       8     fingerprint: the type's shape and the function's `version`, little-endian
 //! 13      ..    payload (version 1)
 //!
 //! version 3 only (2 was an earlier layout of the same facts, now refused):
@@ -68,7 +68,7 @@ pub enum Format {
     /// postcard: compact, fast, the default.
     #[default]
     Postcard,
-    /// JSON: readable with `redis-cli`, tolerant of added fields.
+    /// JSON: readable with `redis-cli`.
     Json,
     /// MessagePack (structs as maps, so field order may change).
     MessagePack,
@@ -187,6 +187,8 @@ pub(crate) enum DecodeError {
     UnknownCompression(u8),
     #[error("written for another type or version")]
     OtherType,
+    #[error("entries of several builds that do not parse")]
+    Shared,
     #[error("declares {declared} bytes, more than the {max}-byte limit")]
     TooLarge { declared: u64, max: usize },
     #[error("zstd: {0}")]
@@ -207,17 +209,19 @@ pub(crate) enum EncodeError {
     Compress(String),
 }
 
-/// A stable fingerprint of `T` and the user's `version`: FNV-1a, computed on
-/// every encode and decode, so it must be cheap (BLAKE3 was measured at
-/// ~100 ns on these short inputs). It tells types apart by accident, not
-/// against an adversary: type names come from the program, not from users.
-pub(crate) fn fingerprint<T: ?Sized>(version: u32) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// The fingerprint of `T` and the user's `version`: the shape of `T` as its
+/// `Deserialize` impl describes it (see `shape.rs`: stable across compilers
+/// and builds of the same source, changed by a changed type), mixed with
+/// `version` by FNV-1a. It tells types apart by accident, not against an
+/// adversary: shapes come from the program, not from users.
+pub(crate) fn fingerprint<T: DeserializeOwned + 'static>(version: u32) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let name = std::any::type_name::<T>().as_bytes();
-    name.iter()
-        .chain(&version.to_le_bytes())
-        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+    version
+        .to_le_bytes()
+        .iter()
+        .fold(crate::shape::of::<T>(), |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(PRIME)
+        })
 }
 
 thread_local! {

@@ -83,6 +83,7 @@ mod invalidation;
 mod key;
 mod observe;
 mod options;
+mod shape;
 mod stats;
 mod ttl;
 mod value;

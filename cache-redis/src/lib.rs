@@ -37,6 +37,7 @@ mod sentinel;
 mod slot;
 mod store;
 mod subscription;
+pub mod variants;
 
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, RedisConfig};
 pub use connection::Connection;

@@ -132,7 +132,7 @@ impl Scripts {
             // that counts the key, then markers, then (bump mode) the sequence key.
             // ARGV: value, px, index count, mode, marker ttl, observed sequence.
             write: redis::Script::new(
-                "local nidx = tonumber(ARGV[3]) \
+                &"local nidx = tonumber(ARGV[3]) \
                  local first = 3 + nidx \
                  if ARGV[4] == 'check' then \
                      local seen = tonumber(ARGV[6]) \
@@ -145,8 +145,8 @@ impl Scripts {
                      local n = redis.call('INCR', KEYS[first + 1]) \
                      redis.call('SET', KEYS[first], n, 'PX', ARGV[5]) \
                  end \
-                 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
                  local px = tonumber(ARGV[2]) \
+                 {merge} \
                  for i = 2, 1 + nidx do \
                      redis.call('SADD', KEYS[i], KEYS[1]) \
                      if redis.call('PTTL', KEYS[i]) < px then \
@@ -162,7 +162,12 @@ impl Scripts {
                  if redis.call('PTTL', reg) < px then \
                      redis.call('PEXPIRE', reg, px) \
                  end \
-                 return 1",
+                 return 1"
+                    .replace("{merge}", crate::variants::MERGE_LUA)
+                    .replace(
+                        "MAX_OTHERS",
+                        &(crate::variants::MAX_VARIANTS - 1).to_string(),
+                    ),
             ),
             // KEYS: key, its marker, the sequence key. ARGV: marker ttl.
             invalidate_key: redis::Script::new(
@@ -702,7 +707,8 @@ impl RedisStore {
         Ok(n.unwrap_or(0))
     }
 
-    /// Writes `key` (`SET … PX ttl`), adds it to the `indexes` sets and
+    /// Writes `key` (`SET … PX ttl`, keeping live entries of other variants
+    /// beside it: see [`variants`](crate::variants)), adds it to the `indexes` sets and
     /// records it in `registry` ([`Layout::registry`](crate::Layout::registry):
     /// its first index set, or the key itself without one), each set kept
     /// alive as long as its longest-lived member, and applies `guard`, all in

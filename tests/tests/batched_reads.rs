@@ -100,8 +100,7 @@ async fn reads_that_wait_go_out_together_and_each_gets_its_own_answer() {
         (Some(2), Some(1)),
         "two lone reads, then one batch: {calls:?}"
     );
-    // The corrupt entry was removed (compare-and-delete of what was read);
-    // the good one is still there and still a hit.
+    // The good entry is still there and still a hit.
     assert_eq!(cache.get::<u32>("good").await.unwrap(), Some(7));
 }
 

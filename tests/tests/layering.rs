@@ -29,6 +29,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
             "key",
             "observe",
             "options",
+            "shape",
             "stats",
             "ttl",
             "value",

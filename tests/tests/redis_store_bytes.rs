@@ -144,3 +144,153 @@ async fn info_tells_whether_redis_may_evict_keys() {
     assert_eq!(info.max_memory, 100 * 1024 * 1024);
     assert!(info.may_evict());
 }
+
+/// An entry in `cache-core`'s envelope layout as far as the store looks:
+/// magic, three bytes, then the 8-byte variant.
+fn entry(variant: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0xCA, 0xC4, 1, 1, 0];
+    out.extend_from_slice(&variant.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn writes_of_another_variant_keep_the_live_entries_beside_theirs() {
+    use cache_redis::WriteGuard;
+    use cache_redis::variants::{Stored, select};
+    let server = RedisServer::start();
+    let store = patient(RedisConfig::new(server.url()));
+    let write = |value: Vec<u8>, ttl: Duration| {
+        let store = store.clone();
+        async move {
+            let guard = WriteGuard::Unchanged {
+                markers: &[],
+                observed: 0,
+            };
+            assert!(
+                store
+                    .write("k", &value, ttl, &[], "reg", guard)
+                    .await
+                    .unwrap()
+            );
+        }
+    };
+    let read = || async { store.get("k").await.unwrap().unwrap() };
+    let (one, two, three) = (entry(1, b"one"), entry(2, b"two"), entry(3, b"three"));
+
+    // One variant: the key holds the value, byte for byte.
+    write(one.clone(), Duration::from_secs(60)).await;
+    assert_eq!(read().await, one);
+    write(one.clone(), Duration::from_secs(60)).await;
+    assert_eq!(read().await, one, "the same variant replaces its own");
+
+    // Another variant with a shorter life: both kept, the key lives as long as the longest.
+    write(two.clone(), Duration::from_millis(1500)).await;
+    let both = read().await;
+    assert_eq!(
+        select(&both, 1),
+        Stored::Shared {
+            value: &one,
+            ends_before: Duration::ZERO
+        }
+    );
+    let Stored::Shared { value, ends_before } = select(&both, 2) else {
+        panic!("variant 2 kept: {both:?}");
+    };
+    assert_eq!(value, two);
+    assert!(ends_before > Duration::from_secs(58), "{ends_before:?}");
+    assert_eq!(select(&both, 3), Stored::Absent);
+    assert!(
+        matches!(store.ttl("k").await.unwrap(), KeyTtl::Expires(d) if d > Duration::from_secs(58))
+    );
+
+    // A rewrite of variant 1 keeps variant 2 and its end.
+    write(one.clone(), Duration::from_secs(60)).await;
+    let again = read().await;
+    assert!(matches!(select(&again, 2), Stored::Shared { value, .. } if value == two));
+
+    // Once variant 2's entry has expired, the next write leaves it out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let KeyTtl::Expires(left) = store.ttl("k").await.unwrap() else {
+            panic!("the key lives");
+        };
+        let Stored::Shared { ends_before, .. } = select(&read().await, 2) else {
+            panic!("still two entries");
+        };
+        if left <= ends_before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "variant 2 never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write(three.clone(), Duration::from_secs(10)).await;
+    let now = read().await;
+    assert_eq!(
+        select(&now, 2),
+        Stored::Absent,
+        "expired entries are dropped"
+    );
+    assert!(matches!(select(&now, 1), Stored::Shared { value, .. } if value == one));
+    assert!(
+        matches!(select(&now, 3), Stored::Shared { value, ends_before } if value == three && ends_before > Duration::from_secs(45))
+    );
+
+    // At most four variants, the longest-lived kept.
+    for v in 4..=8u64 {
+        write(entry(v, b"v"), Duration::from_secs(100 + v)).await;
+    }
+    let many = read().await;
+    let kept: Vec<u64> = (1..=8)
+        .filter(|v| !matches!(select(&many, *v), Stored::Absent))
+        .collect();
+    assert_eq!(kept, vec![5, 6, 7, 8]);
+
+    // An explicit write (a `set`) replaces every variant.
+    let bump = WriteGuard::Bump {
+        marker: "marker",
+        sequence: "sequence",
+        ttl: Duration::from_secs(60),
+    };
+    assert!(
+        store
+            .write("k", &one, Duration::from_secs(60), &[], "reg", bump)
+            .await
+            .unwrap()
+    );
+    assert_eq!(read().await, one);
+    write(two.clone(), Duration::from_secs(60)).await;
+    assert!(matches!(select(&read().await, 1), Stored::Shared { .. }));
+
+    // Something that is not an entry is replaced, never kept.
+    store
+        .set("k", b"garbage", Duration::from_secs(60))
+        .await
+        .unwrap();
+    write(one.clone(), Duration::from_secs(60)).await;
+    assert_eq!(read().await, one);
+    // A container that does not parse is dropped by the next write.
+    let mut broken = cache_redis::variants::shared(&[(2, 0, b"two"), (4, 0, b"four")]);
+    broken.truncate(broken.len() - 2);
+    store
+        .set("k", &broken, Duration::from_secs(60))
+        .await
+        .unwrap();
+    write(one.clone(), Duration::from_secs(60)).await;
+    assert_eq!(read().await, one);
+    // A key of another type is overwritten, as a plain `SET` would.
+    store.unlink(&["k"]).await.unwrap();
+    let mut raw = store.connection();
+    let _: () = cache_redis::redis::cmd("RPUSH")
+        .arg("k")
+        .arg("x")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    write(two.clone(), Duration::from_secs(60)).await;
+    assert_eq!(read().await, two);
+}

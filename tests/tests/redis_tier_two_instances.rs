@@ -104,6 +104,96 @@ impl Service {
     }
 }
 
+/// One function as three builds of a service deploy it: the old build, one
+/// that bumped `version`, and one whose `Employee` gained a field.
+#[derive(Default)]
+struct Builds {
+    old: AtomicUsize,
+    bumped: AtomicUsize,
+    changed: AtomicUsize,
+}
+
+/// `Employee` as the build that added a field has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EmployeeWithEmail {
+    id: u64,
+    name: String,
+    version: u64,
+    email: String,
+}
+
+impl Builds {
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.old.load(SeqCst),
+            self.bumped.load(SeqCst),
+            self.changed.load(SeqCst),
+        )
+    }
+
+    #[cached(ttl = "long", key = "deploy:<id>")]
+    async fn old(&self, id: u64) -> Employee {
+        self.old.fetch_add(1, SeqCst);
+        Employee {
+            id,
+            name: "old".into(),
+            version: 0,
+        }
+    }
+
+    #[cached(ttl = "long", key = "deploy:<id>", version = 2)]
+    async fn bumped(&self, id: u64) -> Employee {
+        self.bumped.fetch_add(1, SeqCst);
+        Employee {
+            id,
+            name: "bumped".into(),
+            version: 2,
+        }
+    }
+
+    #[cached(ttl = "long", key = "deploy:<id>")]
+    async fn changed(&self, id: u64) -> EmployeeWithEmail {
+        self.changed.fetch_add(1, SeqCst);
+        EmployeeWithEmail {
+            id,
+            name: "changed".into(),
+            version: 0,
+            email: "a@b".into(),
+        }
+    }
+}
+
+tests::on_every_deployment! {
+async fn builds_that_disagree_on_a_type_keep_their_own_entries_under_one_key(redis) {
+    // No in-process copies: every read goes to Redis.
+    let instance = || redis.instance().configure(|b| b.l1_enabled(false));
+    let (old, bumped, changed) = (
+        instance().connected().await,
+        instance().connected().await,
+        instance().connected().await,
+    );
+    let builds = Builds::default();
+    for _ in 0..300 {
+        assert_eq!(old.scope(builds.old(7)).await.name, "old");
+        assert_eq!(bumped.scope(builds.bumped(7)).await.name, "bumped");
+        assert_eq!(changed.scope(builds.changed(7)).await.name, "changed");
+    }
+    assert_eq!(builds.counts(), (1, 1, 1), "each build computed once, then hit its own entry");
+    for cache in [&old, &bumped, &changed] {
+        let stats = cache.stats().await;
+        assert_eq!((stats.l2_hits, stats.misses, stats.errors), (299, 1, 0));
+    }
+
+    // One invalidation removes every build's entry.
+    assert_eq!(old.invalidate("deploy:7").await.unwrap(), 1);
+    assert_eq!(redis.store().get(&redis.name("cache:deploy:7")).await.unwrap(), None);
+    changed.scope(builds.changed(7)).await;
+    old.scope(builds.old(7)).await;
+    bumped.scope(builds.bumped(7)).await;
+    assert_eq!(builds.counts(), (2, 2, 2));
+}
+}
+
 tests::on_every_deployment! {
 async fn a_value_computed_by_one_instance_is_served_to_the_other(redis) {
     let (a, b) = redis.instance().connected_pair().await;
@@ -290,7 +380,10 @@ async fn a_decompression_bomb_is_refused(redis) {
     let reader = redis.instance().connected().await;
     assert_eq!(reader.get::<Vec<u8>>("blob").await.unwrap(), None);
     assert_eq!(reader.stats().await.errors, 1);
-    assert!(!reader.exists("blob").await.unwrap(), "and removed it");
+    // A read never removes an entry; the next write replaces it.
+    assert!(reader.exists("blob").await.unwrap());
+    reader.set("blob", &vec![1u8; 16], Preset::Short).await.unwrap();
+    assert_eq!(reader.get::<Vec<u8>>("blob").await.unwrap(), Some(vec![1u8; 16]));
 }
 }
 

@@ -130,7 +130,7 @@ impl Engine {
                             Read::Miss => None,
                             Read::Invalid(e) => {
                                 self.record(None, Event::DecodeError);
-                                tracing::debug!(key, error = %e, "cache entry does not decode: removed, recomputing");
+                                tracing::debug!(key, error = %e, "cache entry does not decode: recomputing");
                                 None
                             }
                             Read::Unavailable(e) => {
@@ -301,9 +301,9 @@ impl Engine {
                     }
                     return Locked::Value(v, timing, epoch);
                 }
+                // Counted once, by the read before the lock.
                 Read::Invalid(e) => {
-                    self.record(None, Event::DecodeError);
-                    tracing::debug!(key, error = %e, "cache entry does not decode: removed");
+                    tracing::debug!(key, error = %e, "cache entry does not decode");
                 }
                 Read::Stale(..) | Read::Miss | Read::Unavailable(_) => {}
             }
@@ -379,7 +379,7 @@ impl Engine {
                 Read::Stale(..) | Read::Miss => {}
                 Read::Invalid(e) => {
                     self.record(None, Event::DecodeError);
-                    tracing::debug!(key, error = %e, "cache entry does not decode: removed");
+                    tracing::debug!(key, error = %e, "cache entry does not decode");
                 }
                 Read::Unavailable(e) => self.tier_error("get", key, &e)?,
             }

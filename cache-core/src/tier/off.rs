@@ -96,7 +96,12 @@ impl L2 {
     pub(crate) fn pending(&self) -> u64 {
         match *self {}
     }
-    pub(crate) async fn read<V: DeserializeOwned>(&self, _: &str, _: u32, _: bool) -> Read<V> {
+    pub(crate) async fn read<V: DeserializeOwned + 'static>(
+        &self,
+        _: &str,
+        _: u32,
+        _: bool,
+    ) -> Read<V> {
         match *self {}
     }
     pub(crate) fn encode<V: Serialize>(
@@ -112,7 +117,7 @@ impl L2 {
     pub(crate) fn observation_usable(&self, _: Instant) -> bool {
         match *self {}
     }
-    pub(crate) async fn try_lock<V: DeserializeOwned>(
+    pub(crate) async fn try_lock<V: DeserializeOwned + 'static>(
         self: &Arc<Self>,
         _: &str,
         _: &str,

@@ -120,6 +120,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use cache_redis::variants::{self, Stored};
 use cache_redis::{Bucket, KeyTtl, Layout, MARKER_TTL, RedisStore, StoreError, WriteGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -454,7 +455,7 @@ impl L2 {
         self.status.subscribe()
     }
 
-    pub(crate) async fn read<V: DeserializeOwned>(
+    pub(crate) async fn read<V: DeserializeOwned + 'static>(
         &self,
         key: &str,
         version: u32,
@@ -481,67 +482,87 @@ impl L2 {
         }
     }
 
-    /// Decodes what was read under `key`; bytes that are not a value of
-    /// type `V` are removed.
-    async fn decoded<V: DeserializeOwned>(
+    /// Decodes what was read under `key`: this build's entry among those the
+    /// key holds (see `cache_redis::variants`). Nothing is removed: an entry
+    /// of another build is a miss for this one and stays for its own, and
+    /// one that does not decode is replaced by the next write.
+    async fn decoded<V: DeserializeOwned + 'static>(
         &self,
         key: &str,
         bytes: &[u8],
         left: Option<Duration>,
         version: u32,
     ) -> Read<V> {
-        match codec::decode::<V>(bytes, codec::fingerprint::<V>(version), &self.codec) {
-            Ok((v, None)) => Read::Hit(
-                v,
+        let fingerprint = codec::fingerprint::<V>(version);
+        let (bytes, ends_before) = match variants::select(bytes, fingerprint) {
+            Stored::Single(b) => (b, Duration::ZERO),
+            Stored::Shared { value, ends_before } => (value, ends_before),
+            Stored::Absent => return Read::Miss,
+            Stored::Malformed => return Read::Invalid(codec::DecodeError::Shared),
+            _ => return Read::Miss,
+        };
+        let decoded = match codec::decode::<V>(bytes, fingerprint, &self.codec) {
+            Ok(d) => d,
+            Err(codec::DecodeError::OtherType) => return Read::Miss,
+            Err(e) => return Read::Invalid(e),
+        };
+        let meta = decoded.1;
+        if meta.is_none() && ends_before.is_zero() {
+            return Read::Hit(
+                decoded.0,
                 Timing {
                     left,
                     ..Timing::default()
                 },
-            ),
-            Ok((v, Some(meta))) => {
-                // Fresh while the key has more than its stale window left
-                // (Redis's clock, not ours). A read without `PTTL` asks now.
-                let left = match left {
-                    Some(l) => l,
-                    None => match self
-                        .guarded(
-                            self.layout.key_bucket(key),
-                            self.store.ttl(&self.layout.physical(key)),
-                        )
-                        .await
-                    {
-                        Ok(KeyTtl::Expires(l)) => l,
-                        Ok(KeyTtl::Missing) => return Read::Miss,
-                        Ok(KeyTtl::Persistent) => Duration::MAX,
-                        Err(e) => return Read::Unavailable(e),
-                    },
-                };
-                let window = Duration::from_millis(meta.stale_ms);
-                let fresh = left.saturating_sub(window);
-                if fresh.is_zero() {
-                    return Read::Stale(v, Some(left));
-                }
-                Read::Hit(
-                    v,
-                    Timing {
-                        left: Some(fresh),
-                        stale: left.min(window),
-                        delta: Some(Duration::from_millis(u64::from(meta.delta_ms))),
-                    },
-                )
-            }
-            Err(e) => {
-                // Only remove what we read: a concurrent valid write is kept.
-                let name = self.layout.physical(key);
-                let _ = self
-                    .guarded(self.layout.key_bucket(key), self.store.unlink(&[&name]))
-                    .await;
-                Read::Invalid(e)
-            }
+            );
         }
+        // The entry's own time left is the key's `PTTL` less `ends_before`
+        // (Redis's clock, not ours). A read without `PTTL` asks now.
+        let left = match left {
+            Some(l) => l,
+            None => match self
+                .guarded(
+                    self.layout.key_bucket(key),
+                    self.store.ttl(&self.layout.physical(key)),
+                )
+                .await
+            {
+                Ok(KeyTtl::Expires(l)) => l,
+                Ok(KeyTtl::Missing) => return Read::Miss,
+                Ok(KeyTtl::Persistent) => Duration::MAX,
+                Err(e) => return Read::Unavailable(e),
+            },
+        };
+        let Some(left) = left.checked_sub(ends_before).filter(|l| !l.is_zero()) else {
+            return Read::Miss;
+        };
+        let (v, meta) = decoded;
+        let Some(meta) = meta else {
+            return Read::Hit(
+                v,
+                Timing {
+                    left: Some(left),
+                    ..Timing::default()
+                },
+            );
+        };
+        // Fresh while the entry has more than its stale window left.
+        let window = Duration::from_millis(meta.stale_ms);
+        let fresh = left.saturating_sub(window);
+        if fresh.is_zero() {
+            return Read::Stale(v, Some(left));
+        }
+        Read::Hit(
+            v,
+            Timing {
+                left: Some(fresh),
+                stale: left.min(window),
+                delta: Some(Duration::from_millis(u64::from(meta.delta_ms))),
+            },
+        )
     }
 
-    pub(crate) fn encode<V: Serialize>(
+    pub(crate) fn encode<V: Serialize + DeserializeOwned + 'static>(
         &self,
         value: &V,
         version: u32,

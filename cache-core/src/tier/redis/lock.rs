@@ -71,7 +71,7 @@ impl L2 {
     /// [`cache_redis::RedisStore::lock_and_get`]). The guard is armed before
     /// the attempt: one that Redis ran but that timed out here, or was
     /// cancelled, leaves no lock behind.
-    pub(crate) async fn try_lock<V: DeserializeOwned>(
+    pub(crate) async fn try_lock<V: DeserializeOwned + 'static>(
         self: &Arc<Self>,
         key: &str,
         token: &str,
