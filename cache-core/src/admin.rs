@@ -6,8 +6,8 @@
 //! | `GET /stats` | this instance's [`Stats`](crate::Stats) |
 //! | `GET /stats?scope=all` | every live instance and their sum ([`ClusterStats`](crate::ClusterStats)) |
 //! | `GET /health` | the [`Health`](crate::Health) probe: 200 when healthy (or switched off), 503 when degraded |
-//! | `POST /invalidate` | `{"patterns": ["user:42:*", "employee:7"]}`: removes them as [`Cache::invalidate`] does (every tier, every instance, kept through an outage); answers the count per pattern |
-//! | `DELETE /clear?confirm=true` | every entry of the cache ([`Cache::clear`]) |
+//! | `POST /invalidate` | `{"patterns": ["user:42:*", "employee:7"]}`: removes them as [`Cache::invalidate`] does (every tier, every instance, kept through an outage); answers the count per pattern and whether it is queued; 200 when done, 202 when part of it waits for Redis |
+//! | `DELETE /clear?confirm=true` | every entry of the cache ([`Cache::clear`]); 200 when done, 202 when it waits for Redis |
 //! | `GET /namespaces` | entries per top-level prefix ([`Cache::namespaces`]) |
 //!
 //! Everything is JSON. A request the router refuses gets a 400 with
@@ -219,6 +219,8 @@ struct InvalidateRequest {
 struct Removed {
     pattern: String,
     removed: u64,
+    /// Redis could not be reached: replayed when it answers.
+    queued: bool,
 }
 
 #[derive(Serialize)]
@@ -287,16 +289,19 @@ async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Answer {
         .collect();
     let mut removed = Vec::with_capacity(patterns.len());
     let mut total = 0;
+    let mut queued = false;
     for pattern in patterns {
-        let n = cache.invalidate(&pattern).await?;
-        total += n;
+        let done = cache.invalidate(&pattern).await?;
+        total += done.removed;
+        queued |= done.queued;
         removed.push(Removed {
             pattern,
-            removed: n,
+            removed: done.removed,
+            queued: done.queued,
         });
     }
     json(
-        StatusCode::OK,
+        status_of(queued),
         &InvalidateResponse {
             removed,
             total,
@@ -316,19 +321,34 @@ async fn clear(
             "clearing removes every entry of the cache, on every instance: add ?confirm=true",
         ));
     }
-    cache.clear().await?;
+    let done = cache.clear().await?;
     #[derive(Serialize)]
     struct Cleared {
+        /// False while part of it waits for Redis.
         cleared: bool,
+        removed: u64,
+        queued: bool,
         pending_invalidations: u64,
     }
     json(
-        StatusCode::OK,
+        status_of(done.queued),
         &Cleared {
-            cleared: true,
+            cleared: done.is_done(),
+            removed: done.removed,
+            queued: done.queued,
             pending_invalidations: cache.pending_invalidations(),
         },
     )
+}
+
+/// 200 when a removal is done; 202 (accepted) when part of it waits for
+/// Redis and is replayed once it answers.
+fn status_of(queued: bool) -> StatusCode {
+    if queued {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    }
 }
 
 async fn namespaces(State(cache): State<Cache>) -> Answer {

@@ -184,6 +184,23 @@ impl Breaker {
         })
     }
 
+    /// A probe before the cool-down has ended, for a caller that must know
+    /// soon whether Redis answers again (queued invalidations wait for it).
+    /// Like the half-open probe, its outcome closes or reopens the breaker;
+    /// `None` unless the breaker is open.
+    pub(crate) fn probe_early(&self) -> Option<Permit<'_>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*state, State::Open { .. }) {
+            return None;
+        }
+        *state = State::HalfOpen;
+        Some(Permit {
+            breaker: self,
+            probe: true,
+            recorded: false,
+        })
+    }
+
     /// Opens a closed breaker for a cool-down without a failure of its own:
     /// another breaker in front of the same server opened (on a cluster, a
     /// bucket of the same master). True if it was closed.

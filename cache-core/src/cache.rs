@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::engine::{Engine, PlainKind, ResultKind};
 use crate::error::Error;
 use crate::key::{KeyBuilder, manual_key};
-use crate::stats::{BackplaneStatus, ClusterStats, Health, NamespaceStats, Stats};
+use crate::stats::{BackplaneStatus, ClusterStats, Health, NamespaceStats, Removal, Stats};
 use crate::ttl::Ttl;
 use crate::value::CacheValue;
 
@@ -195,8 +195,11 @@ impl Cache {
             .await
     }
 
-    /// Removes `key` from both tiers; true if it was there. A computation of
-    /// `key` already under way will not store its (now stale) result.
+    /// Removes `key` from both tiers and from other instances' in-process
+    /// tiers; [`Removal::removed`] is 1 if it was there. A computation of
+    /// `key` already under way will not store its (now stale) result. When
+    /// Redis cannot be reached, [`Removal::queued`] says so: this instance's
+    /// copy is gone and the rest is replayed once Redis answers.
     ///
     /// # Errors
     ///
@@ -206,11 +209,11 @@ impl Cache {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
     /// let cache = cache_core::Cache::builder().build().await?;
     /// cache.set("k", &1u8, cache_core::Preset::Short).await?;
-    /// assert!(cache.delete("k").await?);
-    /// assert!(!cache.delete("k").await?);
+    /// assert_eq!(cache.delete("k").await?.removed, 1);
+    /// assert_eq!(cache.delete("k").await?.removed, 0);
     /// # Ok(()) }
     /// ```
-    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+    pub async fn delete(&self, key: &str) -> Result<Removal, Error> {
         self.engine.delete(&self.full_key(key)).await
     }
 
@@ -271,10 +274,16 @@ impl Cache {
 
     /// Removes every key matching `pattern` (Redis glob syntax: `*`, `?`,
     /// `[a-z]`, `\x`), within this cache's prefix, from both tiers and from
-    /// every other instance's in-process tier; returns how many entries went
-    /// (counted in the shared tier when there is one). A pattern without
-    /// wildcards removes one key. Computations of matching keys already under
-    /// way will not store their results.
+    /// every other instance's in-process tier; [`Removal::removed`] is how
+    /// many entries went (counted in the shared tier when there is one), and
+    /// [`Removal::queued`] says whether part of it waits for Redis to answer
+    /// again. A pattern without wildcards removes one key. Computations of
+    /// matching keys already under way will not store their results.
+    ///
+    /// Patterns are relative to the prefix: `employee:*`, not
+    /// `hr:employee:*` (a key as `redis-cli` shows it). A pattern that
+    /// starts with the prefix and matches nothing is logged as a warning
+    /// that names the pattern meant.
     ///
     /// Build patterns from user input with [`KeyBuilder`], which escapes
     /// values so they cannot widen the pattern.
@@ -291,17 +300,36 @@ impl Cache {
     ///     cache.set(k, &0u8, Preset::Short).await?;
     /// }
     /// let pattern = KeyBuilder::new().lit("user:").value(&1).lit(":*").build();
-    /// assert_eq!(cache.invalidate(&pattern).await?, 2);
+    /// assert_eq!(cache.invalidate(&pattern).await?.removed, 2);
     /// assert!(cache.exists("user:10:a").await?);
     /// # Ok(()) }
     /// ```
-    pub async fn invalidate(&self, pattern: &str) -> Result<u64, Error> {
-        self.engine.invalidate(&self.full_key(pattern)).await
+    pub async fn invalidate(&self, pattern: &str) -> Result<Removal, Error> {
+        let done = self.engine.invalidate(&self.full_key(pattern)).await?;
+        if done.removed == 0 && !done.queued {
+            let prefix = self.key_prefix();
+            if let Some(meant) = pattern
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .filter(|_| !prefix.is_empty())
+            {
+                tracing::warn!(
+                    pattern,
+                    meant,
+                    "invalidate({pattern:?}) matched nothing: patterns are relative to the \
+                     cache's prefix {prefix:?}, so this one looked for {prefix}:{pattern}; \
+                     did you mean {meant:?}?"
+                );
+            }
+        }
+        Ok(done)
     }
 
     /// Removes every entry of this cache, in both tiers (in Redis: the keys
     /// under this cache's prefix, which a cache with Redis always has) and in
-    /// other instances' in-process tiers. Computations under way will not store.
+    /// other instances' in-process tiers. Computations under way will not
+    /// store. The [`Removal`] says how many entries went, and whether part of
+    /// it waits for Redis to answer again.
     ///
     /// # Errors
     ///
@@ -315,7 +343,7 @@ impl Cache {
     /// assert!(!cache.exists("k").await?);
     /// # Ok(()) }
     /// ```
-    pub async fn clear(&self) -> Result<(), Error> {
+    pub async fn clear(&self) -> Result<Removal, Error> {
         self.engine.clear().await
     }
 

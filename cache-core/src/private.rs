@@ -500,7 +500,7 @@ pub async fn invalidate_after<K, R, P>(
         .record(Some(&function), Event::InvalidatingCall);
     for pattern in patterns {
         // Never an error here: what cannot reach Redis is kept and replayed.
-        let removed = engine.invalidate(&pattern).await.unwrap_or(0);
+        let removed = engine.invalidate(&pattern).await.map_or(0, |r| r.removed);
         engine
             .observer
             .record(Some(&function), Event::PatternApplied { removed });

@@ -242,6 +242,41 @@ pub struct RedisNodeStats {
     pub db_keys: u64,
 }
 
+/// What [`Cache::delete`](crate::Cache::delete),
+/// [`Cache::invalidate`](crate::Cache::invalidate) and
+/// [`Cache::clear`](crate::Cache::clear) did: removed now, or queued for
+/// replay because Redis could not be reached.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let cache = cache_core::Cache::builder().build().await?;
+/// cache.set("k", &1u8, cache_core::Preset::Short).await?;
+/// let done = cache.delete("k").await?;
+/// assert_eq!((done.removed, done.queued), (1, false));
+/// assert!(done.is_done());
+/// # Ok(()) }
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    /// Entries removed: counted in Redis when the cache has Redis and it
+    /// answered, else in this process's tier.
+    pub removed: u64,
+    /// Redis could not be reached (or could not take the announcement to
+    /// the other instances): this instance's copies are gone, and the rest
+    /// is queued and replayed as soon as Redis answers (counted in
+    /// [`Stats::pending_invalidations`] until then). Other instances may
+    /// serve their in-process copies until the replay reaches them.
+    pub queued: bool,
+}
+
+impl Removal {
+    /// Everything is done: nothing waits for Redis.
+    pub fn is_done(&self) -> bool {
+        !self.queued
+    }
+}
+
 /// The entries under one top-level prefix, from [`Cache::namespaces`](crate::Cache::namespaces).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

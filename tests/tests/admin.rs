@@ -108,9 +108,9 @@ async fn invalidate_returns_the_count_per_pattern() {
     assert_eq!(
         body["removed"],
         json!([
-            {"pattern": "user:1:*", "removed": 2},
-            {"pattern": "employee:7", "removed": 1},
-            {"pattern": "employee:8", "removed": 0},
+            {"pattern": "user:1:*", "removed": 2, "queued": false},
+            {"pattern": "employee:7", "removed": 1, "queued": false},
+            {"pattern": "employee:8", "removed": 0, "queued": false},
         ])
     );
     assert_eq!(body["total"], 3);
@@ -262,6 +262,7 @@ async fn with_redis_an_invalidation_reaches_every_instance_and_a_dead_redis_is_a
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["total"], 1, "counted in Redis");
+    assert_eq!(body["removed"][0]["queued"], false);
     assert_eq!(body["pending_invalidations"], 0);
     heard.wait_for(|s| s.applied > applied).await.unwrap();
     assert_eq!(
@@ -308,6 +309,13 @@ async fn with_redis_an_invalidation_reaches_every_instance_and_a_dead_redis_is_a
         r#"{"patterns": ["user:2:*"]}"#,
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["removed"][0]["queued"], true);
     assert_eq!(body["pending_invalidations"], 1);
+    let (status, body) = delete(&format!("{base}/clear?confirm=true")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (&body["cleared"], &body["queued"]),
+        (&json!(false), &json!(true))
+    );
 }

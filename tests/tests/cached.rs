@@ -302,7 +302,11 @@ async fn default_keys_use_every_argument() {
     })
     .await;
     // Scalars stay readable, so a default key can be invalidated by pattern.
-    let removed = c.invalidate("cached::search:a%3Ab:*").await.unwrap();
+    let removed = c
+        .invalidate("cached::search:a%3Ab:*")
+        .await
+        .unwrap()
+        .removed;
     assert_eq!(removed, 3);
     let stats = c.stats().await;
     assert_eq!(stats.functions[0].label, "search:<query>:<page>:<filter>");

@@ -356,3 +356,88 @@ async fn a_miss_waits_on_a_failing_redis_once() {
     assert_eq!(c.stats().await.errors, 1);
     server.resume();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn an_invalidation_queued_during_an_outage_is_replayed_soon_after_redis_returns_with_its_data()
+ {
+    // Redis keeps its data across the restart (AOF, fsynced per write).
+    let mut server = RedisServer::start_with(tests::redis_server::ServerConfig {
+        args: ["--appendonly", "yes", "--appendfsync", "always"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    // A's breaker opens at the first failure and would not probe Redis
+    // again for a minute: only the early probe of the replay can bring the
+    // invalidation back within the test.
+    let a = Instance::on(&server)
+        .configure(|b| {
+            b.redis_op_timeout(REFUSED).breaker(
+                BreakerConfig::default()
+                    .consecutive_failures(1)
+                    .cool_down(Duration::from_secs(60)),
+            )
+        })
+        .build();
+    let b = fast_failover(&server, REFUSED);
+    for c in [&a, &b] {
+        connected(c).await;
+    }
+    let db = Arc::new(Db::default());
+    assert_eq!(a.scope(db.row(1)).await.unwrap().version, 0);
+    let store = redis_store(&server);
+    assert!(stored_in_redis(&server, "row:1").await, "v0 in Redis");
+
+    store
+        .set("control", b"kept", Duration::from_secs(600))
+        .await
+        .unwrap();
+
+    server.kill();
+    a.scope(db.update(1)).await.unwrap(); // v1: the UNLINK fails and is queued
+    assert_eq!(a.stats().await.pending_invalidations, 1);
+    assert_eq!(a.stats().await.breaker, Some(BreakerState::Open));
+    // The manual API says what it could not do yet.
+    for done in [
+        a.delete("row:2").await.unwrap(),
+        a.invalidate("row:3*").await.unwrap(),
+    ] {
+        assert!(done.queued && !done.is_done(), "{done:?}");
+    }
+    assert_eq!(a.stats().await.pending_invalidations, 3);
+    server.restart();
+
+    // The window: from the first answer of the restarted Redis (with its
+    // data back) until the invalidated value is gone from it, as a reader
+    // polling it sees it. A replays long before its breaker's cool-down ends.
+    let key = "cache:row:1";
+    let (first_answer, stale_then) = loop {
+        if let Ok(stale) = store.exists(key).await {
+            break (std::time::Instant::now(), stale);
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(
+        store.get("control").await.unwrap().as_deref(),
+        Some(&b"kept"[..]),
+        "Redis came back with its data"
+    );
+    eventually("the invalidated value gone from Redis", async || {
+        !store.exists(key).await.unwrap_or(true)
+    })
+    .await;
+    let window = first_answer.elapsed();
+    eventually("A's queue replayed", async || {
+        a.stats().await.pending_invalidations == 0
+    })
+    .await;
+    assert_eq!(a.stats().await.breaker, Some(BreakerState::Closed));
+    // B, which never read row 1, reads v1.
+    assert_eq!(b.scope(db.row(1)).await.unwrap().version, 1);
+    eprintln!(
+        "the invalidated value was {} in Redis when it first answered, and gone {} ms later",
+        if stale_then { "still" } else { "no longer" },
+        window.as_millis()
+    );
+}

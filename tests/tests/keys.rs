@@ -139,8 +139,8 @@ async fn manual_patterns_from_key_builder_match_attribute_keys() {
         .value(&"a*")
         .lit(":*")
         .build();
-    assert_eq!(cache.invalidate(&pattern).await.unwrap(), 1);
+    assert_eq!(cache.invalidate(&pattern).await.unwrap().removed, 1);
     assert!(cache.exists("user:ab:profile").await.unwrap());
     // A raw, unescaped pattern is a glob: it is the caller's to mean.
-    assert_eq!(cache.invalidate("user:a*").await.unwrap(), 1);
+    assert_eq!(cache.invalidate("user:a*").await.unwrap().removed, 1);
 }

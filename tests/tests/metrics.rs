@@ -95,7 +95,14 @@ async fn the_manual_api_is_counted_under_its_own_function_label() {
         .unwrap_or_else(|e| panic!("{e}"));
     let _: Option<u8> = cache.get("k").await.unwrap_or_else(|e| panic!("{e}"));
     let _: Option<u8> = cache.get("absent").await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(cache.delete("k").await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(
+        cache
+            .delete("k")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .removed,
+        1
+    );
     cache
         .set("p:1", &1u8, Preset::Short)
         .await
@@ -108,7 +115,8 @@ async fn the_manual_api_is_counted_under_its_own_function_label() {
         cache
             .invalidate("p:*")
             .await
-            .unwrap_or_else(|e| panic!("{e}")),
+            .unwrap_or_else(|e| panic!("{e}"))
+            .removed,
         2
     );
     let manual = |outcome: &str| {

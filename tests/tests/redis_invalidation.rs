@@ -152,7 +152,7 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys(red
     // Written by A, indexed in Redis: B's invalidation finds them without a scan.
     let mut a_status = a.backplane().unwrap();
     let applied = a_status.borrow().applied;
-    assert_eq!(b.invalidate("user:1:*").await.unwrap(), 3);
+    assert_eq!(b.invalidate("user:1:*").await.unwrap().removed, 3);
     // A drops its in-process copies when B's message arrives.
     a_status.wait_for(|s| s.applied > applied).await.unwrap();
     let store = redis.store();
@@ -165,8 +165,8 @@ async fn prefix_invalidation_takes_exactly_the_prefix_whoever_wrote_the_keys(red
         assert_eq!(a.get::<String>(kept).await.unwrap().as_deref(), Some(kept));
     }
     // Deeper prefixes have their own index; a second invalidation finds nothing.
-    assert_eq!(b.invalidate("user:1:*").await.unwrap(), 0);
-    assert_eq!(b.invalidate("user:*").await.unwrap(), 2);
+    assert_eq!(b.invalidate("user:1:*").await.unwrap().removed, 0);
+    assert_eq!(b.invalidate("user:*").await.unwrap().removed, 2);
     assert!(store.exists(&redis.name("inv:users:1:a")).await.unwrap());
 }
 }
@@ -179,7 +179,7 @@ async fn other_patterns_scan_and_never_remove_the_cache_bookkeeping() {
     for key in ["x:1:name", "x:2:name", "x:2:mail"] {
         a.set(key, &1u8, cache_core::Preset::Long).await.unwrap();
     }
-    assert_eq!(a.invalidate("x:*:name").await.unwrap(), 2);
+    assert_eq!(a.invalidate("x:*:name").await.unwrap().removed, 2);
     assert_eq!(a.get::<u8>("x:2:mail").await.unwrap(), Some(1));
     let mut con = redis_connection(&redis).await;
     // Markers bumped by those invalidations, and index sets, stay through `clear`.
@@ -252,7 +252,7 @@ async fn a_large_prefix_is_drained_whatever_the_configured_batch() {
         }
     }
     assert_eq!(a.stats().await.errors, 0);
-    assert_eq!(a.invalidate("big:1:*").await.unwrap(), 2_500);
+    assert_eq!(a.invalidate("big:1:*").await.unwrap().removed, 2_500);
     let mut con = redis_connection(&redis).await;
     let left: Vec<String> = redis::cmd("KEYS")
         .arg("inv:big:*")

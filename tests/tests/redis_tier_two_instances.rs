@@ -185,7 +185,7 @@ async fn builds_that_disagree_on_a_type_keep_their_own_entries_under_one_key(red
     }
 
     // One invalidation removes every build's entry.
-    assert_eq!(old.invalidate("deploy:7").await.unwrap(), 1);
+    assert_eq!(old.invalidate("deploy:7").await.unwrap().removed, 1);
     assert_eq!(redis.store().get(&redis.name("cache:deploy:7")).await.unwrap(), None);
     changed.scope(builds.changed(7)).await;
     old.scope(builds.old(7)).await;
@@ -476,7 +476,7 @@ async fn manual_api_works_across_instances(redis) {
     assert!(a.ttl("k").await.unwrap().unwrap() > Duration::from_secs(590));
     let mut bp = b.backplane().unwrap();
     let before = bp.borrow().applied;
-    assert!(a.delete("k").await.unwrap());
+    assert_eq!(a.delete("k").await.unwrap().removed, 1);
     bp.wait_for(|s| s.applied > before).await.unwrap();
     assert_eq!(b.get::<u32>("k").await.unwrap(), None);
     for i in 0..10u32 {
@@ -485,7 +485,7 @@ async fn manual_api_works_across_instances(redis) {
             .unwrap();
     }
     let before = bp_a.borrow().applied;
-    assert_eq!(b.invalidate("page:*").await.unwrap(), 10);
+    assert_eq!(b.invalidate("page:*").await.unwrap().removed, 10);
     a.set("x", &1u8, Preset::Short).await.unwrap();
     b.clear().await.unwrap();
     // Both of b's announcements (the pattern, then the clear) reached a,

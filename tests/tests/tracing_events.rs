@@ -116,3 +116,55 @@ async fn at_trace_the_event_carries_the_key() {
         "{calls:#?}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pattern_that_repeats_the_prefix_and_matches_nothing_is_a_warning_naming_the_one_meant() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let cache = Cache::builder()
+        .key_prefix("hr")
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cache
+        .set("employee:7", &1u8, cache_core::Preset::Short)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = cache
+        .invalidate("hr:employee:*")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.removed, 0);
+    let all = String::from_utf8_lossy(
+        &captured
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned();
+    assert!(
+        all.contains("WARN") && all.contains(r#"did you mean "employee:*""#),
+        "{all}"
+    );
+    // The pattern meant removes the entry, with no warning.
+    let before = all.len();
+    let done = cache
+        .invalidate("employee:*")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.removed, 1);
+    assert_eq!(
+        captured
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len(),
+        before
+    );
+}

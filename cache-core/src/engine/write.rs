@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::glob::Glob;
 use crate::observe::Event;
 use crate::options::Options;
+use crate::stats::Removal;
 use crate::tier::memory::Shared;
 use crate::tier::{L2, Observed, Timing};
 use crate::ttl::{Ttl, jittered};
@@ -203,23 +204,26 @@ impl Engine {
     }
 
     /// See [`Cache::delete`](crate::Cache::delete); `key` is a full key.
-    pub(crate) async fn delete(&self, key: &str) -> Result<bool, Error> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<Removal, Error> {
         if !self.config.enabled {
-            return Ok(false);
+            return Ok(Removal::default());
         }
         let _recording = self.log.begin(Arc::new(Glob::exact_key(key)));
-        let mut removed = self.l1.remove(key);
+        let mut removed = u64::from(self.l1.remove(key));
+        let mut queued = false;
         if let Some(l2) = &self.l2 {
             let out = l2.invalidate_key(key).await;
-            match (out.removed, out.error) {
-                (Some(n), _) => removed = n > 0,
-                // Kept and replayed (with its announcement) once Redis answers.
-                (None, Some(e)) => self.tier_error("delete", key, &e)?,
-                (None, None) => {}
+            if let Some(n) = out.removed {
+                removed = n.min(1);
+            }
+            // Kept and replayed (with its announcement) once Redis answers.
+            if let Some(e) = out.error {
+                queued = true;
+                self.tier_error("delete", key, &e)?;
             }
         }
         self.record(None, Event::Delete);
-        Ok(removed)
+        Ok(Removal { removed, queued })
     }
 
     /// See [`Cache::exists`](crate::Cache::exists); `key` is a full key.
@@ -284,9 +288,9 @@ impl Engine {
 
     /// Invalidates a full pattern in both tiers and announces it; what cannot
     /// reach Redis is kept and replayed. `Err` only in strict mode.
-    pub(crate) async fn invalidate(&self, full_pattern: &str) -> Result<u64, Error> {
+    pub(crate) async fn invalidate(&self, full_pattern: &str) -> Result<Removal, Error> {
         if !self.config.enabled {
-            return Ok(0);
+            return Ok(Removal::default());
         }
         let glob = Arc::new(Glob::new(full_pattern));
         let _recording = self.log.begin(Arc::clone(&glob));
@@ -307,28 +311,33 @@ impl Engine {
         };
         self.record(None, Event::Invalidation { removed });
         tracing::debug!(pattern = full_pattern, removed, "cache invalidated");
+        let queued = failure.is_some();
         if let Some(e) = failure {
             self.tier_error("invalidate", full_pattern, &e)?;
         }
-        Ok(removed)
+        Ok(Removal { removed, queued })
     }
 
     /// See [`Cache::clear`](crate::Cache::clear).
-    pub(crate) async fn clear(&self) -> Result<(), Error> {
+    pub(crate) async fn clear(&self) -> Result<Removal, Error> {
         if !self.config.enabled {
-            return Ok(());
+            return Ok(Removal::default());
         }
         let prefix = &self.config.key_prefix;
         if self.l2.is_some() && !prefix.is_empty() {
-            self.invalidate(&format!("{prefix}:*")).await?;
-        } else {
-            if self.l2.is_some() {
-                tracing::warn!("clear() with an empty key prefix leaves Redis untouched");
-            }
-            self.forget_everything_local();
-            self.record(None, Event::Invalidation { removed: 0 });
+            return self.invalidate(&format!("{prefix}:*")).await;
         }
-        Ok(())
+        if self.l2.is_some() {
+            tracing::warn!("clear() with an empty key prefix leaves Redis untouched");
+        }
+        self.l1.sync();
+        let removed = self.l1.entry_count();
+        self.forget_everything_local();
+        self.record(None, Event::Invalidation { removed });
+        Ok(Removal {
+            removed,
+            queued: false,
+        })
     }
 }
 

@@ -5,7 +5,9 @@
 //! cover are misses ([`L2::ready`]): a value invalidated during an outage is
 //! never read back. A background task (started with the backplane) replays
 //! the queue as soon as Redis answers: `UNLINK`/`SCAN`, then the backplane
-//! announcement. Past [`MAX_PENDING`] queued invalidations the queue is
+//! announcement. While items wait it asks Redis every [`PROBE_EVERY`]
+//! whether it answers again (an early breaker probe), since until the
+//! replay other instances can read the invalidated values from Redis. Past [`MAX_PENDING`] queued invalidations the queue is
 //! replaced by "everything under this cache's prefix", the safe
 //! over-approximation.
 //!
@@ -28,6 +30,10 @@ use tokio::sync::Notify;
 
 use super::backplane::Op;
 use super::{L2, TierError};
+use crate::breaker::Breaker;
+
+/// How often the replay asks whether Redis answers again, while items wait.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
 
 /// How many invalidations are queued before the queue becomes "everything".
 pub(super) const MAX_PENDING: usize = 10_000;
@@ -146,6 +152,21 @@ impl Queue {
             Some(count) => count.load(SeqCst) > 0,
             None => true,
         }
+    }
+
+    /// The breakers' buckets that queued items wait on (`None`: a single
+    /// node, or every master).
+    fn waiting(&self) -> Vec<Bucket> {
+        let mut out = Vec::new();
+        if self.all.load(SeqCst) > 0 {
+            out.push(None);
+        }
+        for (b, count) in self.per_bucket.iter().enumerate() {
+            if count.load(SeqCst) > 0 {
+                out.push(Some(b));
+            }
+        }
+        out
     }
 
     /// Invalidations queued and not yet replayed (`u64::MAX` after an overflow).
@@ -270,6 +291,36 @@ impl L2 {
         }
     }
 
+    /// Redis may answer again long before a breaker's cool-down ends, and
+    /// until the queue is replayed another instance may read a value this
+    /// one invalidated. So while items wait, each open breaker they wait on
+    /// gets an early probe, one light command (`GET` of its bucket's
+    /// sequence key, or `PING`): once it answers the breaker closes and the
+    /// replay runs at once.
+    async fn probe_early(&self) {
+        for bucket in self.queue.waiting() {
+            let Some(permit) = self.breaker(bucket).and_then(Breaker::probe_early) else {
+                continue;
+            };
+            let result = match bucket {
+                Some(_) => self
+                    .store
+                    .observe(&self.layout.sequence_in(bucket))
+                    .await
+                    .map(drop),
+                None => self.store.ping().await.map(drop),
+            };
+            let answered = !matches!(&result, Err(e) if e.is_unavailable());
+            if answered {
+                tracing::debug!(
+                    ?bucket,
+                    "Redis answers again: replaying queued invalidations"
+                );
+            }
+            permit.record(answered);
+        }
+    }
+
     /// Starts the replay task: it holds the tier weakly and ends with it.
     pub(super) fn start_replay(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
         let weak = Arc::downgrade(self);
@@ -288,9 +339,12 @@ impl L2 {
                 if done {
                     added.await;
                 } else {
-                    // Redis is still away: try again shortly (while the
-                    // breaker is open this is refused at once, no I/O).
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Redis is still away: ask again shortly.
+                    tokio::time::sleep(PROBE_EVERY).await;
+                    let Some(l2) = weak.upgrade() else {
+                        return;
+                    };
+                    l2.probe_early().await;
                 }
             }
         });
