@@ -10,7 +10,9 @@ use std::time::Duration;
 use crate::engine::{Engine, PlainKind, ResultKind};
 use crate::error::Error;
 use crate::key::{KeyBuilder, manual_key};
-use crate::stats::{BackplaneStatus, ClusterStats, Health, NamespaceStats, Removal, Stats};
+use crate::stats::{
+    BackplaneStatus, ClusterStats, Health, NamespaceStats, Removal, Shutdown, Stats,
+};
 use crate::ttl::Ttl;
 use crate::value::CacheValue;
 
@@ -345,6 +347,32 @@ impl Cache {
     /// ```
     pub async fn clear(&self) -> Result<Removal, Error> {
         self.engine.clear().await
+    }
+
+    /// Stops this cache for a graceful exit (call it on `SIGTERM`, once the
+    /// server has stopped taking requests): stops background refreshes, the
+    /// stats reports and the backplane subscription, releases the stampede
+    /// locks this process holds (other processes waiting on them go on at
+    /// once), removes this instance from [`stats_all`](Self::stats_all), and
+    /// replays invalidations queued during an outage if Redis answers
+    /// before `within` has passed. Returns what it could not flush.
+    ///
+    /// Afterwards every handle to this cache runs the function of each call
+    /// and caches nothing; `get` finds nothing. `set`, `delete`,
+    /// `invalidate` and `clear` still reach Redis.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// use std::time::Duration;
+    /// let cache = cache_core::Cache::builder().build().await?;
+    /// let report = cache.shutdown(Duration::from_secs(5)).await;
+    /// assert!(report.unflushed.is_empty());
+    /// assert_eq!(cache.get_or_set("k", cache_core::Preset::Short, async { 1u8 }).await?, 1);
+    /// assert_eq!(cache.get::<u8>("k").await?, None, "nothing is cached");
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self, within: Duration) -> Shutdown {
+        self.engine.shutdown(within).await
     }
 
     /// The value under `key`, else the output of `init`, stored for `ttl`.

@@ -13,7 +13,7 @@
 //! metrics, tracing); the tiers report what happens on their side through
 //! [`TierEvents`], which the engine implements.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use crate::glob::Glob;
 use crate::invalidation::InvalidationLog;
 use crate::observe::{Event, Function, Observer};
 use crate::options::Options;
-use crate::stats::{self, BackplaneStatus, FnCounters, Health, HealthStatus, Stats};
+use crate::stats::{self, BackplaneStatus, FnCounters, Health, HealthStatus, Shutdown, Stats};
 use crate::tier::flight::Flights;
 use crate::tier::memory::{Entry, L1, Lookup};
 use crate::tier::{L2, TierError, TierEvents};
@@ -51,6 +51,8 @@ pub(crate) struct Engine {
     log: InvalidationLog,
     /// Where every count goes (stats, metrics, tracing).
     pub(crate) observer: Arc<Observer>,
+    /// Set by [`Engine::shutdown`]: calls run their function and cache nothing.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -105,6 +107,7 @@ impl Engine {
             flights: Flights::new(),
             log: InvalidationLog::default(),
             observer,
+            closed: AtomicBool::new(false),
         });
         if let Some(l2) = &engine.l2 {
             let events: Weak<dyn TierEvents> = Arc::downgrade(&engine) as Weak<Engine>;
@@ -112,6 +115,35 @@ impl Engine {
         }
         engine.start_reporting();
         engine
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has run.
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// See [`Cache::shutdown`](crate::Cache::shutdown).
+    pub(crate) async fn shutdown(&self, within: Duration) -> Shutdown {
+        let deadline = tokio::time::Instant::now() + within;
+        self.closed.store(true, Relaxed);
+        let report = match &self.l2 {
+            Some(l2) => l2.shutdown(deadline).await,
+            None => Shutdown::default(),
+        };
+        // Nothing tells this instance about other instances' invalidations
+        // any more: its copies go.
+        self.forget_everything_local();
+        if report.unflushed.is_empty() {
+            tracing::info!(locks_released = report.locks_released, "cache shut down");
+        } else {
+            tracing::warn!(
+                unflushed = ?report.unflushed,
+                journaled = report.journaled,
+                "cache shut down with invalidations that did not reach Redis"
+            );
+        }
+        report
     }
 
     pub(crate) fn backplane(&self) -> Option<tokio::sync::watch::Receiver<BackplaneStatus>> {

@@ -114,7 +114,7 @@ pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use stats::{
     BackplaneStatus, ClusterStats, FunctionKind, FunctionStats, Health, HealthStatus,
-    InstanceStats, NamespaceStats, RedisNodeStats, RedisStats, Removal, Stats,
+    InstanceStats, NamespaceStats, RedisNodeStats, RedisStats, Removal, Shutdown, Stats,
 };
 pub use value::CacheValue;
 

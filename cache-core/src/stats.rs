@@ -277,6 +277,33 @@ impl Removal {
     }
 }
 
+/// What [`Cache::shutdown`](crate::Cache::shutdown) did, and what it
+/// could not do before its deadline.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// use std::time::Duration;
+/// let cache = cache_core::Cache::builder().build().await?;
+/// let report = cache.shutdown(Duration::from_secs(5)).await;
+/// assert!(report.unflushed.is_empty());
+/// # Ok(()) }
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shutdown {
+    /// Invalidations that did not reach Redis before the deadline (full
+    /// keys and patterns, with the cache's prefix). Without an outage
+    /// journal they are lost: the values they cover live in Redis until
+    /// their TTL.
+    pub unflushed: Vec<String>,
+    /// Whether the unflushed invalidations are in the outage journal, to be
+    /// replayed by the next instance that opens it.
+    pub journaled: bool,
+    /// Stampede locks this process held and released, so that other
+    /// processes waiting on them go on at once.
+    pub locks_released: usize,
+}
+
 /// The entries under one top-level prefix, from [`Cache::namespaces`](crate::Cache::namespaces).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -241,6 +241,9 @@ impl Engine {
         F: Future<Output = R>,
         U: Fn(&K::Value) -> bool,
     {
+        if self.is_closed() {
+            return;
+        }
         let start = self.log.epoch();
         let mut lock = None;
         let mut observed = None;

@@ -35,7 +35,7 @@ impl Engine {
     /// (the caller reports the hit with [`answered`](Self::answered)).
     #[inline]
     pub(crate) fn l1_hit<V: Clone + 'static>(&self, key: &str) -> Option<V> {
-        if !self.config.l1_enabled {
+        if !self.config.l1_enabled || self.is_closed() {
             return None;
         }
         match self.l1.get::<V>(key) {
@@ -61,7 +61,7 @@ impl Engine {
     /// the copy's background refresh (true for one caller per copy).
     #[inline]
     pub(crate) fn l1_hit_refresh<V: Clone + 'static>(&self, key: &str) -> Option<(V, bool)> {
-        if !self.config.l1_enabled {
+        if !self.config.l1_enabled || self.is_closed() {
             return None;
         }
         let e = self.l1.entry(key)?;
@@ -84,7 +84,8 @@ impl Engine {
         F: Future<Output = R>,
         U: Fn(&K::Value) -> bool,
     {
-        let Some(key) = key else {
+        // After `shutdown`, calls run their function and cache nothing.
+        let Some(key) = key.filter(|_| !self.is_closed()) else {
             return fut.await;
         };
         // The miss paths (the lock wait, the origin call and its store) are
@@ -340,7 +341,7 @@ impl Engine {
 
     /// See [`Cache::get`](crate::Cache::get); `key` is a full key.
     pub(crate) async fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>, Error> {
-        if !self.config.enabled {
+        if !self.config.enabled || self.is_closed() {
             return Ok(None);
         }
         let started = Observer::call_start();

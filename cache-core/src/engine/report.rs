@@ -37,7 +37,7 @@ impl Engine {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let Some(engine) = engine.upgrade() else {
+                let Some(engine) = engine.upgrade().filter(|e| !e.is_closed()) else {
                     return;
                 };
                 engine.report(interval).await;

@@ -132,7 +132,7 @@ use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
 use crate::observe::Observer;
-use crate::stats::{BackplaneStatus, NamespaceStats};
+use crate::stats::{BackplaneStatus, NamespaceStats, Shutdown};
 
 /// A namespace with up to this many index entries is counted exactly; a
 /// larger one from a random sample of this many (one script, a few
@@ -247,6 +247,9 @@ pub(crate) struct L2 {
     receiver: Mutex<Option<tokio::task::AbortHandle>>,
     /// Calls in this process waiting on another holder's lock, by key.
     waiters: lock::Waiters,
+    /// Stampede locks this process holds (or is taking): token → key, so
+    /// that a shutdown can release them.
+    held: lock::HeldLocks,
     /// Given by the engine: times Redis commands for the metrics.
     observer: Arc<Observer>,
 }
@@ -338,6 +341,7 @@ impl L2 {
             queue,
             receiver: Mutex::new(None),
             waiters: lock::Waiters::default(),
+            held: lock::HeldLocks::default(),
             observer,
         }
     }
@@ -1008,6 +1012,44 @@ impl L2 {
     /// This instance's id on the backplane, in hex.
     pub(crate) fn instance(&self) -> String {
         format!("{:016x}", self.instance)
+    }
+
+    /// The shutdown's share of the tier: stops the backplane receiver,
+    /// releases the stampede locks this process holds (waiters elsewhere
+    /// take over at once instead of after the lock's TTL), removes this
+    /// instance's stats snapshot, and replays queued invalidations until
+    /// none is left or `deadline`. Returns the invalidations still queued.
+    pub(crate) async fn shutdown(&self, deadline: tokio::time::Instant) -> Shutdown {
+        if let Some(task) = self
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        let mut report = Shutdown::default();
+        for (key, token) in self.held.take() {
+            let released = tokio::time::timeout_at(deadline, self.unlock(&key, &token)).await;
+            if matches!(released, Ok(Ok(true))) {
+                report.locks_released += 1;
+            }
+        }
+        let snapshot = self.layout.stats_key(&self.instance());
+        let names = [snapshot.as_str()];
+        let removed = self.guarded(None, self.store.unlink(&names));
+        let _ = tokio::time::timeout_at(deadline, removed).await;
+        let flushed = tokio::time::timeout_at(deadline, async {
+            while !self.replay_pending().await {
+                tokio::time::sleep(queue::PROBE_EVERY).await;
+                self.probe_early().await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            report.unflushed = self.queue.describe(self.layout.everything());
+        }
+        report
     }
 
     /// Writes this instance's stats snapshot, to live `ttl`.

@@ -60,6 +60,9 @@ pub const REDIS_BUCKETS: &[f64] = &[
 /// How long requests in flight may take to finish once a shutdown signal came.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long the cache may take to flush what it queued during an outage.
+const CACHE_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// How often the Prometheus recorder's histograms are compacted.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
@@ -228,7 +231,7 @@ pub async fn run() -> Result<(), ServiceError> {
     );
     let state = AppState {
         repo: Repository::new(db),
-        cache,
+        cache: cache.clone(),
         metrics,
     };
     let app = app(state, config.admin_token.clone());
@@ -265,6 +268,12 @@ pub async fn run() -> Result<(), ServiceError> {
             source,
         })?,
         () = grace => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open: stopping anyway"),
+    }
+    // Releases this instance's stampede locks and flushes invalidations
+    // queued during a Redis outage, if Redis answers in time.
+    let report = cache.shutdown(CACHE_SHUTDOWN).await;
+    if !report.unflushed.is_empty() {
+        tracing::warn!(unflushed = ?report.unflushed, "invalidations that did not reach Redis");
     }
     tracing::info!("stopped");
     Ok(())

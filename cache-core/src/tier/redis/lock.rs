@@ -65,6 +65,34 @@ use crate::tier::{Attempt, Read};
 /// Calls in this process waiting on another holder's lock, by key.
 pub(super) type Waiters = Mutex<HashMap<String, Arc<Notify>>>;
 
+/// The stampede locks this process holds or is taking: token → key.
+#[derive(Debug, Default)]
+pub(super) struct HeldLocks(Mutex<HashMap<String, String>>);
+
+impl HeldLocks {
+    fn add(&self, token: &str, key: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.to_owned(), key.to_owned());
+    }
+
+    fn remove(&self, token: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+    }
+
+    /// Every lock held, as (key, token), forgotten here.
+    pub(super) fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+            .into_iter()
+            .map(|(token, key)| (key, token))
+            .collect()
+    }
+}
+
 impl L2 {
     /// Tries to take the lock of `key` with `token` (for `ttl`, renewed for
     /// at most `hold` while held) and reads `key`, in one round trip (see
@@ -120,7 +148,7 @@ impl L2 {
 
     /// Releases the lock of `key` if `token` holds it, and wakes the
     /// processes waiting on it, all in one round trip.
-    async fn unlock(&self, key: &str, token: &str) -> Result<bool, TierError> {
+    pub(super) async fn unlock(&self, key: &str, token: &str) -> Result<bool, TierError> {
         let lock = self.layout.lock_key(key);
         let payload = self.payload(Op::Landed(key.to_owned()));
         self.guarded(
@@ -204,6 +232,7 @@ impl Held {
     /// it, dropping the guard still deletes the lock (compare-and-delete, so
     /// another holder's lock is safe). Renewals stop after `hold`.
     fn new(l2: Arc<L2>, key: &str, token: &str, ttl: Duration, hold: Duration) -> Held {
+        l2.held.add(token, key);
         Held {
             l2,
             key: key.to_owned(),
@@ -216,6 +245,7 @@ impl Held {
 
     /// The attempt found the lock held by another process: nothing to release.
     fn disarm(mut self) {
+        self.l2.held.remove(&self.token);
         self.released = true;
     }
 
@@ -224,6 +254,7 @@ impl Held {
     /// depend on this process staying up after its call returns. If this
     /// call is cancelled meanwhile, the drop does it in the background.
     pub(crate) async fn release(mut self) {
+        self.l2.held.remove(&self.token);
         if let Err(e) = self.l2.unlock(&self.key, &self.token).await {
             tracing::debug!(key = self.key, error = %e, "stampede lock not released; it will expire");
         }
@@ -273,6 +304,7 @@ impl Drop for Held {
         if self.released {
             return;
         }
+        self.l2.held.remove(&self.token);
         // Without a runtime the lock simply expires.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;

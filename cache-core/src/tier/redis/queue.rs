@@ -33,7 +33,7 @@ use super::{L2, TierError};
 use crate::breaker::Breaker;
 
 /// How often the replay asks whether Redis answers again, while items wait.
-const PROBE_EVERY: Duration = Duration::from_millis(50);
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(50);
 
 /// How many invalidations are queued before the queue becomes "everything".
 pub(super) const MAX_PENDING: usize = 10_000;
@@ -169,6 +169,22 @@ impl Queue {
         out
     }
 
+    /// What is queued, as the keys and patterns it invalidates
+    /// (`everything` after an overflow).
+    pub(super) fn describe(&self, everything: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (what, _) in self.snapshot(everything) {
+            let text = match what {
+                Deferred::Key(k) => k,
+                Deferred::Pattern(p) | Deferred::PatternIn(_, p) => p,
+            };
+            if !out.contains(&text) {
+                out.push(text);
+            }
+        }
+        out
+    }
+
     /// Invalidations queued and not yet replayed (`u64::MAX` after an overflow).
     pub(super) fn len(&self) -> u64 {
         let p = self.lock();
@@ -250,7 +266,7 @@ impl L2 {
     /// Replays queued invalidations (run by the background task only, so no
     /// caller waits on it); true once none is left. Items whose master is
     /// still away stay for the next round; the others go now.
-    async fn replay_pending(&self) -> bool {
+    pub(super) async fn replay_pending(&self) -> bool {
         if !self.queue.has_pending.load(SeqCst) {
             return true;
         }
@@ -297,7 +313,7 @@ impl L2 {
     /// gets an early probe, one light command (`GET` of its bucket's
     /// sequence key, or `PING`): once it answers the breaker closes and the
     /// replay runs at once.
-    async fn probe_early(&self) {
+    pub(super) async fn probe_early(&self) {
         for bucket in self.queue.waiting() {
             let Some(permit) = self.breaker(bucket).and_then(Breaker::probe_early) else {
                 continue;
