@@ -37,6 +37,7 @@ struct Settings {
     default_ttl: Option<Duration>,
     presets: [Option<Duration>; 9],
     max_entries: Option<u64>,
+    outage_journal: Option<std::path::PathBuf>,
 }
 
 impl Cache {
@@ -59,6 +60,7 @@ impl Cache {
 /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl) | the `medium` preset |
 /// | `CACHE_MAX_SIZE_MEMORY` | [`max_entries`](Self::max_entries) | 10 000 entries |
 /// | `CACHE_TTL_<PRESET>` | [`preset_ttl`](Self::preset_ttl) | see [`Preset`] |
+/// | `CACHE_OUTAGE_JOURNAL` | [`outage_journal`](Self::outage_journal) | none: queued invalidations live in memory |
 ///
 /// Durations are `90s`, `15m`, `2h`, `1d`, `1h30m`, `250ms` or whole seconds.
 /// An empty variable counts as unset.
@@ -103,6 +105,7 @@ pub struct CacheBuilder {
     backplane: Option<bool>,
     metrics: Option<bool>,
     stats_interval: Option<Duration>,
+    outage_journal: Option<std::path::PathBuf>,
     error: Option<ConfigError>,
 }
 
@@ -362,6 +365,31 @@ impl CacheBuilder {
         self
     }
 
+    /// Keeps invalidations that could not reach Redis in a small
+    /// append-only file in `dir` as well as in memory, so that an instance
+    /// killed during an outage loses none of them: the next instance that
+    /// starts with the same directory (and key prefix) replays them as soon
+    /// as Redis answers. Each queued invalidation is `fdatasync`ed before
+    /// the call that made it returns; outside outages the file is empty and
+    /// nothing is written. Instances sharing the directory each hold a file
+    /// of their own (up to 64), locked while they live. Without it, a crash
+    /// during an outage leaves the queued invalidations unapplied: the
+    /// values they cover live in Redis until their TTL.
+    ///
+    /// A directory that cannot be used is an error at build time.
+    ///
+    /// ```no_run
+    /// let cache = cache_core::Cache::builder()
+    ///     .redis_url("redis://127.0.0.1:6379/0")
+    ///     .outage_journal("/var/lib/my-service/cache")
+    ///     .build_blocking()?;
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    pub fn outage_journal(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.outage_journal = Some(dir.into());
+        self
+    }
+
     /// `true` makes the manual API (`get`, `set`, `delete`, `exists`, `ttl`,
     /// `expire`, `invalidate`, `clear`) return [`Error::Unavailable`] when
     /// Redis fails or the breaker is open, instead of carrying on with the
@@ -520,6 +548,9 @@ impl CacheBuilder {
         if let Some(v) = get("CACHE_KEY_PREFIX") {
             self.env.key_prefix = Some(v);
         }
+        if let Some(v) = get("CACHE_OUTAGE_JOURNAL") {
+            self.env.outage_journal = Some(v.trim().into());
+        }
         if let Some(v) = get("CACHE_DEFAULT_TTL") {
             match parse_duration(&v) {
                 Ok(d) => self.env.default_ttl = Some(d),
@@ -572,8 +603,17 @@ impl CacheBuilder {
     pub fn build_blocking(self) -> Result<Cache, Error> {
         let redis = self.redis_settings()?;
         let self_breaker = self.breaker;
+        let journal = self
+            .outage_journal
+            .clone()
+            .or_else(|| self.env.outage_journal.clone());
         let config = self.resolve()?;
         let Some((source, redis)) = redis else {
+            if journal.is_some() {
+                tracing::warn!(
+                    "outage_journal is set but the cache has no Redis: there is nothing to journal"
+                );
+            }
             let observer = Arc::new(Observer::new(config.name.as_deref(), config.metrics));
             return Ok(Cache::from_engine(Engine::start(config, observer, None)));
         };
@@ -608,6 +648,15 @@ impl CacheBuilder {
             Arc::clone(&observer),
         )
         .map_err(|e| config_error(source, &url, &e.to_string()))?;
+        if let Some(dir) = journal {
+            l2.open_journal(&dir, &config.key_prefix).map_err(|e| {
+                config_error(
+                    "builder.outage_journal",
+                    &dir.display().to_string(),
+                    &e.to_string(),
+                )
+            })?;
+        }
         Ok(Cache::from_engine(Engine::start(
             config,
             observer,

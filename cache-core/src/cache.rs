@@ -30,7 +30,7 @@ use crate::value::CacheValue;
 /// let cache = Cache::builder().build().await?;
 /// cache.set("employee:42", &"Ada".to_string(), Preset::Medium).await?;
 /// assert_eq!(cache.get::<String>("employee:42").await?, Some("Ada".into()));
-/// assert_eq!(cache.invalidate("employee:*").await?, 1);
+/// assert_eq!(cache.invalidate("employee:*").await?.removed, 1);
 /// assert_eq!(cache.get::<String>("employee:42").await?, None);
 /// # Ok(()) }
 /// ```

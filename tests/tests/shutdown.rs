@@ -148,3 +148,66 @@ async fn a_shutdown_releases_held_locks_so_the_other_instance_goes_on() {
     let all = b.stats_all().await.unwrap();
     assert_eq!(all.instances.len(), 1, "{all:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn with_a_journal_an_instance_killed_during_an_outage_loses_no_invalidation() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let mut server = durable_server();
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Instance::on(&server).prefix("jr").connected().await;
+    writer.set("employee:1", &1u8, Preset::Long).await.unwrap();
+    let store = redis_store(&server);
+    store
+        .set("control", b"kept", Duration::from_secs(600))
+        .await
+        .unwrap();
+
+    server.kill();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_journal_worker"))
+        .args([
+            &server.url(),
+            &dir.path().display().to_string(),
+            "jr",
+            "employee:1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(worker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "queued");
+    worker.kill().unwrap(); // SIGKILL: no shutdown, no replay
+    worker.wait().unwrap();
+
+    server.restart();
+    tests::support::eventually("Redis back with its data", async || {
+        store.get("control").await.is_ok_and(|v| v.is_some())
+    })
+    .await;
+    assert!(
+        store.exists("jr:employee:1").await.unwrap(),
+        "the killed instance never replayed its invalidation"
+    );
+
+    // The next instance with the same directory replays it.
+    let next = Instance::on(&server)
+        .prefix("jr")
+        .configure(|b| b.outage_journal(dir.path()))
+        .build();
+    tests::support::eventually("the invalidation replayed", async || {
+        !store.exists("jr:employee:1").await.unwrap_or(true)
+    })
+    .await;
+    tests::support::eventually("the journal emptied", async || {
+        next.pending_invalidations() == 0
+            && std::fs::read_dir(dir.path())
+                .unwrap()
+                .all(|f| f.unwrap().metadata().unwrap().len() == 0)
+    })
+    .await;
+}

@@ -175,6 +175,9 @@ impl L2 {
     pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, TierError> {
         match *self {}
     }
+    pub(crate) fn open_journal(&self, _: &std::path::Path, _: &str) -> Result<(), TierError> {
+        match *self {}
+    }
     pub(crate) async fn shutdown(&self, _: tokio::time::Instant) -> crate::stats::Shutdown {
         match *self {}
     }

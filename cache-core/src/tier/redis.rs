@@ -195,6 +195,7 @@ const FAN_OUT: usize = 32;
 type Census = (String, u64, bool);
 
 mod backplane;
+mod journal;
 mod lock;
 mod queue;
 
@@ -210,6 +211,8 @@ pub(crate) enum TierError {
     Replaying,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("outage journal: {0}")]
+    Journal(#[from] journal::JournalError),
 }
 
 impl TierError {
@@ -1014,6 +1017,19 @@ impl L2 {
         format!("{:016x}", self.instance)
     }
 
+    /// Keeps queued invalidations in a journal in `dir` from now on, and
+    /// queues what dead instances left there (replayed once Redis answers).
+    pub(crate) fn open_journal(
+        &self,
+        dir: &std::path::Path,
+        prefix: &str,
+    ) -> Result<(), TierError> {
+        let (journal, left) = journal::Journal::open(dir, prefix)?;
+        self.queue
+            .open_journal(journal, left, self.layout.is_cluster());
+        Ok(())
+    }
+
     /// The shutdown's share of the tier: stops the backplane receiver,
     /// releases the stampede locks this process holds (waiters elsewhere
     /// take over at once instead of after the lock's TTL), removes this
@@ -1048,6 +1064,7 @@ impl L2 {
         .await;
         if flushed.is_err() {
             report.unflushed = self.queue.describe(self.layout.everything());
+            report.journaled = self.queue.journaled();
         }
         report
     }

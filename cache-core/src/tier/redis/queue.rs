@@ -29,6 +29,7 @@ use cache_redis::Bucket;
 use tokio::sync::Notify;
 
 use super::backplane::Op;
+use super::journal::{self, Journal};
 use super::{L2, TierError};
 use crate::breaker::Breaker;
 
@@ -70,6 +71,25 @@ struct Pending {
     /// Bumped by every deferral: item ids, and tells a finished overflow
     /// replay whether anything arrived while it ran.
     generation: u64,
+    /// The file that keeps the queue across a crash, if the user named one.
+    journal: Option<Journal>,
+}
+
+impl Pending {
+    /// Runs `write` on the journal, if there is one; a failure is logged
+    /// (the queue in memory still holds the item, and the caller's call
+    /// goes on).
+    fn journal(&mut self, write: impl FnOnce(&mut Journal) -> std::io::Result<()>) {
+        if let Some(j) = self.journal.as_mut()
+            && let Err(e) = write(j)
+        {
+            tracing::error!(
+                journal = %j.path().display(),
+                error = %e,
+                "could not write the outage journal: a crash now would lose queued invalidations"
+            );
+        }
+    }
 }
 
 /// The queue: what to replay, the counts the read path checks, and the
@@ -123,20 +143,60 @@ impl Queue {
                     "more than {MAX_PENDING} invalidations queued during a Redis outage: \
                      all of this cache's Redis keys will be dropped on recovery"
                 );
-                for item in p.items.drain(..) {
-                    self.counter(item.scope).fetch_sub(1, SeqCst);
-                }
-                p.overflow = true;
-                self.all.fetch_add(1, SeqCst);
+                self.overflow(&mut p);
             } else {
                 let id = p.generation;
                 self.counter(scope).fetch_add(1, SeqCst);
+                p.journal(|j| j.add(id, &what, scope));
                 p.items.push_back(Item { id, what, scope });
             }
         }
         self.has_pending.store(true, SeqCst);
         drop(p);
         self.added.notify_one();
+    }
+
+    /// The queue becomes "everything under the prefix".
+    fn overflow(&self, p: &mut Pending) {
+        for item in p.items.drain(..) {
+            self.counter(item.scope).fetch_sub(1, SeqCst);
+        }
+        p.overflow = true;
+        self.all.fetch_add(1, SeqCst);
+        p.journal(Journal::everything);
+    }
+
+    /// Keeps the queue in `journal` from now on, and queues what the
+    /// instances that used it before left there. `cluster`: whether this
+    /// tier has buckets (a journal written on a cluster may be read on one
+    /// server, and the other way round).
+    pub(super) fn open_journal(&self, journal: Journal, left: journal::Pending, cluster: bool) {
+        self.lock().journal = Some(journal);
+        for (what, scope) in left.items {
+            let (what, scope) = match (what, scope) {
+                (Deferred::PatternIn(b, pattern), _) if cluster => {
+                    (Deferred::PatternIn(b, pattern), Scope::Bucket(b))
+                }
+                (Deferred::PatternIn(_, pattern), _) => (Deferred::Pattern(pattern), Scope::All),
+                (what, _) if !cluster => (what, Scope::All),
+                (what, scope) => (what, scope),
+            };
+            self.defer(what, scope);
+        }
+        let mut p = self.lock();
+        if left.everything && !p.overflow {
+            p.generation += 1;
+            self.overflow(&mut p);
+            self.has_pending.store(true, SeqCst);
+        }
+        p.journal(Journal::settle);
+        drop(p);
+        self.added.notify_one();
+    }
+
+    /// Whether queued invalidations are kept in a journal.
+    pub(super) fn journaled(&self) -> bool {
+        self.lock().journal.is_some()
     }
 
     /// Whether reads of `bucket` (`None`: a single node, or a command that
@@ -232,6 +292,12 @@ impl Queue {
             && let Some(item) = p.items.remove(at)
         {
             self.counter(item.scope).fetch_sub(1, SeqCst);
+            if !p.items.is_empty() {
+                p.journal(|j| j.done(id));
+            }
+        }
+        if p.items.is_empty() && !p.overflow {
+            p.journal(Journal::clear);
         }
     }
 }
