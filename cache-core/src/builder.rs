@@ -22,6 +22,9 @@ use resolve::{config_error, parse_bool, redacted, redis_is_cluster};
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 enum Target {
     Url(String),
+    /// A URL built from `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB`,
+    /// `REDIS_USERNAME` and `REDIS_PASSWORD`.
+    Parts(String),
     Cluster(Vec<String>),
     Sentinel {
         sentinels: Vec<String>,
@@ -107,6 +110,42 @@ pub struct CacheBuilder {
     stats_interval: Option<Duration>,
     outage_journal: Option<std::path::PathBuf>,
     error: Option<ConfigError>,
+}
+
+/// The `CACHE_*` variables this crate reads (`CACHE_REQUIRE_REDIS` is the
+/// test suites').
+fn known_vars() -> impl Iterator<Item = &'static str> {
+    [
+        "CACHE_ENABLED",
+        "CACHE_KEY_PREFIX",
+        "CACHE_DEFAULT_TTL",
+        "CACHE_MAX_SIZE_MEMORY",
+        "CACHE_OUTAGE_JOURNAL",
+        "CACHE_REQUIRE_REDIS",
+    ]
+    .into_iter()
+    .chain(Preset::ALL.iter().map(|p| p.env_var()))
+}
+
+/// Of `names`, the `CACHE_*` ones this crate does not read that are within
+/// three edits of one it does, with that one. Others are the application's
+/// own (`CACHE_ADMIN_TOKEN`) and are left alone.
+fn misspelt_vars(names: impl Iterator<Item = String>) -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    for name in names.filter(|n| n.starts_with("CACHE_")) {
+        if known_vars().any(|k| k == name) {
+            continue;
+        }
+        if let Some((d, meant)) = known_vars()
+            .map(|k| (strsim::levenshtein(&name, k), k))
+            .min()
+            .filter(|(d, _)| *d <= 3)
+        {
+            let _ = d;
+            out.push((name, meant));
+        }
+    }
+    out
 }
 
 impl CacheBuilder {
@@ -457,8 +496,19 @@ impl CacheBuilder {
         self
     }
 
-    /// Reads the `CACHE_*` variables from the process environment.
+    /// Reads the `CACHE_*` and `REDIS_*` variables from the process
+    /// environment. A `CACHE_*` variable this crate does not read but that
+    /// is close to one it does (`CACHE_TTL_MEDUIM`) is logged as a warning
+    /// that names the one meant.
     pub fn from_env(self) -> Self {
+        let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        for (name, meant) in misspelt_vars(names) {
+            tracing::warn!(
+                variable = name,
+                meant,
+                "{name} is not a variable the cache reads: did you mean {meant}?"
+            );
+        }
         self.from_env_with(|name| std::env::var(name).ok())
     }
 
@@ -519,8 +569,76 @@ impl CacheBuilder {
                 );
                 None
             }
-            (None, None, None, None) => None,
+            (None, None, None, None) => self.redis_from_parts(get),
         };
+    }
+
+    /// `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB`, `REDIS_USERNAME` and
+    /// `REDIS_PASSWORD`, as the services this library replaces configure
+    /// Redis, when no URL is set: a URL made of them (host `127.0.0.1`,
+    /// port 6379 and database 0 unless set).
+    fn redis_from_parts(&mut self, get: &impl Fn(&str) -> Option<String>) -> Option<Target> {
+        let [host, port, db, user, password] = [
+            "REDIS_HOST",
+            "REDIS_PORT",
+            "REDIS_DB",
+            "REDIS_USERNAME",
+            "REDIS_PASSWORD",
+        ]
+        .map(get);
+        if host.is_none() && port.is_none() && db.is_none() && password.is_none() {
+            return None;
+        }
+        let host = host.map_or_else(|| "127.0.0.1".to_owned(), |h| h.trim().to_owned());
+        if host.contains("://") || host.contains(['/', '@', ' ']) {
+            self.fail(
+                "REDIS_HOST",
+                &host,
+                "expected a host name or address, e.g. redis.internal or 10.0.0.5 (a URL goes in REDIS_URL)",
+            );
+            return None;
+        }
+        let port = match port.map(|p| p.trim().parse::<u16>()) {
+            None => 6379,
+            Some(Ok(p)) if p > 0 => p,
+            Some(_) => {
+                self.fail(
+                    "REDIS_PORT",
+                    &get("REDIS_PORT").unwrap_or_default(),
+                    "expected a port number, 1 to 65535",
+                );
+                return None;
+            }
+        };
+        let db = match db.map(|d| d.trim().parse::<u32>()) {
+            None => 0,
+            Some(Ok(d)) => d,
+            Some(Err(_)) => {
+                self.fail(
+                    "REDIS_DB",
+                    &get("REDIS_DB").unwrap_or_default(),
+                    "expected a database number, e.g. 0",
+                );
+                return None;
+            }
+        };
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let auth = match (user, password) {
+            (None, None) => String::new(),
+            (user, password) => format!(
+                "{}:{}@",
+                user.as_deref().map(enc).unwrap_or_default(),
+                password.as_deref().map(enc).unwrap_or_default()
+            ),
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]") // IPv6
+        } else {
+            host
+        };
+        Some(Target::Parts(format!("redis://{auth}{host}:{port}/{db}")))
     }
 
     /// Reads the `CACHE_*` variables through `lookup` (a config system, or a test's map).

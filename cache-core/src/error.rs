@@ -4,7 +4,10 @@
 ///
 /// With the default (non-strict) behaviour, cache operations degrade instead
 /// of failing: these errors come from configuration and installation.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same one line as `Display`, so that a `main` that
+/// returns the error shows a readable message, not a struct dump.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value was refused; the message names the variable or setting.
@@ -35,7 +38,7 @@ pub enum Error {
 ///     .unwrap_err();
 /// assert!(err.to_string().starts_with("invalid CACHE_DEFAULT_TTL=\"5 minutes\""));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {source_name}={value:?}: {reason}")]
 pub struct ConfigError {
     /// The environment variable (`CACHE_DEFAULT_TTL`) or builder setting (`builder.key_prefix`).
@@ -44,4 +47,16 @@ pub struct ConfigError {
     pub value: String,
     /// Why.
     pub reason: String,
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }

@@ -26,6 +26,7 @@ impl CacheBuilder {
                 (true, Target::Cluster(_)) => "builder.redis_cluster",
                 (true, Target::Sentinel { .. }) => "builder.redis_sentinel",
                 (false, Target::Url(_)) => "REDIS_URL",
+                (_, Target::Parts(_)) => "REDIS_HOST",
                 (false, Target::Cluster(_)) => "REDIS_CLUSTER_URLS",
                 (false, Target::Sentinel { .. }) => "REDIS_SENTINEL_URLS",
             }
@@ -47,7 +48,10 @@ impl CacheBuilder {
                 return Ok(None);
             };
             let config = match target {
-                Target::Url(url) => RedisConfig::new(url.clone()),
+                Target::Url(url) | Target::Parts(url) => {
+                    check_scheme(source, url)?;
+                    RedisConfig::new(url.clone())
+                }
                 Target::Cluster(nodes) if nodes.is_empty() => {
                     return Err(config_error(
                         source,
@@ -55,7 +59,12 @@ impl CacheBuilder {
                         "name at least one seed node of the cluster, e.g. redis://10.0.0.1:7000",
                     ));
                 }
-                Target::Cluster(nodes) => RedisConfig::cluster(nodes.iter().cloned()),
+                Target::Cluster(nodes) => {
+                    for node in nodes {
+                        check_scheme(source, node)?;
+                    }
+                    RedisConfig::cluster(nodes.iter().cloned())
+                }
                 Target::Sentinel { sentinels, .. } if sentinels.is_empty() => {
                     return Err(config_error(
                         source,
@@ -71,6 +80,9 @@ impl CacheBuilder {
                     ));
                 }
                 Target::Sentinel { sentinels, master } => {
+                    for node in sentinels {
+                        check_scheme(source, node)?;
+                    }
                     RedisConfig::sentinel(sentinels.iter().cloned(), master.clone())
                 }
             };
@@ -286,6 +298,29 @@ fn check_prefix(prefix: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A Redis URL without its scheme (`127.0.0.1:6390`) is refused with the
+/// form expected, rather than with the client's parse error.
+#[cfg(feature = "redis")]
+fn check_scheme(source: &str, url: &str) -> Result<(), Error> {
+    let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    if schemes.iter().any(|s| url.starts_with(s)) {
+        return Ok(());
+    }
+    // Whatever precedes an `@` may be a password.
+    let (shown, host) = match url.rsplit_once('@') {
+        Some((_, host)) => (format!("***@{host}"), host),
+        None => (url.to_owned(), url),
+    };
+    let host = host.split('/').next().unwrap_or(host);
+    Err(config_error(
+        source,
+        &shown,
+        &format!(
+            "a Redis URL starts with its scheme: redis://{host}/0 (rediss:// for TLS, redis+unix:///path/to/socket for a Unix socket)"
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +339,116 @@ mod tests {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[cfg(feature = "redis")]
+    fn redis_url(b: &CacheBuilder) -> Result<Option<(&'static str, String)>, String> {
+        b.redis_settings()
+            .map(|r| r.map(|(source, c)| (source, c.redacted_url())))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn redis_host_port_db_and_password_make_a_url_when_redis_url_is_absent() {
+        let b = env(&[
+            ("REDIS_HOST", "redis.internal"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "2"),
+            ("REDIS_PASSWORD", "p@ss:w/rd"),
+        ]);
+        assert_eq!(
+            redis_url(&b),
+            Ok(Some((
+                "REDIS_HOST",
+                "redis://:***@redis.internal:6380/2".to_owned()
+            )))
+        );
+        let Ok(Some((_, config))) = b.redis_settings() else {
+            panic!("a config");
+        };
+        assert!(
+            format!("{config:?}").contains("p%40ss%3Aw%2Frd")
+                || !format!("{config:?}").contains("p@ss")
+        );
+        // Defaults for what is not set.
+        assert_eq!(
+            redis_url(&env(&[("REDIS_PORT", "7000")])),
+            Ok(Some(("REDIS_HOST", "redis://127.0.0.1:7000/0".to_owned())))
+        );
+        assert_eq!(
+            redis_url(&env(&[("REDIS_HOST", "::1")])),
+            Ok(Some(("REDIS_HOST", "redis://[::1]:6379/0".to_owned())))
+        );
+        // REDIS_URL wins.
+        assert_eq!(
+            redis_url(&env(&[("REDIS_URL", "redis://a:1/0"), ("REDIS_HOST", "b")])),
+            Ok(Some(("REDIS_URL", "redis://a:1/0".to_owned())))
+        );
+        assert_eq!(redis_url(&env(&[])), Ok(None));
+        for (name, value, says) in [
+            ("REDIS_PORT", "http", "expected a port number"),
+            ("REDIS_PORT", "0", "expected a port number"),
+            ("REDIS_DB", "-1", "expected a database number"),
+            ("REDIS_HOST", "redis://x", "a URL goes in REDIS_URL"),
+        ] {
+            let e = err(env(&[(name, value)]));
+            assert!(
+                e.starts_with(&format!("invalid {name}=")) && e.contains(says),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn a_url_without_its_scheme_gets_the_form_expected_in_one_line() {
+        let e = redis_url(&env(&[("REDIS_URL", "127.0.0.1:6390")])).unwrap_err();
+        assert_eq!(
+            e,
+            "invalid REDIS_URL=\"127.0.0.1:6390\": a Redis URL starts with its scheme: \
+             redis://127.0.0.1:6390/0 (rediss:// for TLS, redis+unix:///path/to/socket for a Unix socket)"
+        );
+        let e = redis_url(&env(&[("REDIS_URL", "user:secret@10.0.0.5:6379/3")])).unwrap_err();
+        assert!(
+            !e.contains("secret") && e.contains("redis://10.0.0.5:6379/0"),
+            "{e}"
+        );
+        let e = redis_url(&env(&[("REDIS_CLUSTER_URLS", "redis://a:1,b:2")])).unwrap_err();
+        assert!(e.starts_with("invalid REDIS_CLUSTER_URLS=\"b:2\""), "{e}");
+        // And `Debug`, which `main` returning an error prints, reads the same.
+        let debug = format!(
+            "{:?}",
+            CacheBuilder::new()
+                .redis_url("127.0.0.1:6390")
+                .build_blocking()
+                .unwrap_err()
+        );
+        assert!(
+            !debug.contains('{') && debug.contains("redis://127.0.0.1:6390/0"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_cache_variable_is_named_with_the_one_meant() {
+        let names = [
+            "CACHE_TTL_MEDUIM",
+            "CACHE_KEY_PREFX",
+            "CACHE_ADMIN_TOKEN",
+            "CACHE_TTL_MEDIUM",
+            "PATH",
+            "CACHE_ENABLE",
+        ]
+        .map(String::from);
+        assert_eq!(
+            crate::builder::misspelt_vars(names.into_iter()),
+            vec![
+                ("CACHE_TTL_MEDUIM".to_owned(), "CACHE_TTL_MEDIUM"),
+                ("CACHE_KEY_PREFX".to_owned(), "CACHE_KEY_PREFIX"),
+                ("CACHE_ENABLE".to_owned(), "CACHE_ENABLED"),
+            ]
+        );
     }
 
     #[test]

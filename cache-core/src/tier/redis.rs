@@ -195,6 +195,7 @@ const FAN_OUT: usize = 32;
 type Census = (String, u64, bool);
 
 mod backplane;
+mod deferred;
 mod journal;
 mod lock;
 mod queue;

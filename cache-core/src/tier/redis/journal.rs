@@ -34,7 +34,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::queue::{Deferred, Scope};
+use super::deferred::{Deferred, Scope};
 
 /// How many instances may share one directory.
 const SLOTS: usize = 64;

@@ -29,6 +29,7 @@ use cache_redis::Bucket;
 use tokio::sync::Notify;
 
 use super::backplane::Op;
+pub(super) use super::deferred::{Deferred, Scope};
 use super::journal::{self, Journal};
 use super::{L2, TierError};
 use crate::breaker::Breaker;
@@ -38,24 +39,6 @@ pub(super) const PROBE_EVERY: Duration = Duration::from_millis(50);
 
 /// How many invalidations are queued before the queue becomes "everything".
 pub(super) const MAX_PENDING: usize = 10_000;
-
-/// An invalidation that has not reached Redis yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Deferred {
-    Key(String),
-    Pattern(String),
-    /// A prefix pattern's share in one bucket of a cluster.
-    PatternIn(usize, String),
-}
-
-/// Which reads an item holds back until it is replayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Scope {
-    /// Every read.
-    All,
-    /// Reads of one cluster bucket.
-    Bucket(usize),
-}
 
 #[derive(Debug)]
 struct Item {
