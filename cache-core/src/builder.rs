@@ -41,6 +41,7 @@ struct Settings {
     presets: [Option<Duration>; 9],
     max_entries: Option<u64>,
     outage_journal: Option<std::path::PathBuf>,
+    redis_tls_ca_file: Option<String>,
 }
 
 impl Cache {
@@ -58,6 +59,8 @@ impl Cache {
 /// | `REDIS_URL` | [`redis_url`](Self::redis_url) | none: in-process only |
 /// | `REDIS_CLUSTER_URLS` | [`redis_cluster`](Self::redis_cluster) (comma-separated seed nodes) | none |
 /// | `REDIS_SENTINEL_URLS`, `REDIS_SENTINEL_MASTER` | [`redis_sentinel`](Self::redis_sentinel) (comma-separated sentinels; the master's name or URL) | none |
+/// | `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB`, `REDIS_USERNAME`, `REDIS_PASSWORD` | a URL made of them, when none of the three above is set | `127.0.0.1`, `6379`, `0` |
+/// | `REDIS_TLS_CA_FILE` | [`redis_tls_root_certificates`](Self::redis_tls_root_certificates) (a path to PEM certificates) | the platform's roots |
 /// | `CACHE_ENABLED` | [`enabled`](Self::enabled) | `true` (`false` makes every attribute a pass-through) |
 /// | `CACHE_KEY_PREFIX` | [`key_prefix`](Self::key_prefix) | `cache` |
 /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl) | the `medium` preset |
@@ -98,6 +101,7 @@ pub struct CacheBuilder {
     redis_connect_timeout: Option<Duration>,
     redis_op_timeout: Option<Duration>,
     redis_batch_reads: Option<bool>,
+    redis_tls_roots: Option<Vec<u8>>,
     breaker: BreakerConfig,
     strict: bool,
     jitter: Option<f64>,
@@ -303,6 +307,25 @@ impl CacheBuilder {
     /// ```
     pub fn redis_batch_reads(mut self, on: bool) -> Self {
         self.redis_batch_reads = Some(on);
+        self
+    }
+
+    /// Trusts the certificate authorities in `pem` (PEM certificates)
+    /// instead of the platform's roots, for a `rediss://` server or
+    /// cluster whose certificates a private CA signed (feature `tls`). From
+    /// the environment: `REDIS_TLS_CA_FILE`, a path to the PEM file.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = cache_core::Cache::builder()
+    ///     .redis_url("rediss://redis.internal:6380/0")
+    ///     .redis_tls_root_certificates(std::fs::read("/etc/redis/ca.pem")?)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.redis_tls_roots = Some(pem.into());
         self
     }
 
@@ -665,6 +688,9 @@ impl CacheBuilder {
         }
         if let Some(v) = get("CACHE_KEY_PREFIX") {
             self.env.key_prefix = Some(v);
+        }
+        if let Some(v) = get("REDIS_TLS_CA_FILE") {
+            self.env.redis_tls_ca_file = Some(v.trim().to_owned());
         }
         if let Some(v) = get("CACHE_OUTAGE_JOURNAL") {
             self.env.outage_journal = Some(v.trim().into());

@@ -50,6 +50,11 @@ pub struct RedisConfig {
     /// Redis together (`MGET`; see [`RedisConfig::batch_reads`]). On by
     /// default.
     pub batch_reads: bool,
+    /// PEM certificates of the authorities that sign the server's TLS
+    /// certificate, for `rediss://` servers whose certificate a private CA
+    /// signed ([`RedisConfig::tls_root_certificates`]). `None`: the
+    /// platform's roots. Single servers and clusters (feature `tls`).
+    pub tls_roots: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -64,6 +69,7 @@ impl RedisConfig {
             op_timeout: DEFAULT_OP_TIMEOUT,
             scan_count: 1000,
             batch_reads: true,
+            tls_roots: None,
         }
     }
 
@@ -156,6 +162,39 @@ impl RedisConfig {
         self
     }
 
+    /// Trusts the certificate authorities in `pem` (instead of the
+    /// platform's roots) for `rediss://` servers: a server whose
+    /// certificate they did not sign, or whose certificate does not name
+    /// the host connected to, is refused. Single servers and clusters.
+    ///
+    /// ```no_run
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let c = cache_redis::RedisConfig::new("rediss://redis.internal:6380/0").tls_root_certificates(ca);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots = Some(pem.into());
+        self
+    }
+
+    /// The connection settings of `url` with this configuration's TLS roots.
+    pub(crate) fn connection_info(&self, url: &str) -> redis::RedisResult<redis::ConnectionInfo> {
+        #[cfg(feature = "tls")]
+        if let Some(pem) = &self.tls_roots
+            && url.starts_with("rediss://")
+        {
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            };
+            return Ok(redis::Client::build_with_tls(url, certificates)?
+                .get_connection_info()
+                .clone());
+        }
+        redis::IntoConnectionInfo::into_connection_info(url)
+    }
+
     /// Sets the `SCAN` `COUNT` hint.
     #[must_use]
     pub fn scan_count(mut self, count: usize) -> Self {
@@ -182,6 +221,18 @@ impl RedisConfig {
     }
 }
 
+/// rustls needs a process-wide crypto provider, and picks none by itself
+/// when the build enables no provider feature, or two (another crate may
+/// enable `aws-lc-rs`): then the first TLS connection would panic. This
+/// installs `ring`'s unless the application installed one.
+#[cfg(feature = "tls")]
+pub(crate) fn crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err: another thread installed one meanwhile, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
@@ -190,6 +241,7 @@ impl fmt::Debug for RedisConfig {
             .field("op_timeout", &self.op_timeout)
             .field("scan_count", &self.scan_count)
             .field("batch_reads", &self.batch_reads)
+            .field("tls_roots", &self.tls_roots.as_ref().map(|_| "PEM"))
             .finish()
     }
 }

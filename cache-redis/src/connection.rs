@@ -54,8 +54,8 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    Arg, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline, RedisFuture,
-    RedisResult, ServerErrorKind, Value,
+    Arg, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
 };
 
 use crate::config::RedisConfig;
@@ -713,7 +713,7 @@ impl Connection {
     pub(crate) fn cluster(config: &RedisConfig) -> RedisResult<Connection> {
         let mut infos = Vec::with_capacity(config.cluster_nodes.len());
         for node in &config.cluster_nodes {
-            infos.push(node.as_str().into_connection_info()?);
+            infos.push(config.connection_info(node)?);
         }
         let infos_for_slots = infos.clone();
         let seed = infos.first().cloned().ok_or_else(|| {
@@ -722,7 +722,16 @@ impl Connection {
                 "a cluster needs at least one seed node",
             ))
         })?;
-        let client = ClusterClient::builder(infos)
+        let builder = ClusterClient::builder(infos);
+        #[cfg(feature = "tls")]
+        let builder = match &config.tls_roots {
+            Some(pem) => builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            }),
+            None => builder,
+        };
+        let client = builder
             .connection_timeout(config.connect_timeout)
             // A command the caller gave up on (`RedisStore::run`'s timer)
             // ends inside the client too. The defaults (16 retries, backing

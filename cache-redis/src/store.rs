@@ -321,6 +321,8 @@ impl RedisStore {
     /// feature that is off (`rediss://` without `tls`);
     /// [`StoreError::NoRuntime`] outside a Tokio runtime.
     pub fn new(config: RedisConfig) -> Result<RedisStore, StoreError> {
+        #[cfg(feature = "tls")]
+        crate::config::crypto_provider();
         let invalid = |e: redis::RedisError| StoreError::InvalidUrl {
             url: config.redacted_url(),
             reason: e.to_string(),
@@ -329,10 +331,13 @@ impl RedisStore {
             let mut clients = Vec::with_capacity(config.cluster_nodes.len());
             for node in &config.cluster_nodes {
                 clients.push(
-                    Client::open(node.as_str()).map_err(|e| StoreError::InvalidUrl {
-                        url: redact(node),
-                        reason: e.to_string(),
-                    })?,
+                    config
+                        .connection_info(node)
+                        .and_then(Client::open)
+                        .map_err(|e| StoreError::InvalidUrl {
+                            url: redact(node),
+                            reason: e.to_string(),
+                        })?,
                 );
             }
             if tokio::runtime::Handle::try_current().is_err() {
@@ -362,7 +367,10 @@ impl RedisStore {
                 )),
             });
         }
-        let client = Client::open(config.url.as_str()).map_err(invalid)?;
+        let client = config
+            .connection_info(&config.url)
+            .and_then(Client::open)
+            .map_err(invalid)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::NoRuntime);
         }

@@ -84,7 +84,10 @@ fn app(server: &RedisServer, auth: &str) -> Cache {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn an_acl_user_limited_to_the_prefix_can_do_everything_the_cache_does() {
     let server = locked_down();
-    let (a, b) = (app(&server, "app:app-s3cret"), app(&server, "app:app-s3cret"));
+    let (a, b) = (
+        app(&server, "app:app-s3cret"),
+        app(&server, "app:app-s3cret"),
+    );
     for c in [&a, &b] {
         tests::support::connected(c).await;
     }
@@ -95,7 +98,9 @@ async fn an_acl_user_limited_to_the_prefix_can_do_everything_the_cache_does() {
     assert_eq!(db.reads.load(SeqCst), 1, "B read A's value");
     // Manual API, prefix, key and scanned-pattern invalidation, with the backplane.
     for i in 0..5 {
-        a.set(&format!("team:1:{i}"), &i, Preset::Short).await.unwrap();
+        a.set(&format!("team:1:{i}"), &i, Preset::Short)
+            .await
+            .unwrap();
     }
     let mut heard = b.backplane().unwrap();
     let before = heard.borrow().applied;
@@ -115,7 +120,9 @@ async fn an_acl_user_limited_to_the_prefix_can_do_everything_the_cache_does() {
     assert!(!a.namespaces().await.unwrap().is_empty());
     assert_eq!(a.health().await.status, HealthStatus::Healthy);
     eventually("both instances report", async || {
-        a.stats_all().await.is_ok_and(|all| all.instances.len() == 2)
+        a.stats_all()
+            .await
+            .is_ok_and(|all| all.instances.len() == 2)
     })
     .await;
     assert!(a.clear().await.unwrap().is_done());

@@ -97,6 +97,18 @@ impl CacheBuilder {
         if let Some(on) = self.redis_batch_reads {
             config.batch_reads = on;
         }
+        if let Some(pem) = &self.redis_tls_roots {
+            config.tls_roots = Some(pem.clone());
+        } else if let Some(path) = &self.env.redis_tls_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                config_error(
+                    "REDIS_TLS_CA_FILE",
+                    path,
+                    &format!("cannot read the CA certificates: {e}"),
+                )
+            })?;
+            config.tls_roots = Some(pem);
+        }
         Ok(Some((source, config)))
     }
 
