@@ -282,6 +282,9 @@ pub struct ServerInfo {
     pub max_memory: u64,
     /// `maxmemory_policy` (`noeviction`, `allkeys-lru`, ...), if reported.
     pub eviction_policy: Option<String>,
+    /// `evicted_keys`: keys Redis evicted to make room since it started
+    /// (summed over a cluster's masters).
+    pub evicted_keys: u64,
     /// Each master's own figures (one entry on a single server).
     pub nodes: Vec<NodeInfo>,
 }
@@ -1080,6 +1083,7 @@ impl RedisStore {
             keys: 0,
             max_memory: 0,
             eviction_policy: None,
+            evicted_keys: 0,
             nodes: Vec::new(),
         };
         let mut first_error = None;
@@ -1095,6 +1099,7 @@ impl RedisStore {
                     answered = true;
                     total.used_memory += one.used_memory;
                     total.keys += one.keys;
+                    total.evicted_keys += one.evicted_keys;
                     total.max_memory = total.max_memory.max(one.max_memory);
                     if one.may_evict() || total.eviction_policy.is_none() {
                         total.eviction_policy = one.eviction_policy;
@@ -1125,11 +1130,13 @@ impl RedisStore {
 
     async fn info_on(&self, node: Connection) -> Result<ServerInfo, StoreError> {
         let mut con = node;
-        let (info, keys): (String, u64) = self
+        let (info, stats, keys): (String, String, u64) = self
             .run(async move {
                 redis::pipe()
                     .cmd("INFO")
                     .arg("memory")
+                    .cmd("INFO")
+                    .arg("stats")
                     .cmd("DBSIZE")
                     .query_async(&mut con)
                     .await
@@ -1137,6 +1144,7 @@ impl RedisStore {
             .await?;
         let field = |name: &str| {
             info.lines()
+                .chain(stats.lines())
                 .find_map(|l| l.strip_prefix(name))
                 .map(|v| v.trim().to_owned())
         };
@@ -1151,6 +1159,9 @@ impl RedisStore {
             keys,
             max_memory,
             eviction_policy: field("maxmemory_policy:"),
+            evicted_keys: field("evicted_keys:")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             nodes: Vec::new(),
         })
     }

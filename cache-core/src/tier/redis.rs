@@ -16,11 +16,16 @@
 //! path. Markers live [`MARKER_TTL`]; a computation that started longer ago
 //! does not write.
 //!
-//! Requirements and limits: Redis must not evict the bookkeeping keys
-//! (`maxmemory-policy noeviction`, or memory to spare): an evicted index set
-//! leaves its keys to expire by TTL instead of being invalidated. Each time
-//! the backplane (re)subscribes, `INFO memory` is read and a warning logged
-//! if Redis has a memory limit with an evicting policy. Write path cost (the
+//! A Redis that evicts (a memory limit with an evicting policy) may take
+//! bookkeeping keys: an evicted index set leaves its keys out of prefix
+//! invalidation, an evicted marker lets a value computed before an
+//! invalidation be stored after it. Each time the backplane (re)subscribes
+//! a warning is logged if Redis may evict. Once Redis reports evicted keys
+//! ([`L2::evictions_seen`], asked before prefix invalidations), this
+//! instance falls back, for the rest of its life: prefix invalidations
+//! also `SCAN` (O(keyspace)), and a computed value is written only if no
+//! invalidation at all moved its bucket's sequence since the computation
+//! started (fewer values stored under heavy invalidation, none stale). Write path cost (the
 //! `invalidation` bench): one `EVALSHA` instead of a `SET`, about 1.4× its
 //! time for a key three segments deep. The same script records the key's
 //! top-level index set in the namespace registry (`P:~idx:#top`; keys
@@ -256,7 +261,19 @@ pub(crate) struct L2 {
     held: lock::HeldLocks,
     /// Given by the engine: times Redis commands for the metrics.
     observer: Arc<Observer>,
+    /// What this instance knows of Redis evicting keys.
+    evictions: Evictions,
 }
+
+/// See [`L2::evictions_seen`].
+#[derive(Debug, Default)]
+struct Evictions {
+    seen: std::sync::atomic::AtomicBool,
+    cannot_evict_until: Mutex<Option<Instant>>,
+}
+
+/// How long a Redis found not to evict is taken at its word.
+const EVICTION_RECHECK: Duration = Duration::from_secs(60);
 
 impl Drop for L2 {
     fn drop(&mut self) {
@@ -347,6 +364,7 @@ impl L2 {
             waiters: lock::Waiters::default(),
             held: lock::HeldLocks::default(),
             observer,
+            evictions: Evictions::default(),
         }
     }
 
@@ -634,7 +652,12 @@ impl L2 {
         // their markers: nothing computed is written before they are.
         self.ready(self.layout.key_bucket(key))?;
         let indexes = self.layout.indexes(key);
-        let markers = self.layout.markers(key);
+        let mut markers = self.layout.markers(key);
+        if self.evictions.seen.load(Relaxed) {
+            // A marker may have been evicted: then any invalidation since
+            // the computation started (the sequence moved) refuses it.
+            markers.push(self.layout.sequence_for(key).into_owned());
+        }
         let guard = WriteGuard::Unchanged {
             markers: &markers,
             observed: *observed,
@@ -683,7 +706,16 @@ impl L2 {
             let results = self
                 .each_bucket(segment, |bucket| self.drain(bucket, segment))
                 .await;
-            return Unfinished::sum(results);
+            let drained = Unfinished::sum(results)?;
+            if !self.evictions_seen().await {
+                return Ok(drained);
+            }
+            // An evicted index set left keys that only a scan finds.
+            let scanned = self
+                .scan_delete(pattern, &glob)
+                .await
+                .map_err(Unfinished::whole)?;
+            return Ok(drained + scanned);
         }
         let literal = glob.leading_literal();
         let covering = self.layout.covering_segment(&literal);
@@ -698,11 +730,17 @@ impl L2 {
         if let Some((_, Err(e))) = bumped.into_iter().find(|(_, r)| r.is_err()) {
             return Err(Unfinished::whole(e));
         }
+        self.scan_delete(pattern, &glob)
+            .await
+            .map_err(Unfinished::whole)
+    }
+
+    /// Removes the keys `pattern` matches by scanning the keyspace.
+    async fn scan_delete(&self, pattern: &str, glob: &Glob) -> Result<u64, TierError> {
         if !self.layout.is_cluster() {
             return self
                 .guarded(None, self.store.delete_matching(pattern))
-                .await
-                .map_err(Unfinished::whole);
+                .await;
         }
         // Bucket-tagged names: `SCAN` for a wider pattern, and keep the names
         // whose key (tag removed) the pattern matches.
@@ -715,7 +753,42 @@ impl L2 {
             }),
         )
         .await
-        .map_err(Unfinished::whole)
+    }
+
+    /// Whether Redis has evicted keys under a policy that may take the
+    /// cache's bookkeeping (`evicted_keys` above 0 with a memory limit and
+    /// an evicting policy): an index set may have gone, and its keys with
+    /// it from prefix invalidation, so prefix invalidations also scan. Once
+    /// seen it holds for this instance's life (keys an evicted set left
+    /// behind live until their TTL). Until then, Redis is asked before each
+    /// prefix invalidation, except within a minute of finding no memory
+    /// limit or a `noeviction` policy.
+    async fn evictions_seen(&self) -> bool {
+        if self.evictions.seen.load(Relaxed) {
+            return true;
+        }
+        if self
+            .evictions
+            .cannot_evict_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return false;
+        }
+        let Ok(info) = self.guarded(None, self.store.info()).await else {
+            // Unknown: scanning too is the safe side.
+            return true;
+        };
+        if !info.may_evict() {
+            *self
+                .evictions
+                .cannot_evict_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + EVICTION_RECHECK);
+            return false;
+        }
+        self.note_evictions(&info)
     }
 
     /// Drains `segment`'s index set in `bucket` (stamping its marker).
@@ -951,7 +1024,26 @@ impl L2 {
 
     /// Used memory and the database's key count, summed and per master.
     pub(crate) async fn info(&self) -> Result<cache_redis::ServerInfo, TierError> {
-        self.guarded(None, self.store.info()).await
+        let info = self.guarded(None, self.store.info()).await?;
+        self.note_evictions(&info);
+        Ok(info)
+    }
+
+    /// Records what `info` says of evictions (see [`evictions_seen`](Self::evictions_seen)).
+    fn note_evictions(&self, info: &cache_redis::ServerInfo) -> bool {
+        if !info.may_evict() || info.evicted_keys == 0 {
+            return false;
+        }
+        if !self.evictions.seen.swap(true, Relaxed) {
+            tracing::warn!(
+                policy = info.eviction_policy.as_deref().unwrap_or(""),
+                evicted_keys = info.evicted_keys,
+                "Redis evicts keys: prefix invalidations now also scan the keyspace, so that keys \
+                 whose index set was evicted are removed too (O(keyspace) instead of O(matching \
+                 keys)), and computed values are stored only if no invalidation ran meanwhile"
+            );
+        }
+        true
     }
 
     /// The cache's entries per top-level prefix, from its index sets: the
@@ -1092,13 +1184,14 @@ impl L2 {
     async fn warn_if_evicting(&self) {
         if let Ok(info) = self.guarded(None, self.store.info()).await
             && info.may_evict()
+            && !self.note_evictions(&info)
         {
             tracing::warn!(
                 policy = info.eviction_policy.as_deref().unwrap_or(""),
                 maxmemory = info.max_memory,
-                "Redis may evict keys: an evicted index set or invalidation marker lets keys \
-                 escape prefix invalidation until they expire; use maxmemory-policy noeviction \
-                 for the cache's Redis, or keep memory to spare"
+                "Redis may evict keys: once it does, prefix invalidations also scan the keyspace \
+                 and computed values are stored only if no invalidation ran meanwhile; use \
+                 maxmemory-policy noeviction for the cache's Redis, or keep memory to spare"
             );
         }
     }

@@ -1,0 +1,174 @@
+//! A Redis that evicts (`maxmemory` small, `allkeys-lru`) under a write
+//! load that makes it evict: index sets go with the values, leaving keys
+//! that the index no longer names. After each prefix invalidation, no key
+//! under the prefix is left in Redis or read back.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cache_core::{Cache, Preset};
+use cache_redis::Layout;
+use tests::redis_server::{RedisServer, ServerConfig};
+use tests::support::{redis_connection, redis_store};
+
+const USERS: usize = 400;
+const ITEMS: usize = 12;
+
+async fn keys_under(con: &mut redis::aio::MultiplexedConnection, pattern: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await
+            .unwrap();
+        out.extend(page);
+        if next == 0 {
+            return out;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn with_evictions_a_prefix_invalidation_leaves_nothing_behind() {
+    let server = RedisServer::start_with(ServerConfig {
+        args: ["--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    // Reads go to Redis: no in-process copies.
+    let cache: Cache = Cache::builder()
+        .redis_url(server.url())
+        .key_prefix("ev")
+        .redis_op_timeout(Duration::from_secs(2))
+        .l1_enabled(false)
+        .build_blocking()
+        .unwrap();
+    let store = redis_store(&server);
+    let value = vec![7u8; 1500];
+    // About 7 MB written into 3 MB: Redis evicts values and index sets alike.
+    for u in 0..USERS {
+        for i in 0..ITEMS {
+            cache
+                .set(&format!("user:{u}:item:{i}"), &value, Preset::Long)
+                .await
+                .unwrap();
+        }
+    }
+    let info = store.info().await.unwrap();
+    assert!(info.evicted_keys > 0, "the load made Redis evict: {info:?}");
+
+    // Keys whose index set is gone: only a scan finds them.
+    let layout = Layout::new("ev");
+    let mut con = redis_connection(&server).await;
+    let mut orphans = 0;
+    for u in 0..USERS {
+        let present = keys_under(&mut con, &format!("ev:user:{u}:*")).await;
+        let indexed: HashSet<String> = redis::cmd("SMEMBERS")
+            .arg(layout.index_key(&format!("user:{u}:")))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        orphans += present.difference(&indexed).count();
+    }
+    eprintln!(
+        "{} keys evicted; {orphans} keys left outside their index set",
+        info.evicted_keys
+    );
+
+    for u in 0..USERS {
+        cache.invalidate(&format!("user:{u}:*")).await.unwrap();
+        let left = keys_under(&mut con, &format!("ev:user:{u}:*")).await;
+        assert!(
+            left.is_empty(),
+            "user {u}: {left:?} survived its invalidation"
+        );
+        for i in (0..ITEMS).step_by(5) {
+            assert_eq!(
+                cache
+                    .get::<Vec<u8>>(&format!("user:{u}:item:{i}"))
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+    }
+}
+
+/// An origin held at a gate.
+struct Gated {
+    gate: tokio::sync::watch::Sender<bool>,
+    started: tokio::sync::Notify,
+}
+
+impl Gated {
+    #[cache_core::cached(ttl = "long", key = "profile:<id>")]
+    async fn profile(&self, id: u32) -> String {
+        self.started.notify_one();
+        let _ = self.gate.subscribe().wait_for(|open| *open).await;
+        format!("old profile {id}")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn with_evictions_an_evicted_marker_does_not_let_a_stale_value_in() {
+    let server = RedisServer::start_with(ServerConfig {
+        args: ["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let instance = || {
+        Cache::builder()
+            .redis_url(server.url())
+            .key_prefix("em")
+            .redis_op_timeout(Duration::from_secs(2))
+            .l1_enabled(false)
+    };
+    // A hears nothing from B: only Redis can refuse A's stale write.
+    let (a, b) = (instance().backplane(false), instance());
+    let (a, b) = (a.build_blocking().unwrap(), b.build_blocking().unwrap());
+    let value = vec![1u8; 2000];
+    for i in 0..3000 {
+        b.set(&format!("filler:{i}"), &value, Preset::Long)
+            .await
+            .unwrap();
+    }
+    // A learns that Redis evicts (from its stats, as from any prefix invalidation).
+    assert!(a.stats().await.redis.is_some());
+
+    // A computes profile 1 from the old row; B invalidates it meanwhile;
+    // Redis then evicts the marker that invalidation stamped.
+    let gated = std::sync::Arc::new(Gated {
+        gate: tokio::sync::watch::channel(false).0,
+        started: tokio::sync::Notify::new(),
+    });
+    let started = gated.started.notified();
+    let computing = {
+        let (a, gated) = (a.clone(), std::sync::Arc::clone(&gated));
+        tokio::spawn(async move { a.scope(gated.profile(1)).await })
+    };
+    started.await;
+    b.delete("profile:1").await.unwrap();
+    let marker = Layout::new("em").key_marker("em:profile:1");
+    let mut con = redis_connection(&server).await;
+    let removed: u64 = redis::cmd("DEL")
+        .arg(&marker)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "the marker {marker} was there");
+    gated.gate.send_replace(true);
+    assert_eq!(computing.await.unwrap(), "old profile 1");
+    // The value computed before the invalidation was not stored.
+    assert_eq!(b.get::<String>("profile:1").await.unwrap(), None);
+}
