@@ -101,6 +101,9 @@ mod registry;
 pub mod admin;
 // Macro support: what the attributes expand to.
 mod private;
+// The fuzz targets' entry points.
+#[cfg(feature = "fuzzing")]
+mod fuzz;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use builder::CacheBuilder;
@@ -136,4 +139,11 @@ struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::private::*;
+}
+
+/// The fuzz targets' entry points (feature `fuzzing`; not an API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzz::*;
 }

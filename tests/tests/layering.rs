@@ -40,11 +40,13 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
     ("facade", &["builder", "cache", "registry"]),
     ("integrations", &["admin"]),
     ("macro support", &["private"]),
+    ("fuzzing", &["fuzz"]),
 ];
 
 /// The modules of `cache-core` that may name the Redis crate: the tier, the
-/// builder (its public `redis(RedisConfig)` setting) and the root (its re-export).
-const MAY_NAME_REDIS: &[&str] = &["tier", "builder", ""];
+/// builder (its public `redis(RedisConfig)` setting), the fuzz entry points
+/// (they read what Redis stores as the tier does) and the root (its re-export).
+const MAY_NAME_REDIS: &[&str] = &["tier", "builder", "fuzz", ""];
 
 type Module = Vec<String>;
 

@@ -1,0 +1,4 @@
+//! See `cache_core::__fuzz::glob`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cache_core::__fuzz::glob(data));
