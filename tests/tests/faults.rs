@@ -441,3 +441,71 @@ async fn an_invalidation_queued_during_an_outage_is_replayed_soon_after_redis_re
         window.as_millis()
     );
 }
+
+/// An origin held at a gate.
+struct Gated {
+    gate: tokio::sync::watch::Sender<bool>,
+    calls: AtomicUsize,
+}
+
+impl Gated {
+    #[cached(ttl = "long", key = "gated:<id>")]
+    async fn value(&self, id: u64) -> u64 {
+        self.calls.fetch_add(1, SeqCst);
+        let _ = self.gate.subscribe().wait_for(|open| *open).await;
+        id
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_lock_whose_release_failed_during_an_outage_is_released_once_redis_answers() {
+    // Redis comes back with its data, A's lock included.
+    let mut server = RedisServer::start_with(tests::redis_server::ServerConfig {
+        args: ["--appendonly", "yes", "--appendfsync", "always"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    // Locks that would hold another process for a minute, and a wait of 30 s.
+    let instance = || {
+        Instance::on(&server)
+            .configure(|b| {
+                b.redis_op_timeout(Duration::from_millis(200))
+                    .breaker(BreakerConfig::default().cool_down(Duration::from_millis(200)))
+                    .lock_ttl(Duration::from_secs(60))
+                    .lock_wait(Duration::from_secs(30))
+                    .single_flight_wait(Duration::from_secs(60))
+            })
+            .build()
+    };
+    let (a, c) = (instance(), instance());
+    for cache in [&a, &c] {
+        connected(cache).await;
+    }
+    let gated = Arc::new(Gated {
+        gate: tokio::sync::watch::channel(false).0,
+        calls: AtomicUsize::new(0),
+    });
+    let holder = {
+        let (a, gated) = (a.clone(), Arc::clone(&gated));
+        tokio::spawn(async move { a.scope(gated.value(1)).await })
+    };
+    eventually("A computes, holding the lock", async || {
+        gated.calls.load(SeqCst) == 1
+    })
+    .await;
+    server.kill();
+    gated.gate.send_replace(true); // A finishes: its write and its release fail
+    assert_eq!(holder.await.unwrap(), 1);
+    server.restart();
+    eventually("C reaches Redis again", async || {
+        c.health().await.status == cache_core::HealthStatus::Healthy
+    })
+    .await;
+    // C finds no value and A's lock: it goes on once A's release lands,
+    // not after the 30 s wait or the 60 s lock.
+    let call = c.scope(gated.value(1));
+    let answered = tokio::time::timeout(Duration::from_secs(15), call).await;
+    assert_eq!(answered.ok(), Some(1), "C waited on a lock nobody holds");
+}

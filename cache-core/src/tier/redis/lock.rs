@@ -255,10 +255,22 @@ impl Held {
     /// call is cancelled meanwhile, the drop does it in the background.
     pub(crate) async fn release(mut self) {
         self.l2.held.remove(&self.token);
-        if let Err(e) = self.l2.unlock(&self.key, &self.token).await {
-            tracing::debug!(key = self.key, error = %e, "stampede lock not released; it will expire");
-        }
         self.released = true;
+        if self.l2.unlock(&self.key, &self.token).await.is_err() {
+            // Redis is away: release it once it answers, not a TTL later.
+            let (key, token) = (
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.token),
+            );
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(unlock_until_gone(
+                    Arc::clone(&self.l2),
+                    key,
+                    token,
+                    self.ttl,
+                ));
+            }
+        }
     }
 
     /// Runs `fut`, renewing the lock every third of its TTL meanwhile, for
@@ -312,11 +324,36 @@ impl Drop for Held {
         let l2 = Arc::clone(&self.l2);
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
-        rt.spawn(async move {
-            if let Err(e) = l2.unlock(&key, &token).await {
+        rt.spawn(unlock_until_gone(l2, key, token, self.ttl));
+    }
+}
+
+/// Releases a lock this process held, trying again while Redis is away
+/// (backing off from 50 ms to 500 ms) until the lock would have expired
+/// anyway: after an outage, processes waiting on it go on as soon as Redis
+/// answers instead of a lock TTL later.
+async fn unlock_until_gone(l2: Arc<L2>, key: String, token: String, ttl: Duration) {
+    let give_up = Instant::now() + ttl;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match l2.unlock(&key, &token).await {
+            Ok(_) => return,
+            // Refused (not a failure to reach Redis): trying again will not help.
+            Err(TierError::Store(e)) if !e.is_unavailable() => {
                 tracing::debug!(key, error = %e, "stampede lock not released; it will expire");
+                return;
             }
-        });
+            Err(_) => {}
+        }
+        if Instant::now() + pause >= give_up {
+            tracing::debug!(
+                key,
+                "stampede lock not released while Redis was away; it expires"
+            );
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 
