@@ -1176,3 +1176,31 @@ impl RedisStore {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run by `cargo test -p cache-redis` alone: in the workspace, a suite
+    /// turns the `tls` feature on.
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn tls_urls_need_the_tls_feature_and_hide_the_password() {
+        let Err(err) = RedisStore::new(RedisConfig::new("rediss://:secret@localhost:6380/0"))
+        else {
+            panic!("a rediss:// URL without the tls feature");
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("invalid Redis URL rediss://:***@localhost"),
+            "{msg}"
+        );
+        assert!(!msg.contains("secret"), "{msg}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn tls_urls_build_with_the_tls_feature() {
+        assert!(RedisStore::new(RedisConfig::new("rediss://:secret@localhost:6380/0")).is_ok());
+    }
+}

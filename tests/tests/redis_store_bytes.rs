@@ -114,16 +114,6 @@ fn outside_a_runtime_is_an_error_not_a_panic() {
 }
 
 #[tokio::test]
-async fn tls_urls_need_the_tls_feature() {
-    let err = RedisStore::new(RedisConfig::new("rediss://:secret@localhost:6380/0")).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        msg.starts_with("invalid Redis URL rediss://:***@localhost"),
-        "{msg}"
-    );
-}
-
-#[tokio::test]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn info_tells_whether_redis_may_evict_keys() {
     let redis = RedisServer::start();
