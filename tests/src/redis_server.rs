@@ -46,6 +46,18 @@ pub struct ServerConfig {
     pub sentinel: bool,
 }
 
+impl ServerConfig {
+    /// A server that keeps its data across a restart: AOF, fsynced per write.
+    pub fn durable() -> ServerConfig {
+        ServerConfig {
+            args: ["--appendonly", "yes", "--appendfsync", "always"]
+                .map(String::from)
+                .to_vec(),
+            ..ServerConfig::default()
+        }
+    }
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cache_core::cache_redis::RedisStore;
 use cache_core::{BreakerConfig, BreakerState, Cache, cached, invalidates};
 use serde::{Deserialize, Serialize};
-use tests::redis_server::RedisServer;
+use tests::redis_server::{RedisServer, ServerConfig};
 use tests::support::{Instance, connected, eventually, redis_store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,12 +362,7 @@ async fn a_miss_waits_on_a_failing_redis_once() {
 async fn an_invalidation_queued_during_an_outage_is_replayed_soon_after_redis_returns_with_its_data()
  {
     // Redis keeps its data across the restart (AOF, fsynced per write).
-    let mut server = RedisServer::start_with(tests::redis_server::ServerConfig {
-        args: ["--appendonly", "yes", "--appendfsync", "always"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    });
+    let mut server = RedisServer::start_with(ServerConfig::durable());
     // A's breaker opens at the first failure and would not probe Redis
     // again for a minute: only the early probe of the replay can bring the
     // invalidation back within the test.
@@ -461,12 +456,7 @@ impl Gated {
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_lock_whose_release_failed_during_an_outage_is_released_once_redis_answers() {
     // Redis comes back with its data, A's lock included.
-    let mut server = RedisServer::start_with(tests::redis_server::ServerConfig {
-        args: ["--appendonly", "yes", "--appendfsync", "always"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    });
+    let mut server = RedisServer::start_with(ServerConfig::durable());
     // Locks that would hold another process for a minute, and a wait of 30 s.
     let instance = || {
         Instance::on(&server)

@@ -13,16 +13,6 @@ use tests::redis_server::{RedisServer, ServerConfig};
 use tests::support::{Instance, connected, redis_store};
 use tokio::sync::watch;
 
-/// A server that keeps its data across a restart (AOF, fsynced per write).
-fn durable_server() -> RedisServer {
-    RedisServer::start_with(ServerConfig {
-        args: ["--appendonly", "yes", "--appendfsync", "always"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    })
-}
-
 /// An instance whose breaker opens at the first failure and would not
 /// probe Redis again for a minute: only the shutdown's flush brings queued
 /// invalidations back within a test.
@@ -41,7 +31,7 @@ fn slow_to_recover(server: &RedisServer) -> Cache {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_shutdown_flushes_what_was_queued_once_redis_is_back() {
-    let mut server = durable_server();
+    let mut server = RedisServer::start_with(ServerConfig::durable());
     let a = slow_to_recover(&server);
     connected(&a).await;
     a.set("employee:1", &1u8, Preset::Long).await.unwrap();
@@ -155,7 +145,7 @@ async fn with_a_journal_an_instance_killed_during_an_outage_loses_no_invalidatio
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
-    let mut server = durable_server();
+    let mut server = RedisServer::start_with(ServerConfig::durable());
     let dir = tempfile::tempdir().unwrap();
     let writer = Instance::on(&server).prefix("jr").connected().await;
     writer.set("employee:1", &1u8, Preset::Long).await.unwrap();

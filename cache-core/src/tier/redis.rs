@@ -279,14 +279,7 @@ impl Drop for L2 {
     fn drop(&mut self) {
         // Wakes the replay task, which then finds the tier gone and ends.
         self.queue.wake();
-        if let Some(task) = self
-            .receiver
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
-        }
+        self.stop_receiver();
     }
 }
 
@@ -1110,6 +1103,19 @@ impl L2 {
         format!("{:016x}", self.instance)
     }
 
+    /// Stops the backplane receiver (a quiet channel would otherwise keep
+    /// it, and its connection, waiting forever).
+    fn stop_receiver(&self) {
+        if let Some(task) = self
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+
     /// Keeps queued invalidations in a journal in `dir` from now on, and
     /// queues what dead instances left there (replayed once Redis answers).
     pub(crate) fn open_journal(
@@ -1129,14 +1135,7 @@ impl L2 {
     /// instance's stats snapshot, and replays queued invalidations until
     /// none is left or `deadline`. Returns the invalidations still queued.
     pub(crate) async fn shutdown(&self, deadline: tokio::time::Instant) -> Shutdown {
-        if let Some(task) = self
-            .receiver
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
-        }
+        self.stop_receiver();
         let mut report = Shutdown::default();
         for (key, token) in self.held.take() {
             let released = tokio::time::timeout_at(deadline, self.unlock(&key, &token)).await;

@@ -274,6 +274,8 @@ fn coordinator(args: &[String]) -> Result<(), String> {
             }
         }
     }
+    // Its data back after a restart (AOF), fsynced every second as most
+    // deployments that persist do.
     let mut server = RedisServer::start_with(ServerConfig {
         args: ["--appendonly", "yes", "--appendfsync", "everysec"]
             .map(String::from)
