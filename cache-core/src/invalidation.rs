@@ -10,10 +10,13 @@
 //!
 //! Every invalidation is recorded twice, through [`InvalidationLog::begin`]:
 //! before it removes anything, and again when the returned guard is dropped,
-//! once its removals (in-process and in Redis) are done or abandoned. A computation
-//! that starts between the two could still read what is being removed; the
-//! second record is after its start, so its value is neither stored nor
-//! handed to callers that joined it after the invalidation returned.
+//! once its removals (in-process and in Redis) are done or abandoned. A
+//! computation that starts between the two could still read what is being
+//! removed: the second record is after its start, so its value is not
+//! handed to callers that joined it after the invalidation returned, and
+//! is not stored from then on; one it stored before the second record is
+//! removed by a second in-process removal right after it (the engine's
+//! `after_shared_removal`).
 //!
 //! In-process stores go through [`InvalidationLog::insert_unless_invalidated`],
 //! which checks and inserts while holding the lock that [`record`] takes:
