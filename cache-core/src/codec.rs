@@ -447,6 +447,33 @@ mod tests {
         all.to_vec()
     }
 
+    /// The Redis tier merges entries of several builds by reading the
+    /// fingerprint where `cache_redis::variants` says a value keeps it
+    /// (in its write script too): the envelope must put it there.
+    #[cfg(feature = "redis")]
+    #[test]
+    fn the_envelope_keeps_its_fingerprint_where_the_redis_tier_reads_it() {
+        use cache_redis::variants::{ENTRY_MAGIC, SHARED_MAGIC, VARIANT_AT};
+        let c = CodecConfig::default();
+        let fp = fingerprint::<V>(3);
+        let v = V {
+            id: 1,
+            text: "x".into(),
+        };
+        for meta in [
+            None,
+            Some(Meta {
+                stale_ms: 5,
+                delta_ms: 6,
+            }),
+        ] {
+            let bytes = encode(&v, fp, Format::Postcard, Compression::Never, meta, &c).unwrap();
+            assert_eq!(bytes[..2], ENTRY_MAGIC);
+            assert_ne!(bytes[..2], SHARED_MAGIC);
+            assert_eq!(bytes[VARIANT_AT], fp.to_le_bytes());
+        }
+    }
+
     #[test]
     fn round_trips_every_format_with_and_without_compression() {
         let c = CodecConfig::default();
