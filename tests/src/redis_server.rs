@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::redis_binary;
@@ -221,23 +222,33 @@ impl RedisServer {
         self.dir.path()
     }
 
-    fn pid(&self) -> Option<Pid> {
-        let id = self.child.as_ref()?.id();
-        Pid::from_raw(i32::try_from(id).ok()?)
+    /// Sends `signal` to the server process, if it runs.
+    #[cfg(unix)]
+    fn signal(&self, signal: Signal) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+            kill_process(pid, signal).unwrap_or_else(|e| panic!("{signal:?}: {e}"));
+        }
     }
 
     /// SIGSTOP: the server hangs (connections stay open, nothing answers).
+    ///
+    /// # Panics
+    ///
+    /// On a system without Unix signals (where no Redis suite runs).
     pub fn pause(&self) {
-        if let Some(pid) = self.pid() {
-            kill_process(pid, Signal::STOP).expect("SIGSTOP");
-        }
+        #[cfg(unix)]
+        self.signal(Signal::STOP);
+        #[cfg(not(unix))]
+        panic!("pausing redis-server needs Unix signals (SIGSTOP)");
     }
 
     /// SIGCONT after [`pause`](Self::pause).
     pub fn resume(&self) {
-        if let Some(pid) = self.pid() {
-            kill_process(pid, Signal::CONT).expect("SIGCONT");
-        }
+        #[cfg(unix)]
+        self.signal(Signal::CONT);
     }
 
     /// SIGKILL: connections are refused until [`restart`](Self::restart).
@@ -264,8 +275,9 @@ impl RedisServer {
 
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Some(pid) = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)) {
-                // A paused server must be continued to die promptly.
+            // A paused server must be continued to die promptly.
+            #[cfg(unix)]
+            if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
                 let _ = kill_process(pid, Signal::CONT);
             }
             let _ = child.kill();
