@@ -21,6 +21,18 @@
 //! Templates cannot contain `%` or `~` (they mark escapes and hashes); the
 //! attributes reject them at compile time.
 //!
+//! # Values without `Display`
+//!
+//! A placeholder whose value has no `Display` impl but implements
+//! `Serialize` is written through `serde` ([`KeyBuilder::serialized`]):
+//! scalars as above, a unit enum variant as its serialized name (so
+//! `#[serde(rename_all = "snake_case")]` applies), a newtype struct as its
+//! inner value, `Some(v)` as `v`, and `None` as `%none`. Escaping writes `%`
+//! only before two uppercase hex digits, so `None` meets no other value, not
+//! even `Some("")` (an empty segment) or `Some("%none")` (`%25none`). Anything
+//! else (structs, sequences, an `Option` inside an `Option`) is written as
+//! `~` and the BLAKE3 hash of its postcard encoding.
+//!
 //! # Length
 //!
 //! An escaped value longer than [`MAX_VALUE_LEN`] bytes is replaced by its
@@ -49,6 +61,8 @@ pub const MAX_VALUE_LEN: usize = 128;
 pub const MAX_KEY_LEN: usize = 1024;
 /// Bytes of a long value kept before its hash, for readability.
 const KEPT_HEAD: usize = 32;
+/// A placeholder's `None`: no escaped value is `%` and a lowercase letter.
+const NONE: &str = "%none";
 
 /// A value that can be interpolated into a key template: anything `Display`.
 #[diagnostic::on_unimplemented(
@@ -138,6 +152,31 @@ impl KeyBuilder {
         self
     }
 
+    /// Appends a value through `serde`, escaped, as a placeholder does for a
+    /// value without `Display`: an `Option` (`None` is `%none`, which no
+    /// other value produces), a unit enum variant (its serialized name), a
+    /// newtype; anything compound as a hash (see the module docs).
+    ///
+    /// ```
+    /// use cache_core::KeyBuilder;
+    /// use serde::Serialize;
+    ///
+    /// #[derive(Serialize)]
+    /// #[serde(rename_all = "snake_case")]
+    /// enum Status { OnLeave }
+    ///
+    /// let key = |team: Option<&str>| KeyBuilder::new().lit("staff:").serialized(&team).build();
+    /// assert_eq!(key(Some("data")), "staff:data");
+    /// assert_eq!(key(None), "staff:%none");
+    /// assert_eq!(key(Some("")), "staff:");
+    /// assert_eq!(KeyBuilder::new().lit("s:").serialized(&Status::OnLeave).build(), "s:on_leave");
+    /// ```
+    #[must_use]
+    pub fn serialized<V: Serialize + ?Sized>(mut self, value: &V) -> KeyBuilder {
+        self.push_placeholder(value);
+        self
+    }
+
     /// The finished key or pattern.
     #[must_use]
     pub fn build(mut self) -> String {
@@ -168,12 +207,23 @@ impl KeyBuilder {
         value.push_to(self);
     }
 
+    /// Appends a placeholder's value through `serde` (see the module docs).
+    #[doc(hidden)]
+    pub fn push_placeholder<V: Serialize + ?Sized>(&mut self, value: &V) {
+        self.push_serde(value, Mode::Placeholder { in_some: false });
+    }
+
     fn push_serialize<V: Serialize + ?Sized>(&mut self, value: &V) {
+        self.push_serde(value, Mode::DefaultKey);
+    }
+
+    fn push_serde<V: Serialize + ?Sized>(&mut self, value: &V, mode: Mode) {
         self.seal(None);
         let start = self.buf.len();
         let before = self.buf.chars().next_back();
         let scalar = value.serialize(ScalarWriter {
             out: &mut Escaper { out: &mut self.buf },
+            mode,
         });
         if scalar.is_err() {
             self.buf.truncate(start);
@@ -308,6 +358,19 @@ impl fmt::Write for Escaper<'_> {
 /// Writes serde scalars as text; refuses anything compound.
 struct ScalarWriter<'a, 'b> {
     out: &'a mut Escaper<'b>,
+    mode: Mode,
+}
+
+/// What a [`ScalarWriter`] accepts besides scalars.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// A default key's argument: scalars only (unchanged, so default keys
+    /// stay the same across versions).
+    DefaultKey,
+    /// A placeholder's value: also `None`, `Some`, unit variants and
+    /// newtypes. `in_some` is true inside a `Some`, where another `Option`
+    /// is refused (hashed), so `Some(None)` cannot meet `None`.
+    Placeholder { in_some: bool },
 }
 
 #[derive(Debug)]
@@ -365,10 +428,8 @@ impl serde::Serializer for ScalarWriter<'_, '_> {
 
     compound!(
         serialize_bytes(&[u8]) -> (),
-        serialize_none() -> (),
         serialize_unit() -> (),
         serialize_unit_struct(&'static str) -> (),
-        serialize_unit_variant(&'static str, u32, &'static str) -> (),
         serialize_seq(Option<usize>) -> Never,
         serialize_tuple(usize) -> Never,
         serialize_tuple_struct(&'static str, usize) -> Never,
@@ -378,16 +439,48 @@ impl serde::Serializer for ScalarWriter<'_, '_> {
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Never,
     );
 
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), NotScalar> {
-        Err(NotScalar)
+    fn serialize_none(self) -> Result<(), NotScalar> {
+        match self.mode {
+            // Unescaped: escaping writes `%` only before two uppercase hex digits.
+            Mode::Placeholder { in_some: false } => {
+                self.out.out.push_str(NONE);
+                Ok(())
+            }
+            _ => Err(NotScalar),
+        }
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), NotScalar> {
+        match self.mode {
+            Mode::Placeholder { in_some: false } => value.serialize(ScalarWriter {
+                out: self.out,
+                mode: Mode::Placeholder { in_some: true },
+            }),
+            _ => Err(NotScalar),
+        }
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), NotScalar> {
+        match self.mode {
+            Mode::Placeholder { .. } => self.serialize_str(variant),
+            Mode::DefaultKey => Err(NotScalar),
+        }
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
-        _: &T,
+        value: &T,
     ) -> Result<(), NotScalar> {
-        Err(NotScalar)
+        match self.mode {
+            Mode::Placeholder { .. } => value.serialize(self),
+            Mode::DefaultKey => Err(NotScalar),
+        }
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -481,6 +574,51 @@ mod tests {
         let k = b.build();
         assert!(k.starts_with("svc::list:a%3Ab:7:~"), "{k}");
         assert_eq!(k.len(), "svc::list:a%3Ab:7:~".len() + 32);
+    }
+
+    #[test]
+    fn placeholders_through_serde() {
+        #[derive(Serialize)]
+        enum Status {
+            Active,
+            #[serde(rename = "on-leave")]
+            OnLeave,
+        }
+        #[derive(Serialize)]
+        struct Team(String);
+        let key = |v: &dyn Fn(&mut KeyBuilder)| {
+            let mut b = KeyBuilder::with_prefix("p", 0);
+            b.push_lit("s:");
+            v(&mut b);
+            b.push_lit(":x");
+            b.build()
+        };
+        assert_eq!(key(&|b| b.push_placeholder(&None::<&str>)), "p:s:%none:x");
+        assert_eq!(
+            key(&|b| b.push_placeholder(&Some("%none"))),
+            "p:s:%25none:x"
+        );
+        assert_eq!(key(&|b| b.push_placeholder(&Some(""))), "p:s::x");
+        assert_eq!(key(&|b| b.push_placeholder(&Some("~"))), "p:s:%7E:x");
+        assert_eq!(key(&|b| b.push_placeholder(&Some("a:b"))), "p:s:a%3Ab:x");
+        assert_eq!(
+            key(&|b| b.push_placeholder(&Status::Active)),
+            "p:s:Active:x"
+        );
+        assert_eq!(
+            key(&|b| b.push_placeholder(&Status::OnLeave)),
+            "p:s:on-leave:x"
+        );
+        assert_eq!(key(&|b| b.push_placeholder(&Team("*".into()))), "p:s:%2A:x");
+        // `Some(None)` is hashed: it meets neither `None` nor `Some(Some(""))`.
+        let some_none = key(&|b| b.push_placeholder(&Some(None::<u8>)));
+        let some_some = key(&|b| b.push_placeholder(&Some(Some(0u8))));
+        assert!(some_none.starts_with("p:s:~") && some_none.len() == "p:s:~:x".len() + 32);
+        assert_ne!(some_none, some_some);
+        // Default keys are unchanged: an `Option` argument is hashed there.
+        let mut b = KeyBuilder::with_prefix("", 0);
+        b.push_arg(&None::<u8>);
+        assert_eq!(b.build().len(), 33);
     }
 
     #[test]

@@ -98,6 +98,81 @@ pub mod kind {
     pub const fn assert_option<R: IsOption>() {}
 }
 
+/// How a placeholder's value is written into a key, chosen by trait
+/// resolution (autoref specialization, as in [`kind`]): through `Display`
+/// when the type has it (the text users see in their keys), otherwise
+/// through `serde` (`Option`, enums, newtypes). Called as
+/// `(&Placeholder(v)).how().push(&mut builder, v)`: method lookup tries
+/// `Self = Placeholder<V>` (needs `Display`) before `Self = &Placeholder<V>`,
+/// whose `push` needs [`KeyPlaceholder`], so a type with neither gets that
+/// trait's message.
+pub mod placeholder {
+    use crate::key::{KeyBuilder, KeyValue};
+
+    /// Carries a placeholder's value to the probe traits.
+    #[derive(Debug)]
+    pub struct Placeholder<'a, V: ?Sized>(pub &'a V);
+
+    /// The value has `Display`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct ByDisplay;
+
+    /// Any other value: through `serde`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct BySerde;
+
+    /// Picks [`ByDisplay`].
+    pub trait DisplayProbe {
+        /// The way.
+        fn how(&self) -> ByDisplay {
+            ByDisplay
+        }
+    }
+
+    impl<V: KeyValue + ?Sized> DisplayProbe for Placeholder<'_, V> {}
+
+    /// Picks [`BySerde`].
+    pub trait SerdeProbe {
+        /// The way.
+        fn how(&self) -> BySerde {
+            BySerde
+        }
+    }
+
+    impl<V: ?Sized> SerdeProbe for &Placeholder<'_, V> {}
+
+    /// What a placeholder's value needs when it has no `Display`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be used in a cache key: it implements neither `std::fmt::Display` nor `serde::Serialize`",
+        label = "placeholder value must implement `Display` or `Serialize`",
+        note = "implement `Display` or derive `Serialize` for the value's type (an enum's unit variants are written as their serialized names), or name a field that has one, e.g. `<user.id>`"
+    )]
+    pub trait KeyPlaceholder {
+        /// Appends the value.
+        fn push_to(&self, key: &mut KeyBuilder);
+    }
+
+    impl<V: serde::Serialize + ?Sized> KeyPlaceholder for V {
+        fn push_to(&self, key: &mut KeyBuilder) {
+            key.push_placeholder(self);
+        }
+    }
+
+    impl ByDisplay {
+        /// Appends `value` through `Display`.
+        pub fn push<V: KeyValue + ?Sized>(self, key: &mut KeyBuilder, value: &V) {
+            key.push_value(value);
+        }
+    }
+
+    impl BySerde {
+        /// Appends `value` through `serde`.
+        pub fn push<V: KeyPlaceholder + ?Sized>(self, key: &mut KeyBuilder, value: &V) {
+            value.push_to(key);
+        }
+    }
+}
+
 /// The path of the function whose body calls this with the type name of a
 /// closure defined in it: `crate::module::Type::method` or
 /// `<crate::T as crate::Trait>::method`, with generic arguments

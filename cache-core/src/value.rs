@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be cached",
     label = "cached values must be `Clone + Send + Sync + 'static` and implement `Serialize` and `DeserializeOwned`",
-    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for `{Self}`"
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for `{Self}`",
+    note = "if `{Self}` comes from another crate (such as `axum::Json<T>`), cache a function that returns the inner value (`T`, e.g. the service function the handler calls) and wrap it where it is returned"
 )]
 pub trait CacheValue: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
 

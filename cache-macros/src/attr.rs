@@ -2,6 +2,7 @@
 //! set at most once, every mistake collected and reported at its own span.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt as _;
 use syn::parse::{Parse, ParseStream};
 use syn::{Expr, LitBool, LitFloat, LitInt, LitStr, Path, Token};
 
@@ -21,6 +22,7 @@ mod kw {
     syn::custom_keyword!(stale_if_error);
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(refresh);
+    syn::custom_keyword!(ignore);
 }
 
 /// `refresh = ...`: when a value is refreshed in the background.
@@ -231,6 +233,8 @@ pub(crate) struct CachedArgs {
     pub(crate) stale_if_error: Once<u64>,
     pub(crate) timeout: Once<u64>,
     pub(crate) refresh: Once<Refresh>,
+    /// Parameters that do not change the result, left out of the key.
+    pub(crate) ignore: Once<Vec<syn::Ident>>,
     pub(crate) errors: Errors,
 }
 
@@ -248,6 +252,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "stale_if_error",
     "timeout",
     "refresh",
+    "ignore",
     "crate",
 ];
 
@@ -268,6 +273,7 @@ impl Parse for CachedArgs {
             stale_if_error: Once::new("stale_if_error"),
             timeout: Once::new("timeout"),
             refresh: Once::new("refresh"),
+            ignore: Once::new("ignore"),
             errors: Errors::default(),
         };
         let errors = &mut args.errors;
@@ -382,6 +388,17 @@ impl Parse for CachedArgs {
                     let e: Expr = input.parse()?;
                     errors.at(syn::spanned::Spanned::span(&e), HOW);
                 }
+            } else if lookahead.peek(kw::ignore) {
+                let tok: kw::ignore = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let content;
+                syn::bracketed!(content in input);
+                let names = content.parse_terminated(syn::Ident::parse_any, Token![,])?;
+                if names.is_empty() {
+                    errors.at(tok.span, "`ignore` lists parameters, e.g. `ignore = [db]`");
+                }
+                args.ignore
+                    .set(tok.span, names.into_iter().collect(), errors);
             } else if input.peek(syn::Ident) {
                 unknown_option(input, CACHED_OPTIONS, errors)?;
             } else {

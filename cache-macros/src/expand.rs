@@ -37,9 +37,20 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     let info = item::analyze(&mut func, "cached", &mut errors);
     let krate = krate(args.krate.take());
 
+    let ignore_span = args.ignore.span();
+    let ignore = args.ignore.take().unwrap_or_default();
+    if let (Some(span), None) = (ignore_span, args.key.get()) {
+        errors.at(
+            span,
+            "`ignore` applies to a `key` template: without one, the key holds every argument",
+        );
+    }
     let (key_code, label) = match args.key.get() {
         Some(lit) => match template::parse(lit, Mode::Key) {
-            Ok(t) => (build_key(&t, &info, &mut errors), lit.value()),
+            Ok(t) => {
+                check_coverage(&t, &info, &ignore, &mut errors);
+                (build_key(&t, &info, &krate, &mut errors), lit.value())
+            }
             Err(e) => {
                 errors.push(e);
                 (TokenStream::new(), String::new())
@@ -223,7 +234,7 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
     let mut patterns = Vec::new();
     for lit in &args.patterns {
         match template::parse(lit, Mode::Pattern) {
-            Ok(t) => patterns.push(build_key(&t, &info, &mut errors)),
+            Ok(t) => patterns.push(build_key(&t, &info, &krate, &mut errors)),
             Err(e) => errors.push(e),
         }
     }
@@ -342,7 +353,7 @@ fn async_body(func: &ItemFn, info: &FnInfo) -> TokenStream {
 }
 
 /// Code that builds the key (or pattern) from a checked template.
-fn build_key(t: &Template, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+fn build_key(t: &Template, info: &FnInfo, krate: &Path, errors: &mut Errors) -> TokenStream {
     let span = t.lit.span();
     let mut stmts = Vec::new();
     for seg in &t.segments {
@@ -351,7 +362,12 @@ fn build_key(t: &Template, info: &FnInfo, errors: &mut Errors) -> TokenStream {
             Segment::Hole(p) => match value_expr(p, info, span) {
                 Ok(expr) => {
                     let at = Span::call_site().located_at(span);
-                    stmts.push(quote_spanned!(at=> __cache_kb.push_value(&(#expr));));
+                    stmts.push(quote_spanned!(at=> {
+                        #[allow(unused_imports)]
+                        use #krate::__private::placeholder::{DisplayProbe as _, SerdeProbe as _};
+                        let __cache_v = &(#expr);
+                        (&#krate::__private::placeholder::Placeholder(__cache_v)).how().push(&mut __cache_kb, __cache_v);
+                    }));
                 }
                 Err(msg) => errors.at(span, msg),
             },
@@ -380,24 +396,31 @@ fn value_expr(p: &Placeholder, info: &FnInfo, span: Span) -> Result<TokenStream,
         let mut id = param.ident.clone();
         id.set_span(param.ident.span().located_at(span));
         quote!(#id)
+    } else if let Some((param, pat, binding)) = info.params.iter().find_map(|x| {
+        let (pat, names) = x.pattern.as_ref()?;
+        Some((x, pat, names.iter().find(|n| **n == p.root)?))
+    }) {
+        // A name bound inside a pattern parameter (`Path(id): Path<u64>`):
+        // match the pattern against a reference to the argument.
+        let arg = &param.ident;
+        quote!(({
+            #[allow(unused_variables)]
+            let #pat = &#arg;
+            #binding
+        }))
     } else {
-        let mut available: Vec<String> = Vec::new();
-        if info.receiver.is_some() {
-            available.push("self".into());
-        }
-        available.extend(
-            info.params
-                .iter()
-                .filter(|x| x.named)
-                .map(|x| x.ident.to_string()),
-        );
+        let available = names(info);
         let names: Vec<&str> = available.iter().map(String::as_str).collect();
         let hint = match crate::nearest(&p.root, &names) {
             Some(n) => format!("; did you mean `{n}`?"),
             None => String::new(),
         };
         let listed = if names.is_empty() {
-            "the function has no parameters".to_owned()
+            if info.params.is_empty() {
+                "the function has no parameters".to_owned()
+            } else {
+                "its parameters are patterns that bind no names".to_owned()
+            }
         } else {
             format!(
                 "available: {}",
@@ -429,6 +452,103 @@ fn value_expr(p: &Placeholder, info: &FnInfo, span: Span) -> Result<TokenStream,
         }
     });
     Ok(quote!(#root #(. #fields)*))
+}
+
+/// What a placeholder may name: `self`, named parameters, and the names
+/// bound inside pattern parameters.
+fn names(info: &FnInfo) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if info.receiver.is_some() {
+        names.push("self".into());
+    }
+    for param in &info.params {
+        match &param.pattern {
+            None => names.push(param.ident.to_string()),
+            Some((_, bound)) => names.extend(bound.iter().map(ToString::to_string)),
+        }
+    }
+    names
+}
+
+/// A key that leaves out a parameter serves one caller's value to another
+/// (`key = "profile"` on `profile(user_id)`): every parameter, and every
+/// name a pattern parameter binds, must appear in the template, unless it is
+/// listed in `ignore` or its name starts with `_`. The receiver is exempt
+/// (a service or repository handle).
+fn check_coverage(t: &Template, info: &FnInfo, ignore: &[Ident], errors: &mut Errors) {
+    let used: Vec<&str> = t
+        .segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Hole(p) => Some(p.root.as_str()),
+            Segment::Lit(_) => None,
+        })
+        .collect();
+    let all = names(info);
+    if used.iter().any(|u| !all.iter().any(|n| n == u)) {
+        // A placeholder that names nothing has its own error; a list of
+        // left-out parameters would only repeat the typo.
+        return;
+    }
+    for name in ignore {
+        let text = name.to_string();
+        if !all.contains(&text) || text == "self" {
+            let candidates: Vec<&str> = all
+                .iter()
+                .map(String::as_str)
+                .filter(|n| *n != "self")
+                .collect();
+            let hint = match crate::nearest(&text, &candidates) {
+                Some(n) => format!("; did you mean `{n}`?"),
+                None => String::new(),
+            };
+            errors.at(
+                name.span(),
+                format!("`ignore` lists `{text}`, which names no parameter{hint}"),
+            );
+        } else if used.contains(&text.as_str()) {
+            errors.at(
+                name.span(),
+                format!(
+                    "`{text}` is in the key (`<{text}>`) and in `ignore`: remove it from one of them"
+                ),
+            );
+        }
+    }
+    let left_out: Vec<String> = all
+        .into_iter()
+        .filter(|n| n != "self" && !n.starts_with('_'))
+        .filter(|n| !used.contains(&n.as_str()) && !ignore.iter().any(|i| i == n))
+        .collect();
+    if left_out.is_empty() {
+        return;
+    }
+    let list = left_out
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (them, they_do, their) = if left_out.len() == 1 {
+        ("it", "it does", "its name")
+    } else {
+        ("them", "they do", "their names")
+    };
+    errors.at(
+        t.lit.span(),
+        format!(
+            "the key `{}` leaves out {list}: calls that differ only in {them} would share one entry, \
+             and one caller would be served another's value\n\
+             add {} to the key, or, if {they_do} not change the result, list {them} in \
+             `ignore = [{}]` or start {their} with `_`",
+            t.lit.value(),
+            left_out
+                .iter()
+                .map(|n| format!("`<{n}>`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            left_out.join(", "),
+        ),
+    );
 }
 
 /// Without `key`: the function's full path (with its `impl` type, trait and

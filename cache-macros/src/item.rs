@@ -14,6 +14,10 @@ pub(crate) struct Param {
     /// True if the user named it (a destructuring pattern gets a generated name).
     pub(crate) named: bool,
     pub(crate) ty_span: Span,
+    /// For a pattern (`Path(id): Path<u64>`): the pattern with `mut` and
+    /// `ref` removed, to match against a reference to the argument, and the
+    /// names it binds, which placeholders may use.
+    pub(crate) pattern: Option<(Pat, Vec<Ident>)>,
 }
 
 pub(crate) struct FnInfo {
@@ -58,8 +62,12 @@ pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnI
                         ident: pi.ident.clone(),
                         named: true,
                         ty_span,
+                        pattern: None,
                     }),
                     _ => {
+                        let mut bindings = Vec::new();
+                        let mut borrowing = (*pt.pat).clone();
+                        bind(&mut borrowing, &mut bindings);
                         let ident = format_ident!("__cache_arg{}", i);
                         let pat = std::mem::replace(
                             &mut *pt.pat,
@@ -76,6 +84,7 @@ pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnI
                             ident,
                             named: false,
                             ty_span,
+                            pattern: Some((borrowing, bindings)),
                         });
                     }
                 }
@@ -93,5 +102,58 @@ pub(crate) fn analyze(item: &mut ItemFn, attr: &str, errors: &mut Errors) -> FnI
         ret_span,
         rebinds,
         borrowed,
+    }
+}
+
+/// Collects the names `pat` binds, and removes `mut` and `ref` from them so
+/// the pattern can match a reference to the argument (each name then binds
+/// a reference). Or-patterns bind the same names in every alternative.
+fn bind(pat: &mut Pat, out: &mut Vec<Ident>) {
+    match pat {
+        Pat::Ident(pi) => {
+            pi.by_ref = None;
+            pi.mutability = None;
+            out.push(pi.ident.clone());
+            if let Some((_, sub)) = &mut pi.subpat {
+                bind(sub, out);
+            }
+        }
+        Pat::Tuple(t) => t.elems.iter_mut().for_each(|p| bind(p, out)),
+        Pat::TupleStruct(t) => t.elems.iter_mut().for_each(|p| bind(p, out)),
+        Pat::Struct(s) => s.fields.iter_mut().for_each(|f| bind(&mut f.pat, out)),
+        Pat::Slice(s) => s.elems.iter_mut().for_each(|p| bind(p, out)),
+        Pat::Reference(r) => {
+            r.mutability = None;
+            bind(&mut r.pat, out);
+        }
+        Pat::Paren(p) => bind(&mut p.pat, out),
+        Pat::Type(t) => bind(&mut t.pat, out),
+        Pat::Or(o) => {
+            if let Some(mut first) = o.cases.first().cloned() {
+                bind(&mut first, out);
+                *pat = first;
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_of_patterns() {
+        let mut pat: Pat = syn::parse_quote!(Path((ref org, mut id)));
+        let mut names = Vec::new();
+        bind(&mut pat, &mut names);
+        let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["org", "id"]);
+        assert_eq!(pat.to_token_stream().to_string(), "Path ((org , id))");
+        let mut pat: Pat = syn::parse_quote!(Query(Filter { team, page: p, .. }));
+        let mut names = Vec::new();
+        bind(&mut pat, &mut names);
+        assert_eq!(names.len(), 2);
+        assert_eq!(names[1].to_string(), "p");
     }
 }

@@ -22,7 +22,10 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// Options: `ttl` (a preset name, a duration string or whole seconds),
-/// `key` (a template; default: the function path and every argument),
+/// `key` (a template; default: the function path and every argument; it
+/// must use every parameter but those in `ignore = [db, ...]` or named
+/// `_...`, and may name fields, tuple fields and names bound by pattern
+/// parameters),
 /// `cache` (a named cache), `cache_none` (store `None` too), `unless` (a
 /// predicate over the value: `true` skips storing it), `format`, `compress`,
 /// `version`, `l1_ttl`, `lock = false` (no Redis stampede lock),

@@ -314,22 +314,32 @@ async fn default_keys_use_every_argument() {
 
 static DESTRUCTURED_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-#[cached(key = "pair:<label>")]
-async fn destructured(label: &str, (a, b): (u32, u32)) -> u32 {
+/// Placeholders name the bindings of a pattern parameter.
+#[cached(key = "pair:<label>:<a>:<b>")]
+async fn destructured(label: &str, (a, mut b): (u32, u32)) -> u32 {
     DESTRUCTURED_CALLS.fetch_add(1, SeqCst);
     let _ = label;
-    a + b
+    b += a;
+    b
 }
 
 #[tokio::test]
-async fn destructured_parameters_still_work() {
+async fn destructured_parameters_are_keyed_by_their_bindings() {
     let c = memory_cache();
     c.scope(async {
         assert_eq!(destructured("x", (1, 2)).await, 3);
-        assert_eq!(destructured("x", (5, 5)).await, 3, "keyed on label only");
+        assert_eq!(destructured("x", (1, 2)).await, 3);
+        assert_eq!(
+            destructured("x", (5, 5)).await,
+            10,
+            "another pair, another entry"
+        );
+        assert_eq!(destructured("x", (2, 1)).await, 3);
     })
     .await;
-    assert_eq!(DESTRUCTURED_CALLS.load(SeqCst), 1);
+    assert_eq!(DESTRUCTURED_CALLS.load(SeqCst), 3);
+    assert!(c.exists("pair:x:1:2").await.unwrap());
+    assert!(c.exists("pair:x:2:1").await.unwrap());
 }
 
 // ----- named caches, disabled caches, early returns -----------------------
