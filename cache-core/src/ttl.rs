@@ -99,14 +99,19 @@ impl Preset {
         })
     }
 
-    /// Looks a preset up by its attribute name.
+    /// Looks a preset up by its attribute name, in any case (`USER_CONTEXT`
+    /// is the constant name services ported from Python have).
     ///
     /// ```
-    /// assert_eq!(cache_core::Preset::from_name("long"), Some(cache_core::Preset::Long));
-    /// assert_eq!(cache_core::Preset::from_name("Long"), None);
+    /// use cache_core::Preset;
+    /// assert_eq!(Preset::from_name("long"), Some(Preset::Long));
+    /// assert_eq!(Preset::from_name("USER_CONTEXT"), Some(Preset::UserContext));
+    /// assert_eq!(Preset::from_name("user-context"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Preset> {
-        Preset::ALL.into_iter().find(|p| p.name() == name)
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
     }
 
     /// The environment variable that overrides this preset, e.g. `CACHE_TTL_MEDIUM`.

@@ -27,9 +27,13 @@ pub(crate) enum Ttl {
 }
 
 impl Ttl {
-    /// `value` is a preset name or a duration string.
+    /// `value` is a preset name (in any case: `"USER_CONTEXT"` is the
+    /// constant name services ported from Python have) or a duration string.
     pub(crate) fn from_str(value: &str) -> Result<Ttl, String> {
-        if let Some((_, variant)) = PRESETS.iter().find(|(name, _)| *name == value) {
+        if let Some((_, variant)) = PRESETS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(value))
+        {
             return Ok(Ttl::Preset(variant));
         }
         let looks_like_duration = value.trim_start().starts_with(|c: char| c.is_ascii_digit());
@@ -37,7 +41,7 @@ impl Ttl {
             return parse_millis(value).map(Ttl::Millis);
         }
         let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-        let hint = match crate::nearest(value, &names) {
+        let hint = match crate::nearest(&value.to_ascii_lowercase(), &names) {
             Some(n) => format!("; did you mean `{n}`?"),
             None => String::new(),
         };
@@ -125,6 +129,16 @@ mod tests {
             Ttl::from_str("very_long"),
             Ok(Ttl::Preset("VeryLong"))
         ));
+        assert!(matches!(
+            Ttl::from_str("USER_CONTEXT"),
+            Ok(Ttl::Preset("UserContext"))
+        ));
+        assert!(
+            Ttl::from_str("USER_CONTXT")
+                .err()
+                .unwrap_or_default()
+                .contains("`user_context`")
+        );
         assert!(matches!(Ttl::from_str("1h30m"), Ok(Ttl::Millis(5_400_000))));
         assert!(matches!(Ttl::from_str("90"), Ok(Ttl::Millis(90_000))));
         let e = Ttl::from_str("mediun").err().unwrap_or_default();

@@ -455,3 +455,26 @@ async fn wrong_type_under_a_key_is_a_miss_and_replaced() {
         Some(e)
     );
 }
+
+// ----- preset names in any case --------------------------------------------
+
+/// The constant name a service ported from Python has.
+#[cached(ttl = "USER_CONTEXT", key = "upper:<id>")]
+async fn upper_case_preset(id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn preset_names_in_any_case() {
+    let c = memory_cache();
+    c.scope(upper_case_preset(1)).await;
+    let left = c.ttl("upper:1").await.unwrap().expect("stored");
+    let user_context = c.resolve_ttl(cache_core::Preset::UserContext.into());
+    let medium = c.resolve_ttl(cache_core::Preset::Medium.into());
+    // Jitter spreads TTLs by at most ±10 %: nearer user_context (900 s) than medium (300 s).
+    assert!(
+        left > user_context.mul_f64(0.85) && left <= user_context.mul_f64(1.11),
+        "{left:?} vs {user_context:?}"
+    );
+    assert!(left > medium * 2);
+}
