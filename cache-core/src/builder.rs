@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
 use crate::observe::Observer;
 use crate::tier::L2;
-use crate::ttl::{Preset, parse_duration};
+use crate::ttl::{CustomPreset, Preset, parse_duration};
 
 mod resolve;
 
@@ -39,6 +39,8 @@ struct Settings {
     key_prefix: Option<String>,
     default_ttl: Option<Duration>,
     presets: [Option<Duration>; 9],
+    /// Overrides of presets the application declares, by name.
+    custom_presets: Vec<(&'static str, Duration)>,
     max_entries: Option<u64>,
     outage_journal: Option<std::path::PathBuf>,
     redis_tls_ca_file: Option<String>,
@@ -66,6 +68,7 @@ impl Cache {
 /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl) | the `medium` preset |
 /// | `CACHE_MAX_SIZE_MEMORY` | [`max_entries`](Self::max_entries) | 10 000 entries |
 /// | `CACHE_TTL_<PRESET>` | [`preset_ttl`](Self::preset_ttl) | see [`Preset`] |
+/// | `CACHE_TTL_<NAME>` of a preset declared with [`ttl_presets!`](crate::ttl_presets) | [`custom_preset_ttl`](Self::custom_preset_ttl) | as declared |
 /// | `CACHE_OUTAGE_JOURNAL` | [`outage_journal`](Self::outage_journal) | none: queued invalidations live in memory |
 ///
 /// Durations are `90s`, `15m`, `2h`, `1d`, `1h30m`, `250ms` or whole seconds.
@@ -119,16 +122,17 @@ pub struct CacheBuilder {
 /// The `CACHE_*` variables this crate reads (`CACHE_REQUIRE_REDIS` is the
 /// test suites').
 fn known_vars() -> impl Iterator<Item = &'static str> {
-    [
-        "CACHE_ENABLED",
-        "CACHE_KEY_PREFIX",
-        "CACHE_DEFAULT_TTL",
-        "CACHE_MAX_SIZE_MEMORY",
-        "CACHE_OUTAGE_JOURNAL",
-        "CACHE_REQUIRE_REDIS",
-    ]
-    .into_iter()
-    .chain(Preset::ALL.iter().map(|p| p.env_var()))
+    CustomPreset::all()
+        .map(CustomPreset::env_var)
+        .chain([
+            "CACHE_ENABLED",
+            "CACHE_KEY_PREFIX",
+            "CACHE_DEFAULT_TTL",
+            "CACHE_MAX_SIZE_MEMORY",
+            "CACHE_OUTAGE_JOURNAL",
+            "CACHE_REQUIRE_REDIS",
+        ])
+        .chain(Preset::ALL.iter().map(|p| p.env_var()))
 }
 
 /// Of `names`, the `CACHE_*` ones this crate does not read that are within
@@ -185,6 +189,31 @@ impl CacheBuilder {
     /// Overrides one preset's duration.
     pub fn preset_ttl(mut self, preset: Preset, ttl: Duration) -> Self {
         self.explicit.presets[preset.index()] = Some(ttl);
+        self
+    }
+
+    /// Overrides the duration of a preset the application declares with
+    /// [`ttl_presets!`](crate::ttl_presets) (its variable is `CACHE_TTL_<NAME>`).
+    ///
+    /// ```
+    /// use cache_core::{Cache, ttl_presets};
+    /// use std::time::Duration;
+    ///
+    /// ttl_presets! { pub COMPANY = "6h"; }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = Cache::builder()
+    ///     .custom_preset_ttl(&COMPANY, Duration::from_secs(60))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(cache.resolve_ttl((&COMPANY).into()), Duration::from_secs(60));
+    /// # Ok(()) }
+    /// ```
+    pub fn custom_preset_ttl(mut self, preset: &'static CustomPreset, ttl: Duration) -> Self {
+        self.explicit
+            .custom_presets
+            .retain(|(n, _)| *n != preset.name());
+        self.explicit.custom_presets.push((preset.name(), ttl));
         self
     }
 
@@ -715,6 +744,14 @@ impl CacheBuilder {
             if let Some(v) = get(preset.env_var()) {
                 match parse_duration(&v) {
                     Ok(d) => self.env.presets[preset.index()] = Some(d),
+                    Err(e) => self.fail(preset.env_var(), &v, &e.to_string()),
+                }
+            }
+        }
+        for preset in CustomPreset::all() {
+            if let Some(v) = get(preset.env_var()) {
+                match parse_duration(&v) {
+                    Ok(d) => self.env.custom_presets.push((preset.name(), d)),
                     Err(e) => self.fail(preset.env_var(), &v, &e.to_string()),
                 }
             }

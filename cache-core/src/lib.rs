@@ -125,7 +125,7 @@ pub use value::CacheValue;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cache_redis;
-pub use ttl::{DurationError, Preset, Refresh, Ttl, parse_duration};
+pub use ttl::{CustomPreset, DurationError, Preset, Refresh, Ttl, parse_duration};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

@@ -18,8 +18,9 @@ use crate::value::CacheValue;
 pub use crate::engine::{Kind, OptionKind, PlainKind, ResultKind};
 
 pub use crate::codec::{Compression, Format};
-pub use crate::ttl::{Preset, Refresh, Ttl};
+pub use crate::ttl::{Preset, Refresh, Registered as RegisteredPreset, Ttl};
 pub use core::time::Duration;
+pub use inventory;
 
 /// Picks the [`Kind`] of a return type by trait resolution, so type aliases
 /// (`type ApiResult<T> = Result<T, ApiError>`) are seen through. Autoref

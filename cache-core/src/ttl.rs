@@ -144,6 +144,218 @@ impl fmt::Display for Preset {
     }
 }
 
+/// A TTL preset an application declares with [`ttl_presets!`](crate::ttl_presets),
+/// next to the built-in [`Preset`]s: `#[cached(ttl = COMPANY)]` names it
+/// (a typo is a compile error with a suggestion, from the compiler), its
+/// duration is checked at compile time, and `CACHE_TTL_<NAME>` or
+/// [`CacheBuilder::custom_preset_ttl`](crate::CacheBuilder::custom_preset_ttl)
+/// overrides it at run time, as for the built-in ones.
+///
+/// ```
+/// use cache_core::{cached, ttl_presets};
+/// use std::time::Duration;
+///
+/// ttl_presets! {
+///     /// Company records: they change a few times a year.
+///     pub COMPANY = "6h";
+///     /// Card transactions: fresh within a minute.
+///     pub TRANSACTIONS = "45s";
+/// }
+///
+/// #[cached(ttl = COMPANY, key = "company:<id>")]
+/// async fn company(id: u64) -> String {
+///     format!("company {id}")
+/// }
+///
+/// assert_eq!(COMPANY.name(), "COMPANY");
+/// assert_eq!(COMPANY.env_var(), "CACHE_TTL_COMPANY");
+/// assert_eq!(TRANSACTIONS.default_duration(), Duration::from_secs(45));
+/// ```
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CustomPreset {
+    name: &'static str,
+    env_var: &'static str,
+    default: Duration,
+}
+
+impl CustomPreset {
+    /// Used by [`ttl_presets!`](crate::ttl_presets); not an API. Panics,
+    /// which in a `static` is a compile error, on a name that is not an
+    /// upper-case identifier, a built-in preset's name, or a bad duration.
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str, env_var: &'static str, ttl: &'static str) -> Self {
+        let b = name.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            assert!(
+                b[i].is_ascii_uppercase() || b[i] == b'_' || (i > 0 && b[i].is_ascii_digit()),
+                "a TTL preset is named in upper case, as a constant (`COMPANY`, `USER_ORDERS`): its variable is CACHE_TTL_<NAME>"
+            );
+            i += 1;
+        }
+        let mut p = 0;
+        while p < Preset::ALL.len() {
+            assert!(
+                !eq_ignore_case(Preset::ALL[p].name(), name),
+                "this name is a built-in TTL preset's: use the built-in one (`ttl = \"medium\"`) or choose another name"
+            );
+            p += 1;
+        }
+        CustomPreset {
+            name,
+            env_var,
+            default: Duration::from_millis(const_duration_ms(ttl)),
+        }
+    }
+
+    /// The name, as declared (`COMPANY`).
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The environment variable that overrides it: `CACHE_TTL_<NAME>`.
+    pub const fn env_var(&self) -> &'static str {
+        self.env_var
+    }
+
+    /// The declared duration, before any run-time override.
+    pub const fn default_duration(&self) -> Duration {
+        self.default
+    }
+
+    /// Every preset the program declares (in any crate), in no set order.
+    pub fn all() -> impl Iterator<Item = &'static CustomPreset> {
+        inventory::iter::<Registered>.into_iter().map(|r| r.0)
+    }
+}
+
+impl fmt::Display for CustomPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// A declared preset, collected at link time so the builder can read its
+/// variable at start. Not an API: [`ttl_presets!`](crate::ttl_presets) submits it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Registered(pub &'static CustomPreset);
+
+inventory::collect!(Registered);
+
+const fn eq_ignore_case(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if !a[i].eq_ignore_ascii_case(&b[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// [`parse_duration`]'s grammar at compile time, in milliseconds: panics
+/// (a compile error in a `static`) where that returns an error.
+const fn const_duration_ms(text: &str) -> u64 {
+    const SYNTAX: &str = "a TTL preset's duration is e.g. \"90s\", \"15m\", \"2h\", \"1d\", \"1h30m\", \"250ms\" or whole seconds";
+    let b = text.as_bytes();
+    assert!(!b.is_empty(), "{}", SYNTAX);
+    let mut all_digits = true;
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            all_digits = false;
+        }
+        i += 1;
+    }
+    let mut total: u64 = 0;
+    i = 0;
+    while i < b.len() {
+        let start = i;
+        let mut n: u64 = 0;
+        while i < b.len() && b[i].is_ascii_digit() {
+            n = match n.checked_mul(10) {
+                Some(m) => match m.checked_add((b[i] - b'0') as u64) {
+                    Some(v) => v,
+                    None => panic!("a TTL preset's duration is too long"),
+                },
+                None => panic!("a TTL preset's duration is too long"),
+            };
+            i += 1;
+        }
+        assert!(start != i, "{}", SYNTAX);
+        let per: u64 = if all_digits {
+            1000
+        } else if i + 1 < b.len() && b[i] == b'm' && b[i + 1] == b's' {
+            i += 2;
+            1
+        } else if i < b.len() && (i + 1 == b.len() || b[i + 1].is_ascii_digit()) {
+            let unit = b[i];
+            i += 1;
+            match unit {
+                b's' => 1000,
+                b'm' => 60_000,
+                b'h' => 3_600_000,
+                b'd' => 86_400_000,
+                _ => panic!("{}", SYNTAX),
+            }
+        } else {
+            panic!("{}", SYNTAX)
+        };
+        total = match n.checked_mul(per) {
+            Some(p) => match total.checked_add(p) {
+                Some(t) => t,
+                None => panic!("a TTL preset's duration is too long"),
+            },
+            None => panic!("a TTL preset's duration is too long"),
+        };
+    }
+    assert!(total > 0, "a TTL must be longer than zero");
+    total
+}
+
+/// Declares TTL presets of the application's own, used as
+/// `#[cached(ttl = NAME)]` and overridden at run time with
+/// `CACHE_TTL_<NAME>` or [`CacheBuilder::custom_preset_ttl`](crate::CacheBuilder::custom_preset_ttl).
+///
+/// Each line declares a `static` [`CustomPreset`] with a duration string
+/// (`"90s"`, `"15m"`, `"2h"`, `"1d"`, `"1h30m"`, `"250ms"`, whole seconds),
+/// checked at compile time:
+///
+/// ```compile_fail
+/// cache_core::ttl_presets! {
+///     pub COMPANY = "6 hours"; // error: a TTL preset's duration is e.g. "90s", ...
+/// }
+/// ```
+///
+/// ```compile_fail
+/// cache_core::ttl_presets! {
+///     pub MEDIUM = "1h"; // error: this name is a built-in TTL preset's
+/// }
+/// ```
+///
+/// See [`CustomPreset`] for an example.
+#[macro_export]
+macro_rules! ttl_presets {
+    ($($(#[$meta:meta])* $vis:vis $name:ident = $ttl:literal;)+) => {
+        $(
+            $(#[$meta])*
+            $vis static $name: $crate::CustomPreset = $crate::CustomPreset::__new(
+                ::core::stringify!($name),
+                ::core::concat!("CACHE_TTL_", ::core::stringify!($name)),
+                $ttl,
+            );
+            $crate::__private::inventory::submit! {
+                $crate::__private::RegisteredPreset(&$name)
+            }
+        )+
+    };
+}
+
 /// How long an entry lives: the cache's default, a preset, or a fixed duration.
 ///
 /// Presets and the default are resolved against the cache's configuration
@@ -168,6 +380,14 @@ pub enum Ttl {
     Preset(Preset),
     /// A fixed duration.
     Fixed(Duration),
+    /// A preset the application declares ([`ttl_presets!`](crate::ttl_presets)).
+    Custom(&'static CustomPreset),
+}
+
+impl From<&'static CustomPreset> for Ttl {
+    fn from(p: &'static CustomPreset) -> Self {
+        Ttl::Custom(p)
+    }
 }
 
 impl From<Preset> for Ttl {
@@ -274,6 +494,9 @@ pub(crate) fn deadline(now: tokio::time::Instant, d: Duration) -> tokio::time::I
 #[derive(Debug, Clone)]
 pub(crate) struct TtlTable {
     pub(crate) presets: [Duration; 9],
+    /// Declared presets whose duration is overridden (variable or builder),
+    /// by name; the others keep their declared duration.
+    pub(crate) custom: std::collections::HashMap<&'static str, Duration>,
     pub(crate) default: Duration,
     /// Fraction of spread applied at write time: 0.1 is ±10 %.
     pub(crate) jitter: f64,
@@ -390,6 +613,7 @@ impl TtlTable {
             Ttl::Default => self.default,
             Ttl::Preset(p) => self.presets[p.index()],
             Ttl::Fixed(d) => d,
+            Ttl::Custom(p) => self.custom.get(p.name).copied().unwrap_or(p.default),
         };
         d.min(MAX_TTL)
     }
@@ -399,6 +623,7 @@ impl Default for TtlTable {
     fn default() -> Self {
         TtlTable {
             presets: Preset::ALL.map(Preset::default_duration),
+            custom: std::collections::HashMap::new(),
             default: Preset::Medium.default_duration(),
             jitter: 0.0,
         }
@@ -407,6 +632,44 @@ impl Default for TtlTable {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn const_durations_agree_with_parse_duration() {
+        for text in [
+            "90s",
+            "15m",
+            "2h",
+            "1d",
+            "1h30m",
+            "250ms",
+            "300",
+            "1d2h3m4s5ms",
+            "7",
+        ] {
+            assert_eq!(
+                Duration::from_millis(super::const_duration_ms(text)),
+                parse_duration(text).unwrap(),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "5 minutes",
+            "0s",
+            "1x",
+            "h",
+            "1hm",
+            "ms",
+            "1.5h",
+            "99999999999999999999",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+            assert!(
+                std::panic::catch_unwind(|| super::const_duration_ms(bad)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn refresh_points() {
         let now = tokio::time::Instant::now();

@@ -289,6 +289,9 @@ impl Parse for CachedArgs {
                     if let Some(ms) = duration_ms(input, errors)? {
                         args.ttl.set(tok.span, Ttl::Millis(ms), errors);
                     }
+                } else if !input.peek(LitStr) {
+                    let path: Path = input.parse()?;
+                    args.ttl.set(tok.span, Ttl::Custom(path), errors);
                 } else {
                     let lit: LitStr = input.parse()?;
                     match Ttl::from_str(&lit.value()) {

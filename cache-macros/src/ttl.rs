@@ -24,6 +24,9 @@ pub(crate) const PRESETS: [(&str, &str); 9] = [
 pub(crate) enum Ttl {
     Preset(&'static str),
     Millis(u64),
+    /// A preset the application declares (`ttl_presets!`): a path to its
+    /// `static`, resolved (and any typo reported) by the compiler.
+    Custom(syn::Path),
 }
 
 impl Ttl {
@@ -46,8 +49,11 @@ impl Ttl {
             None => String::new(),
         };
         Err(format!(
-            "unknown TTL preset `{value}`{hint}\nvalid presets: {}; or a duration such as \"90s\", \"15m\", \"2h\", \"1d\", or whole seconds (`ttl = 90`)",
-            names.join(", ")
+            "unknown TTL preset `{value}`{hint}\nvalid presets: {}; or a duration such as \"90s\", \"15m\", \"2h\", \"1d\", or whole seconds (`ttl = 90`); \
+             or a preset of your own, declared with `cache_core::ttl_presets! {{ pub {} = \"1h\"; }}` and named without quotes: `ttl = {}`",
+            names.join(", "),
+            value.to_ascii_uppercase(),
+            value.to_ascii_uppercase(),
         ))
     }
 
@@ -60,6 +66,7 @@ impl Ttl {
             Ttl::Millis(ms) => {
                 quote!(#krate::__private::Ttl::Fixed(#krate::__private::Duration::from_millis(#ms)))
             }
+            Ttl::Custom(path) => quote!(#krate::__private::Ttl::Custom(&#path)),
         }
     }
 }

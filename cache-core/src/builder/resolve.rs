@@ -157,6 +157,17 @@ impl CacheBuilder {
                 ttls.presets[i] = d;
             }
         }
+        // Code wins over the environment: environment first, code over it.
+        for (name, d) in env.custom_presets.iter().chain(&ex.custom_presets) {
+            if d.is_zero() {
+                return Err(config_error(
+                    "builder.custom_preset_ttl",
+                    "0",
+                    "a TTL must be longer than zero",
+                ));
+            }
+            ttls.custom.insert(name, *d);
+        }
         match self.jitter {
             Some(j) if !(0.0..=1.0).contains(&j) || j.is_nan() => {
                 return Err(config_error(
@@ -442,6 +453,11 @@ mod tests {
         );
     }
 
+    crate::ttl_presets! {
+        /// A preset of the application's, for the tests below.
+        pub(crate) TRANSACTIONS = "45s";
+    }
+
     #[test]
     fn a_misspelt_cache_variable_is_named_with_the_one_meant() {
         let names = [
@@ -451,6 +467,8 @@ mod tests {
             "CACHE_TTL_MEDIUM",
             "PATH",
             "CACHE_ENABLE",
+            "CACHE_TTL_TRANSACTION",
+            "CACHE_TTL_TRANSACTIONS",
         ]
         .map(String::from);
         assert_eq!(
@@ -459,8 +477,33 @@ mod tests {
                 ("CACHE_TTL_MEDUIM".to_owned(), "CACHE_TTL_MEDIUM"),
                 ("CACHE_KEY_PREFX".to_owned(), "CACHE_KEY_PREFIX"),
                 ("CACHE_ENABLE".to_owned(), "CACHE_ENABLED"),
+                ("CACHE_TTL_TRANSACTION".to_owned(), "CACHE_TTL_TRANSACTIONS"),
             ]
         );
+    }
+
+    #[test]
+    fn declared_presets_resolve_from_env_and_code() -> Result<(), Error> {
+        let c = env(&[("CACHE_TTL_TRANSACTIONS", "2m")]).resolve()?;
+        assert_eq!(
+            c.ttls.resolve((&TRANSACTIONS).into()),
+            Duration::from_secs(120)
+        );
+        let c = CacheBuilder::new()
+            .custom_preset_ttl(&TRANSACTIONS, Duration::from_secs(5))
+            .resolve()?;
+        assert_eq!(
+            c.ttls.resolve((&TRANSACTIONS).into()),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            CacheBuilder::new()
+                .resolve()?
+                .ttls
+                .resolve((&TRANSACTIONS).into()),
+            Duration::from_secs(45)
+        );
+        Ok(())
     }
 
     #[test]

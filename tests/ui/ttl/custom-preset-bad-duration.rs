@@ -1,0 +1,7 @@
+use cache_core::ttl_presets;
+
+ttl_presets! {
+    pub COMPANY = "6 hours";
+}
+
+fn main() {}
