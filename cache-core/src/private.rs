@@ -200,6 +200,63 @@ pub fn never<T: ?Sized>(_: &T) -> bool {
     false
 }
 
+/// What a `ttl_from` function may return.
+#[diagnostic::on_unimplemented(
+    message = "`ttl_from` returns `{Self}`, not a TTL",
+    label = "return a `Duration`, or an `Option<Duration>` (`None`: do not store the value)"
+)]
+pub trait TtlFrom {
+    /// The TTL, or `None` for "do not store"; `FromTtl` keeps the function's.
+    fn ttl(self) -> Option<Option<Duration>>;
+}
+
+impl TtlFrom for Duration {
+    fn ttl(self) -> Option<Option<Duration>> {
+        Some(Some(self))
+    }
+}
+
+impl TtlFrom for Option<Duration> {
+    fn ttl(self) -> Option<Option<Duration>> {
+        Some(self)
+    }
+}
+
+/// What `no_ttl_from` returns: the function's own TTL.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionTtl;
+
+impl TtlFrom for FunctionTtl {
+    fn ttl(self) -> Option<Option<Duration>> {
+        None
+    }
+}
+
+/// `ttl_from` when the attribute has none.
+pub fn no_ttl_from<T: ?Sized>(_: &T) -> FunctionTtl {
+    FunctionTtl
+}
+
+/// The engine's store rule from a function's `unless` and `ttl_from`: the
+/// TTL a computed value is stored for (what `ttl_from` says, at most the
+/// function's TTL), or `None` to return it without storing.
+fn store_rule<V, U, T, O>(unless: U, ttl_from: T) -> impl Fn(&V, Duration) -> Option<Duration>
+where
+    U: Fn(&V) -> bool,
+    T: Fn(&V) -> O,
+    O: TtlFrom,
+{
+    move |v, ttl| {
+        if unless(v) {
+            return None;
+        }
+        match ttl_from(v).ttl() {
+            None => Some(ttl),
+            Some(chosen) => chosen.map(|t| t.min(ttl)),
+        }
+    }
+}
+
 /// The cache a call uses.
 #[derive(Debug)]
 pub enum CacheHandle {
@@ -487,19 +544,23 @@ where
 /// Refreshes a value in the background with the function's own call
 /// (`fut`), which is why `refresh` needs a future that owns its arguments
 /// (`Send + 'static`). The caller does not wait.
-pub fn refresh<K, R, F, U>(
+#[allow(clippy::too_many_arguments)] // one per part of the expansion
+pub fn refresh<K, R, F, U, T, O>(
     _: kind::Tag<K>,
     handle: CacheHandle,
     site: &'static Site,
     key: String,
     fut: F,
     unless: U,
+    ttl_from: T,
 ) where
     K: Kind<R> + 'static,
     K::Value: CacheValue,
     F: Future<Output = R> + Send + 'static,
     R: Send + 'static,
     U: Fn(&K::Value) -> bool + Send + 'static,
+    T: Fn(&K::Value) -> O + Send + 'static,
+    O: TtlFrom,
 {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
@@ -511,7 +572,7 @@ pub fn refresh<K, R, F, U>(
         spec.background = true;
         cache
             .engine()
-            .refresh::<K, R, F, U>(key, spec, fut, unless)
+            .refresh::<K, R, F, _>(key, spec, fut, store_rule(unless, ttl_from))
             .await;
     });
 }
@@ -523,19 +584,23 @@ pub fn slow_path<F: Future>(fut: F) -> std::pin::Pin<Box<F>> {
 }
 
 /// The body of every `#[cached]` function. `key` is `None` when the cache is disabled.
-pub async fn run<K, R, F, U>(
+#[allow(clippy::too_many_arguments)] // one per part of the expansion
+pub async fn run<K, R, F, U, T, O>(
     _: kind::Tag<K>,
     handle: CacheHandle,
     site: &'static Site,
     key: Option<String>,
     fut: F,
     unless: U,
+    ttl_from: T,
 ) -> R
 where
     K: Kind<R>,
     K::Value: CacheValue,
     F: Future<Output = R>,
     U: Fn(&K::Value) -> bool,
+    T: Fn(&K::Value) -> O,
+    O: TtlFrom,
 {
     if key.is_none() {
         return fut.await;
@@ -547,7 +612,7 @@ where
     spec.started = Observer::call_start();
     handle
         .engine()
-        .get_or_compute::<K, R, _, U>(key, spec, fut, unless)
+        .get_or_compute::<K, R, _, _>(key, spec, fut, store_rule(unless, ttl_from))
         .await
 }
 

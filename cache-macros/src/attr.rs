@@ -23,6 +23,7 @@ mod kw {
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(refresh);
     syn::custom_keyword!(ignore);
+    syn::custom_keyword!(ttl_from);
 }
 
 /// `refresh = ...`: when a value is refreshed in the background.
@@ -223,6 +224,7 @@ pub(crate) struct CachedArgs {
     pub(crate) cache: Once<LitStr>,
     pub(crate) cache_none: Once<bool>,
     pub(crate) unless: Once<Expr>,
+    pub(crate) ttl_from: Once<Expr>,
     pub(crate) krate: Once<Path>,
     /// Runtime variant name and the literal's span.
     pub(crate) format: Once<(&'static str, Span)>,
@@ -244,6 +246,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "cache",
     "cache_none",
     "unless",
+    "ttl_from",
     "format",
     "compress",
     "version",
@@ -264,6 +267,7 @@ impl Parse for CachedArgs {
             cache: Once::new("cache"),
             cache_none: Once::new("cache_none"),
             unless: Once::new("unless"),
+            ttl_from: Once::new("ttl_from"),
             krate: Once::new("crate"),
             format: Once::new("format"),
             compress: Once::new("compress"),
@@ -282,7 +286,12 @@ impl Parse for CachedArgs {
         }
         loop {
             let lookahead = input.lookahead1();
-            if lookahead.peek(kw::ttl) {
+            if lookahead.peek(kw::ttl_from) {
+                let tok: kw::ttl_from = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let expr: Expr = input.parse()?;
+                args.ttl_from.set(tok.span, expr, errors);
+            } else if lookahead.peek(kw::ttl) {
                 let tok: kw::ttl = input.parse()?;
                 input.parse::<Token![=]>()?;
                 if input.peek(LitInt) {

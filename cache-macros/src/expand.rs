@@ -123,6 +123,10 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
         Some(expr) => quote!(#expr),
         None => quote!(#krate::__private::never),
     };
+    let ttl_from = match args.ttl_from.take() {
+        Some(expr) => quote!(#expr),
+        None => quote!(#krate::__private::no_ttl_from),
+    };
     let kind = kind_probe(&krate, &info);
     // `cache_none` on a return type that is not an `Option` (through any alias)
     // is a type error pointing at the option.
@@ -157,14 +161,15 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                 }
             }
             let __cache_body = #body;
-            let __cache_unless = #unless;
+            // `unless` and `ttl_from` are written at each call (one runs), so
+            // closures get their parameter types from the callee.
             if let ::core::option::Option::Some(__cache_hit) = __cache_due {
                 if let ::core::option::Option::Some(__cache_k) = __cache_key {
-                    #spawn(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_k, __cache_body, __cache_unless);
+                    #spawn(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_k, __cache_body, #unless, #ttl_from);
                 }
                 return __cache_hit;
             }
-            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, __cache_unless)).await
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, #unless, #ttl_from)).await
         }
     } else {
         quote! {
@@ -178,7 +183,7 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
             // The slow path (engine and body) lives in one heap allocation made on
             // a miss only: the function's own future stays a few words, so hits
             // do not pay for moving a large state machine.
-            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless)).await
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless, #ttl_from)).await
         }
     };
 

@@ -27,7 +27,9 @@ use proc_macro::TokenStream;
 /// `_...`, and may name fields, tuple fields and names bound by pattern
 /// parameters),
 /// `cache` (a named cache), `cache_none` (store `None` too), `unless` (a
-/// predicate over the value: `true` skips storing it), `format`, `compress`,
+/// predicate over the value: `true` skips storing it), `ttl_from` (the TTL
+/// from the value: a `Duration` or `Option<Duration>`, at most `ttl`; `None`
+/// or zero skips storing it), `format`, `compress`,
 /// `version`, `l1_ttl`, `lock = false` (no Redis stampede lock),
 /// `stale_if_error = "1h"` (serve an expired value when the body fails),
 /// `timeout = "2s"` (with `stale_if_error`: serve it when the body is slow),

@@ -30,17 +30,17 @@ impl Engine {
         spec: Spec<'_>,
         mut origin: Origin<'_, K::Value>,
         fut: F,
-        unless: U,
+        store_ttl: U,
     ) -> R
     where
         K: Kind<R>,
         K::Value: CacheValue,
         F: Future<Output = R>,
-        U: Fn(&K::Value) -> bool,
+        U: Fn(&K::Value, Duration) -> Option<Duration>,
     {
         let lock = origin.lock.take();
         let result = self
-            .compute_holding::<K, R, F, U>(key, spec, origin, lock.as_ref(), fut, unless)
+            .compute_holding::<K, R, F, U>(key, spec, origin, lock.as_ref(), fut, store_ttl)
             .await;
         // Stored, or given up: other processes waiting on our lock go on now.
         if let Some(held) = lock {
@@ -56,13 +56,13 @@ impl Engine {
         origin: Origin<'_, K::Value>,
         lock: Option<&Held>,
         fut: F,
-        unless: U,
+        store_ttl: U,
     ) -> R
     where
         K: Kind<R>,
         K::Value: CacheValue,
         F: Future<Output = R>,
-        U: Fn(&K::Value) -> bool,
+        U: Fn(&K::Value, Duration) -> Option<Duration>,
     {
         let fns = spec.site;
         let Origin {
@@ -166,13 +166,17 @@ impl Engine {
             self.record(fns, Event::SkippedStore);
             return done(result);
         }
-        let store = (spec.opts.cache_none || !K::is_none(&result)) && !unless(value);
-        let entry = if store {
+        // `store_ttl`: the function's `unless` and `ttl_from`, given its TTL.
+        let ttl = (spec.opts.cache_none || !K::is_none(&result))
+            .then(|| store_ttl(value, self.resolve_ttl(spec.opts.ttl)))
+            .flatten()
+            .filter(|t| !t.is_zero());
+        let entry = if let Some(ttl) = ttl {
             let Ok(Some(entry)) = self
                 .store(
                     &key,
                     value,
-                    self.resolve_ttl(spec.opts.ttl),
+                    ttl,
                     &spec,
                     Source::Computed {
                         start,
@@ -234,12 +238,17 @@ impl Engine {
 
     /// A background refresh (`refresh`): one per key across processes (the
     /// stampede lock, taken without waiting), then the normal compute-and-store.
-    pub(crate) async fn refresh<K, R, F, U>(&self, key: String, spec: Spec<'_>, fut: F, unless: U)
-    where
+    pub(crate) async fn refresh<K, R, F, U>(
+        &self,
+        key: String,
+        spec: Spec<'_>,
+        fut: F,
+        store_ttl: U,
+    ) where
         K: Kind<R>,
         K::Value: CacheValue,
         F: Future<Output = R>,
-        U: Fn(&K::Value) -> bool,
+        U: Fn(&K::Value, Duration) -> Option<Duration>,
     {
         if self.is_closed() {
             return;
@@ -302,7 +311,7 @@ impl Engine {
             observed,
         };
         let _ = self
-            .compute::<K, R, F, U>(key, spec, origin, fut, unless)
+            .compute::<K, R, F, U>(key, spec, origin, fut, store_ttl)
             .await;
     }
 }

@@ -76,13 +76,13 @@ impl Engine {
         key: Option<String>,
         mut spec: Spec<'_>,
         fut: F,
-        unless: U,
+        store_ttl: U,
     ) -> R
     where
         K: Kind<R>,
         K::Value: CacheValue,
         F: Future<Output = R>,
-        U: Fn(&K::Value) -> bool,
+        U: Fn(&K::Value, Duration) -> Option<Duration>,
     {
         // After `shutdown`, calls run their function and cache nothing.
         let Some(key) = key.filter(|_| !self.is_closed()) else {
@@ -212,7 +212,7 @@ impl Engine {
                         lock,
                         observed,
                     };
-                    return Box::pin(self.compute::<K, R, F, U>(key, spec, origin, fut, unless))
+                    return Box::pin(self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl))
                         .await;
                 }
                 Join::Follower(follower) => match follower.wait(wait_until).await {
@@ -228,7 +228,7 @@ impl Engine {
                         // Another type under the same key: compute our own.
                         let origin = Origin::alone(self.log.epoch());
                         return Box::pin(
-                            self.compute::<K, R, F, U>(key, spec, origin, fut, unless),
+                            self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl),
                         )
                         .await;
                     }
@@ -242,7 +242,7 @@ impl Engine {
                         tracing::debug!(key, "single-flight wait reached its bound; computing");
                         let origin = Origin::alone(self.log.epoch());
                         return Box::pin(
-                            self.compute::<K, R, F, U>(key, spec, origin, fut, unless),
+                            self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl),
                         )
                         .await;
                     }
@@ -474,7 +474,7 @@ impl Engine {
         let init = std::pin::pin!(init);
         let mut spec = Spec::new(&opts, None);
         spec.started = started;
-        self.get_or_compute::<K, R, _, _>(key, spec, init, |_| false)
+        self.get_or_compute::<K, R, _, _>(key, spec, init, |_, ttl| Some(ttl))
             .await
     }
 }
