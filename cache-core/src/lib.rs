@@ -54,7 +54,7 @@
 //!
 //! # Features
 //!
-//! - `macros` (default): re-exports [`cached`] and [`invalidates`].
+//! - `macros` (default): re-exports [`cached`], [`invalidates`] and [`cache_put`].
 //! - `redis` (default): the Redis tier, through the `cache-redis` crate.
 //! - `tls`: `rediss://` URLs.
 //! - `bincode`: bincode 2 as a value [`Format`] (unmaintained upstream, RUSTSEC-2025-0141).
@@ -129,7 +129,7 @@ pub use ttl::{CustomPreset, DurationError, Preset, Refresh, Ttl, parse_duration}
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
-pub use cache_macros::{cached, invalidates};
+pub use cache_macros::{cache_put, cached, invalidates};
 
 /// The workspace README's examples, run as doctests so it stays true.
 #[cfg(doctest)]

@@ -392,6 +392,12 @@ impl Site {
         }
     }
 
+    /// A `#[cache_put]` function (counted as one that writes, not reads).
+    pub const fn put(mut self) -> Site {
+        self.counters.kind = FunctionKind::Puts;
+        self
+    }
+
     /// `format = "..."`.
     pub const fn format(mut self, format: Format) -> Site {
         self.options.format = Some(format);
@@ -614,6 +620,44 @@ where
         .engine()
         .get_or_compute::<K, R, _, _>(key, spec, fut, store_rule(unless, ttl_from))
         .await
+}
+
+/// Writes a `#[cache_put]` function's result under its key, as
+/// [`Cache::set`] does (both tiers, other instances' copies replaced), with
+/// the function's format, version and TTL, so the `#[cached]` function that
+/// reads the key finds it. `Err` writes nothing; `None` (without
+/// `cache_none`) removes the key, since no value is current. `key` is
+/// `None` when the cache is disabled.
+pub async fn put_after<K, R>(
+    _: kind::Tag<K>,
+    handle: CacheHandle,
+    site: &'static Site,
+    key: Option<String>,
+    result: &R,
+) where
+    K: Kind<R>,
+    K::Value: CacheValue,
+{
+    let Some(key) = key else {
+        return;
+    };
+    let Some(value) = K::value(result) else {
+        return;
+    };
+    let counters = site.counters.for_cache(&handle);
+    let spec = site.spec(&counters);
+    let engine = handle.engine();
+    // In the default mode these fail only in strict mode; the function's
+    // own result is returned either way (a write that did not reach Redis
+    // is queued as the key's removal).
+    let outcome = if K::is_none(result) && !site.options.cache_none {
+        engine.delete(&key).await.map(|_| ())
+    } else {
+        engine.put(&key, value, &spec).await
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(key, error = %e, "#[cache_put] could not write its result");
+    }
 }
 
 /// Applies `#[invalidates]` patterns after the function returned `result`

@@ -80,7 +80,7 @@ impl FnCounters {
     }
 }
 
-/// Whether a function reads through the cache or invalidates it.
+/// Whether a function reads through the cache, invalidates it, or writes its result to it.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +90,8 @@ pub enum FunctionKind {
     Cached,
     /// `#[invalidates]`.
     Invalidates,
+    /// `#[cache_put]`: writes its result under its key.
+    Puts,
 }
 
 /// State of the backplane subscription, from [`Cache::backplane`](crate::Cache::backplane).

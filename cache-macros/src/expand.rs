@@ -85,21 +85,7 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let cache = option_str(args.cache.get());
     let cache_none = args.cache_none.get().copied().unwrap_or(false);
-    let mut site_options = TokenStream::new();
-    if let Some((variant, span)) = args.format.get() {
-        let v = Ident::new(variant, *span);
-        site_options.extend(quote!(.format(#krate::__private::Format::#v)));
-    }
-    if let Some((variant, span)) = args.compress.get() {
-        let v = Ident::new(variant, *span);
-        site_options.extend(quote!(.compress(#krate::__private::Compression::#v)));
-    }
-    if let Some(version) = args.version.get() {
-        site_options.extend(quote!(.version(#version)));
-    }
-    if let Some(ms) = args.l1_ttl.get() {
-        site_options.extend(quote!(.l1_ttl(#krate::__private::Duration::from_millis(#ms))));
-    }
+    let mut site_options = value_options(&args, &krate);
     if let Some(lock) = args.lock.get() {
         site_options.extend(quote!(.lock(#lock)));
     }
@@ -212,6 +198,128 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
             #hit_path
         }
     }
+}
+
+pub(crate) fn cache_put(args: TokenStream, input: TokenStream) -> TokenStream {
+    let original = input.clone();
+    let mut func: ItemFn = match syn::parse2(input) {
+        Ok(f) => f,
+        Err(e) => {
+            let msg = syn::Error::new(e.span(), "`#[cache_put]` applies to `async fn` items");
+            return with_error(msg, original);
+        }
+    };
+    let mut args: CachedArgs = match syn::parse2(args) {
+        Ok(a) => a,
+        Err(e) => return with_error(e, original),
+    };
+    let mut errors = std::mem::take(&mut args.errors);
+    let info = item::analyze(&mut func, "cache_put", &mut errors);
+    let krate = krate(args.krate.take());
+    // Options about reading or computing have no meaning for a write.
+    let reads = [
+        ("unless", args.unless.span()),
+        ("ttl_from", args.ttl_from.span()),
+        ("lock", args.lock.span()),
+        ("stale_if_error", args.stale_if_error.span()),
+        ("timeout", args.timeout.span()),
+        ("refresh", args.refresh.span()),
+        ("ignore", args.ignore.span()),
+    ];
+    for (name, span) in reads {
+        if let Some(span) = span {
+            errors.at(
+                span,
+                format!(
+                    "`{name}` does not apply to `#[cache_put]`, which writes its result; \
+                     valid options: key, ttl, cache, cache_none, format, compress, version, l1_ttl, crate"
+                ),
+            );
+        }
+    }
+    let (key_code, label) = match args.key.get() {
+        Some(lit) => match template::parse(lit, Mode::Key) {
+            Ok(t) => (build_key(&t, &info, &krate, &mut errors), lit.value()),
+            Err(e) => {
+                errors.push(e);
+                (TokenStream::new(), String::new())
+            }
+        },
+        None => {
+            errors.at(
+                Span::call_site(),
+                "`#[cache_put]` needs the key it writes, the one the reading function's \
+                 `#[cached]` uses: e.g. `#[cache_put(key = \"employee:<id>\")]`",
+            );
+            (TokenStream::new(), String::new())
+        }
+    };
+    if let Some(e) = errors.combine() {
+        return with_error(e, original);
+    }
+
+    let fn_path_item = fn_path_item(&krate);
+    let ttl = match args.ttl.get() {
+        Some(t) => t.tokens(&krate),
+        None => quote!(#krate::__private::Ttl::Default),
+    };
+    let cache = option_str(args.cache.get());
+    let cache_none = args.cache_none.get().copied().unwrap_or(false);
+    let site_options = value_options(&args, &krate);
+    let kind = kind_probe(&krate, &info);
+    let kind_arg = Ident::new("__cache_kind", Span::call_site().located_at(info.ret_span));
+    let put = respan(quote!(#krate::__private::put_after), info.ret_span);
+    let ret_ty = &info.ret_ty;
+    let body = async_body(&func, &info);
+
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = &func;
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #fn_path_item
+            static __CACHE_SITE: #krate::__private::Site = #krate::__private::Site::new(
+                __cache_fn_path,
+                #label,
+                #ttl,
+                #cache,
+                #cache_none,
+            ).put()#site_options;
+            let __cache_kind = #kind;
+            let __cache_handle = #krate::__private::resolve(&__CACHE_SITE);
+            // Built before the body, which owns the arguments.
+            let __cache_key = if __cache_handle.enabled() {
+                ::core::option::Option::Some(#key_code)
+            } else {
+                ::core::option::Option::None
+            };
+            let __cache_ret: #ret_ty = #body.await;
+            #put(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, &__cache_ret).await;
+            __cache_ret
+        }
+    }
+}
+
+/// The `Site` builder calls for the options that decide how a value is
+/// stored (`format`, `compress`, `version`, `l1_ttl`).
+fn value_options(args: &CachedArgs, krate: &Path) -> TokenStream {
+    let mut site_options = TokenStream::new();
+    if let Some((variant, span)) = args.format.get() {
+        let v = Ident::new(variant, *span);
+        site_options.extend(quote!(.format(#krate::__private::Format::#v)));
+    }
+    if let Some((variant, span)) = args.compress.get() {
+        let v = Ident::new(variant, *span);
+        site_options.extend(quote!(.compress(#krate::__private::Compression::#v)));
+    }
+    if let Some(version) = args.version.get() {
+        site_options.extend(quote!(.version(#version)));
+    }
+    if let Some(ms) = args.l1_ttl.get() {
+        site_options.extend(quote!(.l1_ttl(#krate::__private::Duration::from_millis(#ms))));
+    }
+    site_options
 }
 
 pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream {

@@ -40,6 +40,23 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(args.into(), item.into()).into()
 }
 
+/// Writes an async function's result under a key after it succeeds, so the
+/// `#[cached]` function that reads the key gets the fresh value as a hit
+/// (write-through, like Spring's `@CachePut`). See the `cache_core` crate docs.
+///
+/// ```ignore
+/// #[cache_put(key = "employee:<id>", ttl = "medium")]
+/// async fn update_employee(id: u64, change: Change) -> Result<Employee, DbError> { /* ... */ }
+/// ```
+///
+/// Options: `key` (required), `ttl`, `cache`, `cache_none`, `format`,
+/// `compress`, `version`, `l1_ttl`, `crate`: those that decide what is
+/// stored must match the reading function's.
+#[proc_macro_attribute]
+pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::cache_put(args.into(), item.into()).into()
+}
+
 /// Invalidates keys or patterns after an async function succeeds.
 ///
 /// ```ignore

@@ -51,10 +51,36 @@ impl Engine {
         if !self.config.enabled {
             return Ok(());
         }
-        let ttl = self.resolve_ttl(ttl);
-        let opts = Options::new(Ttl::Fixed(ttl));
-        self.store(key, value, ttl, &Spec::new(&opts, None), Source::Set)
-            .await?;
+        let opts = Options::new(ttl);
+        self.put(key, value, &Spec::new(&opts, None)).await
+    }
+
+    /// Writes `value` under `key` with a call's settings (format, version,
+    /// TTL): [`set`](Self::set), and `#[cache_put]`.
+    pub(crate) async fn put<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        spec: &Spec<'_>,
+    ) -> Result<(), Error> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        // A computation of this key already under way read what this value
+        // replaces: recorded like an invalidation, it will not store over it.
+        let recording = self.log.begin(Arc::new(Glob::exact_key(key)));
+        let ttl = self.resolve_ttl(spec.opts.ttl);
+        let stored = self.store(key, value, ttl, spec, Source::Set).await?;
+        // As after a removal (`after_shared_removal`): a call that started
+        // during the write may have copied the old value from Redis into the
+        // in-process tier; recorded again, no such copy is accepted from now
+        // on, and the new value replaces any accepted before.
+        drop(recording);
+        if let Some(entry) = stored
+            && self.config.l1_enabled
+        {
+            self.l1.insert(key.to_owned(), entry);
+        }
         Ok(())
     }
 
