@@ -327,6 +327,49 @@ impl Cache {
         Ok(done)
     }
 
+    /// Removes every entry tagged `tag` (`#[cached(tags = ["tenant:<tenant>"])]`),
+    /// from both tiers and from every other instance's in-process tier, in
+    /// O(entries under the tag) whatever the size of the keyspace; as
+    /// [`invalidate`](Self::invalidate) otherwise: computations of tagged
+    /// entries already under way will not store their results, and what
+    /// Redis does not take now is queued and replayed once it answers.
+    ///
+    /// A tag is built like a key, values escaped: with [`KeyBuilder`] from
+    /// user input, without the cache's prefix.
+    ///
+    /// # Errors
+    ///
+    /// None in the default mode (see [`get`](Self::get)).
+    ///
+    /// ```
+    /// use cache_core::{KeyBuilder, cached};
+    ///
+    /// #[cached(key = "report:<id>", tags = ["tenant:<tenant>"])]
+    /// async fn report(tenant: u32, id: u32) -> String {
+    ///     format!("report {id} of tenant {tenant}")
+    /// }
+    ///
+    /// #[cached(key = "dashboard:<tenant>", tags = ["tenant:<tenant>"])]
+    /// async fn dashboard(tenant: u32) -> String {
+    ///     format!("dashboard of tenant {tenant}")
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder().build().await?;
+    /// cache.scope(async {
+    ///     report(7, 1).await;
+    ///     report(8, 2).await;
+    ///     dashboard(7).await;
+    /// }).await;
+    /// let tag = KeyBuilder::new().lit("tenant:").value(&7).build();
+    /// assert_eq!(cache.invalidate_tag(&tag).await?.removed, 2);
+    /// assert!(cache.exists("report:2").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<Removal, Error> {
+        self.engine.invalidate_tag(tag).await
+    }
+
     /// Removes every entry of this cache, in both tiers (in Redis: the keys
     /// under this cache's prefix, which a cache with Redis always has) and in
     /// other instances' in-process tiers. Computations under way will not

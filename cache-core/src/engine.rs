@@ -21,12 +21,12 @@ use crate::breaker::BreakerState;
 use crate::config::Config;
 use crate::error::Error;
 use crate::glob::Glob;
-use crate::invalidation::InvalidationLog;
+use crate::invalidation::{InvalidationLog, Matcher};
 use crate::observe::{Event, Function, Observer};
 use crate::options::Options;
 use crate::stats::{self, BackplaneStatus, FnCounters, Health, HealthStatus, Shutdown, Stats};
 use crate::tier::flight::Flights;
-use crate::tier::memory::{Entry, L1, Lookup};
+use crate::tier::memory::{Entry, L1, Lookup, Tags};
 use crate::tier::{L2, TierError, TierEvents};
 use crate::ttl::Ttl;
 
@@ -79,6 +79,9 @@ pub(crate) struct Spec<'a> {
     pub(crate) skip_l2_write: bool,
     /// A background refresh, not a caller's miss.
     pub(crate) background: bool,
+    /// The call's tags (`#[cached(tags = [...])]`): its stored value joins
+    /// them, and their invalidation removes it.
+    pub(crate) tags: &'a [String],
 }
 
 impl<'a> Spec<'a> {
@@ -89,7 +92,13 @@ impl<'a> Spec<'a> {
             started: None,
             skip_l2_write: false,
             background: false,
+            tags: &[],
         }
+    }
+
+    /// The call's tags, shared by the in-process entries it stores.
+    pub(crate) fn owned_tags(&self) -> Tags {
+        (!self.tags.is_empty()).then(|| Arc::from(self.tags))
     }
 }
 
@@ -334,6 +343,12 @@ impl TierEvents for Engine {
     fn remote_change(&self, glob: &Glob) {
         let _recording = self.log.begin(Arc::new(glob.clone()));
         self.l1.remove_matching(glob);
+        self.record(None, Event::BackplaneApplied);
+    }
+
+    fn remote_tag(&self, tag: &str) {
+        let _recording = self.log.begin(Matcher::Tag(tag.into()));
+        self.l1.remove_tagged(tag);
         self.record(None, Event::BackplaneApplied);
     }
 }

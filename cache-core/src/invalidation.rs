@@ -34,10 +34,32 @@ use crate::glob::Glob;
 
 const KEEP: usize = 1024;
 
+/// What an invalidation matched: keys by pattern, or the entries of a tag.
+#[derive(Debug, Clone)]
+pub(crate) enum Matcher {
+    Glob(Arc<Glob>),
+    Tag(Arc<str>),
+}
+
+impl Matcher {
+    fn matches(&self, key: &str, tags: &[String]) -> bool {
+        match self {
+            Matcher::Glob(g) => g.matches(key),
+            Matcher::Tag(t) => tags.iter().any(|x| **x == **t),
+        }
+    }
+}
+
+impl From<Arc<Glob>> for Matcher {
+    fn from(glob: Arc<Glob>) -> Self {
+        Matcher::Glob(glob)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct InvalidationLog {
     epoch: AtomicU64,
-    recent: Mutex<VecDeque<(u64, Arc<Glob>)>>,
+    recent: Mutex<VecDeque<(u64, Matcher)>>,
 }
 
 impl InvalidationLog {
@@ -46,10 +68,11 @@ impl InvalidationLog {
     }
 
     /// Records an invalidation; call before removing the entries it matches.
-    pub(crate) fn record(&self, glob: Arc<Glob>) {
+    pub(crate) fn record(&self, what: impl Into<Matcher>) {
+        let what = what.into();
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let epoch = self.epoch.fetch_add(1, SeqCst) + 1;
-        recent.push_back((epoch, glob));
+        recent.push_back((epoch, what));
         if recent.len() > KEEP {
             recent.pop_front();
         }
@@ -59,42 +82,48 @@ impl InvalidationLog {
 
     /// Starts an invalidation: records it now and again when the guard is
     /// dropped, after the caller's removals (see the module docs).
-    pub(crate) fn begin(&self, glob: Arc<Glob>) -> Recording<'_> {
-        self.record(Arc::clone(&glob));
-        Recording { log: self, glob }
+    pub(crate) fn begin(&self, what: impl Into<Matcher>) -> Recording<'_> {
+        let what = what.into();
+        self.record(what.clone());
+        Recording { log: self, what }
     }
 
-    /// Whether an invalidation recorded after `start` matched `key`.
-    pub(crate) fn invalidated_since(&self, start: u64, key: &str) -> bool {
+    /// Whether an invalidation recorded after `start` matched `key` (or one
+    /// of its `tags`).
+    pub(crate) fn invalidated_since(&self, start: u64, key: &str, tags: &[String]) -> bool {
         fence(SeqCst);
         if self.epoch.load(SeqCst) == start {
             return false;
         }
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::matched(&recent, start, key)
+        Self::matched(&recent, start, key, tags)
     }
 
-    /// Runs `insert` unless an invalidation since `start` matched `key`,
-    /// atomically with respect to [`record`](Self::record). Returns whether it ran.
+    /// Runs `insert` unless an invalidation since `start` matched `key` (or
+    /// one of its `tags`), atomically with respect to [`record`](Self::record).
+    /// Returns whether it ran.
     pub(crate) fn insert_unless_invalidated(
         &self,
         start: u64,
         key: &str,
+        tags: &[String],
         insert: impl FnOnce(),
     ) -> bool {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.epoch.load(SeqCst) != start && Self::matched(&recent, start, key) {
+        if self.epoch.load(SeqCst) != start && Self::matched(&recent, start, key, tags) {
             return false;
         }
         insert();
         true
     }
 
-    fn matched(recent: &VecDeque<(u64, Arc<Glob>)>, start: u64, key: &str) -> bool {
+    fn matched(recent: &VecDeque<(u64, Matcher)>, start: u64, key: &str, tags: &[String]) -> bool {
         match recent.front() {
             // Records after `start` were dropped: assume the worst.
             Some((oldest, _)) if *oldest > start + 1 => true,
-            _ => recent.iter().any(|(e, g)| *e > start && g.matches(key)),
+            _ => recent
+                .iter()
+                .any(|(e, m)| *e > start && m.matches(key, tags)),
         }
     }
 }
@@ -102,12 +131,12 @@ impl InvalidationLog {
 /// An invalidation under way; recorded again when dropped.
 pub(crate) struct Recording<'a> {
     log: &'a InvalidationLog,
-    glob: Arc<Glob>,
+    what: Matcher,
 }
 
 impl Drop for Recording<'_> {
     fn drop(&mut self) {
-        self.log.record(Arc::clone(&self.glob));
+        self.log.record(self.what.clone());
     }
 }
 
@@ -120,10 +149,13 @@ mod tests {
         let log = InvalidationLog::default();
         log.record(Arc::new(Glob::new("a:*")));
         let start = log.epoch();
-        assert!(!log.invalidated_since(start, "a:1"));
+        assert!(!log.invalidated_since(start, "a:1", &[]));
         log.record(Arc::new(Glob::new("b:*")));
-        assert!(!log.invalidated_since(start, "a:1"));
-        assert!(log.invalidated_since(start, "b:1"));
+        assert!(!log.invalidated_since(start, "a:1", &[]));
+        assert!(log.invalidated_since(start, "b:1", &[]));
+        log.record(Matcher::Tag("tenant:7".into()));
+        assert!(!log.invalidated_since(start, "a:1", &["tenant:8".into()]));
+        assert!(log.invalidated_since(start, "a:1", &["x".into(), "tenant:7".into()]));
     }
 
     #[test]
@@ -133,8 +165,8 @@ mod tests {
         for i in 0..(KEEP + 5) {
             log.record(Arc::new(Glob::new(&format!("x:{i}"))));
         }
-        assert!(log.invalidated_since(start, "unrelated"));
+        assert!(log.invalidated_since(start, "unrelated", &[]));
         let later = log.epoch();
-        assert!(!log.invalidated_since(later, "unrelated"));
+        assert!(!log.invalidated_since(later, "unrelated", &[]));
     }
 }

@@ -559,6 +559,7 @@ pub fn refresh<K, R, F, U, T, O>(
     fut: F,
     unless: U,
     ttl_from: T,
+    tags: Vec<String>,
 ) where
     K: Kind<R> + 'static,
     K::Value: CacheValue,
@@ -576,6 +577,7 @@ pub fn refresh<K, R, F, U, T, O>(
         let counters = site.counters.for_cache(&cache);
         let mut spec = site.spec(&counters);
         spec.background = true;
+        spec.tags = &tags;
         cache
             .engine()
             .refresh::<K, R, F, _>(key, spec, fut, store_rule(unless, ttl_from))
@@ -599,6 +601,7 @@ pub async fn run<K, R, F, U, T, O>(
     fut: F,
     unless: U,
     ttl_from: T,
+    tags: Vec<String>,
 ) -> R
 where
     K: Kind<R>,
@@ -616,6 +619,7 @@ where
     let counters = site.counters.for_cache(&handle);
     let mut spec = site.spec(&counters);
     spec.started = Observer::call_start();
+    spec.tags = &tags;
     handle
         .engine()
         .get_or_compute::<K, R, _, _>(key, spec, fut, store_rule(unless, ttl_from))
@@ -632,20 +636,21 @@ pub async fn put_after<K, R>(
     _: kind::Tag<K>,
     handle: CacheHandle,
     site: &'static Site,
-    key: Option<String>,
+    key: Option<(String, Vec<String>)>,
     result: &R,
 ) where
     K: Kind<R>,
     K::Value: CacheValue,
 {
-    let Some(key) = key else {
+    let Some((key, tags)) = key else {
         return;
     };
     let Some(value) = K::value(result) else {
         return;
     };
     let counters = site.counters.for_cache(&handle);
-    let spec = site.spec(&counters);
+    let mut spec = site.spec(&counters);
+    spec.tags = &tags;
     let engine = handle.engine();
     // In the default mode these fail only in strict mode; the function's
     // own result is returned either way (a write that did not reach Redis
@@ -662,17 +667,18 @@ pub async fn put_after<K, R>(
 
 /// Applies `#[invalidates]` patterns after the function returned `result`
 /// (nothing on `Err`). `patterns` is `None` when the cache is disabled.
-pub async fn invalidate_after<K, R, P>(
+pub async fn invalidate_after<K, R, P, T>(
     _: kind::Tag<K>,
     handle: CacheHandle,
     site: &'static InvalidateSite,
-    patterns: Option<P>,
+    patterns: Option<(P, T)>,
     result: &R,
 ) where
     K: Kind<R>,
     P: IntoIterator<Item = String>,
+    T: IntoIterator<Item = String>,
 {
-    let Some(patterns) = patterns else {
+    let Some((patterns, tags)) = patterns else {
         return;
     };
     if K::value(result).is_none() {
@@ -686,6 +692,12 @@ pub async fn invalidate_after<K, R, P>(
     for pattern in patterns {
         // Never an error here: what cannot reach Redis is kept and replayed.
         let removed = engine.invalidate(&pattern).await.map_or(0, |r| r.removed);
+        engine
+            .observer
+            .record(Some(&function), Event::PatternApplied { removed });
+    }
+    for tag in tags {
+        let removed = engine.invalidate_tag(&tag).await.map_or(0, |r| r.removed);
         engine
             .observer
             .record(Some(&function), Event::PatternApplied { removed });

@@ -36,6 +36,8 @@ pub(crate) trait TierEvents: Send + Sync + 'static {
     fn subscribed(&self);
     /// Another instance wrote, deleted or invalidated what `glob` matches.
     fn remote_change(&self, glob: &Glob);
+    /// Another instance invalidated a tag.
+    fn remote_tag(&self, tag: &str);
 }
 
 /// What a read of the shared tier found.

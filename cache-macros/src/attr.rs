@@ -24,6 +24,7 @@ mod kw {
     syn::custom_keyword!(refresh);
     syn::custom_keyword!(ignore);
     syn::custom_keyword!(ttl_from);
+    syn::custom_keyword!(tags);
 }
 
 /// `refresh = ...`: when a value is refreshed in the background.
@@ -237,6 +238,8 @@ pub(crate) struct CachedArgs {
     pub(crate) refresh: Once<Refresh>,
     /// Parameters that do not change the result, left out of the key.
     pub(crate) ignore: Once<Vec<syn::Ident>>,
+    /// Tag templates: `tags = ["tenant:<tenant>"]`.
+    pub(crate) tags: Once<Vec<LitStr>>,
     pub(crate) errors: Errors,
 }
 
@@ -256,6 +259,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "timeout",
     "refresh",
     "ignore",
+    "tags",
     "crate",
 ];
 
@@ -278,6 +282,7 @@ impl Parse for CachedArgs {
             timeout: Once::new("timeout"),
             refresh: Once::new("refresh"),
             ignore: Once::new("ignore"),
+            tags: Once::new("tags"),
             errors: Errors::default(),
         };
         let errors = &mut args.errors;
@@ -400,6 +405,11 @@ impl Parse for CachedArgs {
                     let e: Expr = input.parse()?;
                     errors.at(syn::spanned::Spanned::span(&e), HOW);
                 }
+            } else if lookahead.peek(kw::tags) {
+                let tok: kw::tags = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let list = tag_list(input, tok.span, errors)?;
+                args.tags.set(tok.span, list, errors);
             } else if lookahead.peek(kw::ignore) {
                 let tok: kw::ignore = input.parse()?;
                 input.parse::<Token![=]>()?;
@@ -424,20 +434,39 @@ impl Parse for CachedArgs {
     }
 }
 
-/// `#[invalidates("pattern", ..., cache = "...", crate = "...")]`.
+/// `["tenant:<tenant>", ...]`: tag templates.
+fn tag_list(input: ParseStream<'_>, span: Span, errors: &mut Errors) -> syn::Result<Vec<LitStr>> {
+    let content;
+    syn::bracketed!(content in input);
+    let list: Vec<LitStr> = content
+        .parse_terminated(|i: ParseStream<'_>| i.parse::<LitStr>(), Token![,])?
+        .into_iter()
+        .collect();
+    if list.is_empty() {
+        errors.at(
+            span,
+            "`tags` lists tag templates, e.g. `tags = [\"tenant:<tenant>\"]`",
+        );
+    }
+    Ok(list)
+}
+
+/// `#[invalidates("pattern", ..., tags = [...], cache = "...", crate = "...")]`.
 pub(crate) struct InvalidatesArgs {
     pub(crate) patterns: Vec<LitStr>,
+    pub(crate) tags: Once<Vec<LitStr>>,
     pub(crate) cache: Once<LitStr>,
     pub(crate) krate: Once<Path>,
     pub(crate) errors: Errors,
 }
 
-const INVALIDATES_OPTIONS: &[&str] = &["cache", "crate"];
+const INVALIDATES_OPTIONS: &[&str] = &["tags", "cache", "crate"];
 
 impl Parse for InvalidatesArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = InvalidatesArgs {
             patterns: Vec::new(),
+            tags: Once::new("tags"),
             cache: Once::new("cache"),
             krate: Once::new("crate"),
             errors: Errors::default(),
@@ -447,6 +476,11 @@ impl Parse for InvalidatesArgs {
             let lookahead = input.lookahead1();
             if lookahead.peek(LitStr) {
                 args.patterns.push(input.parse()?);
+            } else if lookahead.peek(kw::tags) {
+                let tok: kw::tags = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let list = tag_list(input, tok.span, errors)?;
+                args.tags.set(tok.span, list, errors);
             } else if lookahead.peek(kw::cache) {
                 parse_cache_name(input, &mut args.cache, errors)?;
             } else if lookahead.peek(Token![crate]) {

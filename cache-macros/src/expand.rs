@@ -74,6 +74,7 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
             );
         }
     }
+    let tags = build_tags(args.tags.get(), &info, &krate, &mut errors);
     if let Some(e) = errors.combine() {
         return with_error(e, original);
     }
@@ -146,16 +147,17 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                     #krate::__private::Refreshing::Miss => {}
                 }
             }
+            let __cache_tags = #tags;
             let __cache_body = #body;
             // `unless` and `ttl_from` are written at each call (one runs), so
             // closures get their parameter types from the callee.
             if let ::core::option::Option::Some(__cache_hit) = __cache_due {
                 if let ::core::option::Option::Some(__cache_k) = __cache_key {
-                    #spawn(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_k, __cache_body, #unless, #ttl_from);
+                    #spawn(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_k, __cache_body, #unless, #ttl_from, __cache_tags);
                 }
                 return __cache_hit;
             }
-            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, #unless, #ttl_from)).await
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, #unless, #ttl_from, __cache_tags)).await
         }
     } else {
         quote! {
@@ -169,7 +171,8 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
             // The slow path (engine and body) lives in one heap allocation made on
             // a miss only: the function's own future stays a few words, so hits
             // do not pay for moving a large state machine.
-            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless, #ttl_from)).await
+            let __cache_tags = #tags;
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless, #ttl_from, __cache_tags)).await
         }
     };
 
@@ -232,11 +235,12 @@ pub(crate) fn cache_put(args: TokenStream, input: TokenStream) -> TokenStream {
                 span,
                 format!(
                     "`{name}` does not apply to `#[cache_put]`, which writes its result; \
-                     valid options: key, ttl, cache, cache_none, format, compress, version, l1_ttl, crate"
+                     valid options: key, ttl, tags, cache, cache_none, format, compress, version, l1_ttl, crate"
                 ),
             );
         }
     }
+    let tags = build_tags(args.tags.get(), &info, &krate, &mut errors);
     let (key_code, label) = match args.key.get() {
         Some(lit) => match template::parse(lit, Mode::Key) {
             Ok(t) => (build_key(&t, &info, &krate, &mut errors), lit.value()),
@@ -290,7 +294,7 @@ pub(crate) fn cache_put(args: TokenStream, input: TokenStream) -> TokenStream {
             let __cache_handle = #krate::__private::resolve(&__CACHE_SITE);
             // Built before the body, which owns the arguments.
             let __cache_key = if __cache_handle.enabled() {
-                ::core::option::Option::Some(#key_code)
+                ::core::option::Option::Some((#key_code, #tags))
             } else {
                 ::core::option::Option::None
             };
@@ -338,12 +342,13 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
     let mut errors = std::mem::take(&mut args.errors);
     let info = item::analyze(&mut func, "invalidates", &mut errors);
     let krate = krate(args.krate.take());
-    if args.patterns.is_empty() {
+    if args.patterns.is_empty() && args.tags.get().is_none() {
         errors.at(
             Span::call_site(),
-            "`#[invalidates]` needs at least one key or pattern, e.g. `#[invalidates(\"user:<id>:*\")]`",
+            "`#[invalidates]` needs at least one key, pattern or tag, e.g. `#[invalidates(\"user:<id>:*\")]` or `#[invalidates(tags = [\"tenant:<tenant>\"])]`",
         );
     }
+    let tags = build_tags(args.tags.get(), &info, &krate, &mut errors);
     let mut patterns = Vec::new();
     for lit in &args.patterns {
         match template::parse(lit, Mode::Pattern) {
@@ -360,6 +365,13 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
         .patterns
         .iter()
         .map(LitStr::value)
+        .chain(
+            args.tags
+                .get()
+                .into_iter()
+                .flatten()
+                .map(|t| format!("tag {}", t.value())),
+        )
         .collect::<Vec<_>>()
         .join(", ");
     let cache = option_str(args.cache.get());
@@ -382,7 +394,7 @@ pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream 
             let __cache_kind = #kind;
             let __cache_handle = #krate::__private::resolve_invalidate(&__CACHE_SITE);
             let __cache_patterns = if __cache_handle.enabled() {
-                ::core::option::Option::Some([#(#patterns),*])
+                ::core::option::Option::Some(([#(#patterns),*], #tags))
             } else {
                 ::core::option::Option::None
             };
@@ -467,6 +479,43 @@ fn async_body(func: &ItemFn, info: &FnInfo) -> TokenStream {
 
 /// Code that builds the key (or pattern) from a checked template.
 fn build_key(t: &Template, info: &FnInfo, krate: &Path, errors: &mut Errors) -> TokenStream {
+    build_template(t, info, krate, quote!(__cache_handle.key_builder()), errors)
+}
+
+/// Code that builds the tags (`tags = [...]`), as a `Vec<String>`: like
+/// keys, without the cache's prefix.
+fn build_tags(
+    lits: Option<&Vec<LitStr>>,
+    info: &FnInfo,
+    krate: &Path,
+    errors: &mut Errors,
+) -> TokenStream {
+    let mut tags = Vec::new();
+    for lit in lits.into_iter().flatten() {
+        match template::parse(lit, Mode::Key) {
+            Ok(t) => tags.push(build_template(
+                &t,
+                info,
+                krate,
+                quote!(#krate::KeyBuilder::new()),
+                errors,
+            )),
+            Err(e) => errors.push(syn::Error::new(
+                lit.span(),
+                e.to_string().replace("a key template", "a tag"),
+            )),
+        }
+    }
+    quote!(::std::vec![#(#tags),*])
+}
+
+fn build_template(
+    t: &Template,
+    info: &FnInfo,
+    krate: &Path,
+    builder: TokenStream,
+    errors: &mut Errors,
+) -> TokenStream {
     let span = t.lit.span();
     let mut stmts = Vec::new();
     for seg in &t.segments {
@@ -487,7 +536,7 @@ fn build_key(t: &Template, info: &FnInfo, krate: &Path, errors: &mut Errors) -> 
         }
     }
     quote!({
-        let mut __cache_kb = __cache_handle.key_builder();
+        let mut __cache_kb = #builder;
         #(#stmts)*
         __cache_kb.build()
     })

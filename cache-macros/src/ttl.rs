@@ -20,7 +20,7 @@ pub(crate) const PRESETS: [(&str, &str); 9] = [
 ];
 
 /// A checked TTL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum Ttl {
     Preset(&'static str),
     Millis(u64),

@@ -43,7 +43,11 @@ const INDEX: &str = "~idx:";
 const GENERATION: &str = "~gen:";
 const KEY_MARKER: &str = "~key:";
 const STATS: &str = "~stats:";
-const NAMESPACES: [&str; 5] = [LOCK, INDEX, GENERATION, KEY_MARKER, STATS];
+const TAG_INDEX: &str = "~tag:";
+const TAG_MARKER: &str = "~tgen:";
+const NAMESPACES: [&str; 7] = [
+    LOCK, INDEX, GENERATION, KEY_MARKER, STATS, TAG_INDEX, TAG_MARKER,
+];
 /// Under [`INDEX`]: the set of top-level index sets, and the set of keys
 /// without a segment. Index sets of segments end with `:`; these do not.
 const TOP: &str = "#top";
@@ -366,6 +370,36 @@ impl Layout {
             .chain(segment_prefixes(rest).map(|s| self.marker_in(b, s)))
             .chain(std::iter::once(self.key_marker(key)))
             .collect()
+    }
+
+    /// The set of the keys tagged `tag` within a bucket (on a cluster, each
+    /// bucket holds the share of its own keys).
+    ///
+    /// ```
+    /// let layout = cache_redis::Layout::new("app");
+    /// assert_eq!(layout.tag_index_in(None, "tenant:7"), "app:~tag:tenant:7");
+    /// assert!(cache_redis::is_reserved(&layout.tag_index_in(None, "t")));
+    /// ```
+    pub fn tag_index_in(&self, bucket: Bucket, tag: &str) -> String {
+        self.beside_in(bucket, TAG_INDEX, tag)
+    }
+
+    /// The generation marker of `tag` within a bucket: stamped when the tag
+    /// is invalidated, so values computed before are refused.
+    pub fn tag_marker_in(&self, bucket: Bucket, tag: &str) -> String {
+        self.beside_in(bucket, TAG_MARKER, tag)
+    }
+
+    /// The sets of `tags` that a value of `key` joins (in the key's bucket).
+    pub fn tag_indexes(&self, key: &str, tags: &[String]) -> Vec<String> {
+        let b = self.key_bucket(key);
+        tags.iter().map(|t| self.tag_index_in(b, t)).collect()
+    }
+
+    /// The markers of `tags` that a value of `key` depends on (in the key's bucket).
+    pub fn tag_markers(&self, key: &str, tags: &[String]) -> Vec<String> {
+        let b = self.key_bucket(key);
+        tags.iter().map(|t| self.tag_marker_in(b, t)).collect()
     }
 
     /// The index sets `key` belongs to: one per segment prefix (on a

@@ -129,7 +129,7 @@ impl Engine {
                         r
                     }
                     // Cut off only while there is a stale value we may serve.
-                    Err(_) if !self.log.invalidated_since(start, &key) => {
+                    Err(_) if !self.log.invalidated_since(start, &key, spec.tags) => {
                         self.record(fns, Event::OriginTimeout);
                         return K::rebuild(self.serve_stale(&key, v, left, &spec, start, leader));
                     }
@@ -151,7 +151,7 @@ impl Engine {
                 },
             );
             if let Some((v, left)) = fallback
-                && !self.log.invalidated_since(start, &key)
+                && !self.log.invalidated_since(start, &key, spec.tags)
             {
                 return K::rebuild(self.serve_stale(&key, v, left, &spec, start, leader));
             }
@@ -161,7 +161,7 @@ impl Engine {
         let Some(value) = K::value(&result) else {
             return done(result);
         };
-        if self.log.invalidated_since(start, &key) {
+        if self.log.invalidated_since(start, &key, spec.tags) {
             // Computed from data an invalidation has since replaced.
             self.record(fns, Event::SkippedStore);
             return done(result);
@@ -228,7 +228,10 @@ impl Engine {
         if self.config.l1_enabled {
             let kept = Arc::clone(&entry);
             self.log
-                .insert_unless_invalidated(start, key, || self.l1.insert(key.to_owned(), kept));
+                .insert_unless_invalidated(start, key, spec.tags, || {
+                    self.l1
+                        .insert_tagged(key.to_owned(), kept, spec.owned_tags());
+                });
         }
         if let Some(l) = leader {
             l.complete(entry, start);

@@ -154,7 +154,7 @@ impl Engine {
                                 .await;
                                 // An invalidation while we waited makes the
                                 // stale value we read before it unusable.
-                                if self.log.invalidated_since(start, &key) {
+                                if self.log.invalidated_since(start, &key, spec.tags) {
                                     fallback = None;
                                 }
                                 match locked {
@@ -217,7 +217,7 @@ impl Engine {
                 }
                 Join::Follower(follower) => match follower.wait(wait_until).await {
                     Waited::Done(shared, leader_start) => {
-                        if self.log.invalidated_since(leader_start, &key) {
+                        if self.log.invalidated_since(leader_start, &key, spec.tags) {
                             // Computed from data read before an invalidation we
                             // may have seen return: not ours to take.
                             continue;
@@ -409,7 +409,10 @@ impl Engine {
         }
         let kept = Arc::clone(&entry);
         self.log
-            .insert_unless_invalidated(start, key, || self.l1.insert(key.to_owned(), kept));
+            .insert_unless_invalidated(start, key, spec.tags, || {
+                self.l1
+                    .insert_tagged(key.to_owned(), kept, spec.owned_tags());
+            });
         Some(entry)
     }
 

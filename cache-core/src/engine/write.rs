@@ -17,7 +17,7 @@ use super::{Engine, Spec};
 use crate::codec::Meta;
 use crate::error::Error;
 use crate::glob::Glob;
-use crate::invalidation::Recording;
+use crate::invalidation::{Matcher, Recording};
 use crate::observe::Event;
 use crate::options::Options;
 use crate::stats::Removal;
@@ -79,7 +79,8 @@ impl Engine {
         if let Some(entry) = stored
             && self.config.l1_enabled
         {
-            self.l1.insert(key.to_owned(), entry);
+            self.l1
+                .insert_tagged(key.to_owned(), entry, spec.owned_tags());
         }
         Ok(())
     }
@@ -132,16 +133,19 @@ impl Engine {
         );
         let kept = match (guard, self.config.l1_enabled) {
             (None, true) => {
-                self.l1.insert(key.to_owned(), Arc::clone(&entry));
+                self.l1
+                    .insert_tagged(key.to_owned(), Arc::clone(&entry), spec.owned_tags());
                 true
             }
             (None, false) => true,
             (Some(start), true) => {
                 let e = Arc::clone(&entry);
                 self.log
-                    .insert_unless_invalidated(start, key, || self.l1.insert(key.to_owned(), e))
+                    .insert_unless_invalidated(start, key, spec.tags, || {
+                        self.l1.insert_tagged(key.to_owned(), e, spec.owned_tags());
+                    })
             }
-            (Some(start), false) => !self.log.invalidated_since(start, key),
+            (Some(start), false) => !self.log.invalidated_since(start, key, spec.tags),
         };
         if !kept {
             // An invalidation overtook this computation after its value went to
@@ -206,8 +210,14 @@ impl Engine {
         };
         let physical = ttl.saturating_add(stale);
         let written = match observed {
-            Some(seen) => l2.write_computed(key, &bytes, physical, seen).await,
-            None => l2.write(key, &bytes, physical).await.map(|()| true),
+            Some(seen) => {
+                l2.write_computed(key, &bytes, physical, seen, spec.tags)
+                    .await
+            }
+            None => l2
+                .write(key, &bytes, physical, spec.tags)
+                .await
+                .map(|()| true),
         };
         match written {
             Ok(true) if observed.is_none() => {
@@ -296,7 +306,11 @@ impl Engine {
         let local = self.l1.retime(key, self.config.l1_ttl(ttl, None, None));
         // The re-armed copy was read before an invalidation that ran
         // meanwhile may have removed it: it goes again.
-        if local && self.log.invalidated_since(start, key) {
+        if local
+            && self
+                .log
+                .invalidated_since(start, key, &self.l1.tags_of(key))
+        {
             self.l1.remove(key);
         }
         if let Some(l2) = &self.l2 {
@@ -346,6 +360,37 @@ impl Engine {
         let queued = failure.is_some();
         if let Some(e) = failure {
             self.tier_error("invalidate", full_pattern, &e)?;
+        }
+        Ok(Removal { removed, queued })
+    }
+
+    /// See [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
+    pub(crate) async fn invalidate_tag(&self, tag: &str) -> Result<Removal, Error> {
+        if !self.config.enabled {
+            return Ok(Removal::default());
+        }
+        let recording = self.log.begin(Matcher::Tag(tag.into()));
+        let (removed, failure) = match &self.l2 {
+            Some(l2) => {
+                let mut shared = std::pin::pin!(l2.invalidate_tag(tag));
+                let early = poll_once(shared.as_mut()).await;
+                let local = self.l1.remove_tagged(tag);
+                let out = match early {
+                    Some(done) => done,
+                    None => shared.await,
+                };
+                self.after_shared_removal(recording, |l1| {
+                    l1.remove_tagged(tag);
+                });
+                (out.removed.unwrap_or(local), out.error)
+            }
+            None => (self.l1.remove_tagged(tag), None),
+        };
+        self.record(None, Event::Invalidation { removed });
+        tracing::debug!(tag, removed, "cache tag invalidated");
+        let queued = failure.is_some();
+        if let Some(e) = failure {
+            self.tier_error("invalidate_tag", tag, &e)?;
         }
         Ok(Removal { removed, queued })
     }

@@ -26,6 +26,10 @@
 //! entry, so a key in the cache is always in the index. Other patterns visit
 //! every entry.
 //!
+//! Tags work the same way: the index keeps each key's tags, and a map from
+//! each tag to its keys, written on tagged inserts and cleaned by the same
+//! listener; removing a tag costs O(its keys).
+//!
 //! An entry may outlive its freshness: with `stale_if_error` it stays, past
 //! `expires_at`, until `stale_until`, where only [`L1::stale`] sees it (the
 //! fallback when the origin fails). With early refresh it carries the instant
@@ -33,7 +37,7 @@
 //! copy starts it.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -110,8 +114,44 @@ pub(crate) enum Lookup<V> {
 
 pub(crate) struct L1 {
     cache: moka::sync::Cache<String, Shared>,
-    /// Key → address of the entry it was last written with.
-    index: Arc<Mutex<BTreeMap<String, usize>>>,
+    index: Arc<Mutex<Index>>,
+}
+
+/// The tags of an entry (`None`: untagged).
+pub(crate) type Tags = Option<Arc<[String]>>;
+
+#[derive(Debug, Default)]
+struct Index {
+    /// Key → the entry it was last written with, and its tags.
+    keys: BTreeMap<String, Slot>,
+    /// Tag → the keys whose slot has it.
+    tags: HashMap<String, HashSet<String>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    address: usize,
+    tags: Tags,
+}
+
+impl Index {
+    fn untag(&mut self, key: &str, tags: &Tags) {
+        for tag in tags.iter().flat_map(|t| t.iter()) {
+            if let Some(keys) = self.tags.get_mut(tag) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.tags.remove(tag);
+                }
+            }
+        }
+    }
+}
+
+/// What an insert does to a key's tags.
+enum Tagging {
+    Set(Tags),
+    /// A new entry for the same value (a new TTL): same tags.
+    Keep,
 }
 
 fn address(entry: &Shared) -> usize {
@@ -128,7 +168,7 @@ impl std::fmt::Debug for L1 {
 
 impl L1 {
     pub(crate) fn new(max_entries: u64) -> L1 {
-        let index: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let index: Arc<Mutex<Index>> = Arc::default();
         let listener = Arc::clone(&index);
         L1 {
             cache: moka::sync::Cache::builder()
@@ -138,8 +178,13 @@ impl L1 {
                         return; // the writer indexed the new entry first
                     }
                     let mut index = listener.lock().unwrap_or_else(PoisonError::into_inner);
-                    if index.get(key.as_str()) == Some(&address(&entry)) {
-                        index.remove(key.as_str());
+                    if index
+                        .keys
+                        .get(key.as_str())
+                        .is_some_and(|s| s.address == address(&entry))
+                        && let Some(slot) = index.keys.remove(key.as_str())
+                    {
+                        index.untag(&key, &slot.tags);
                     }
                 })
                 .build(),
@@ -148,12 +193,35 @@ impl L1 {
     }
 
     /// Records that `key` now holds `entry`, before it is written.
-    fn track(&self, key: &str, entry: &Shared) {
+    fn track(&self, key: &str, entry: &Shared, tagging: Tagging) {
         let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        match index.get_mut(key) {
-            Some(a) => *a = address(entry),
+        let index = &mut *index;
+        let address = address(entry);
+        let old = match index.keys.get_mut(key) {
+            Some(slot) => {
+                slot.address = address;
+                match tagging {
+                    Tagging::Keep => return,
+                    Tagging::Set(tags) => std::mem::replace(&mut slot.tags, tags),
+                }
+            }
             None => {
-                index.insert(key.to_owned(), address(entry));
+                let tags = match tagging {
+                    Tagging::Set(tags) => tags,
+                    Tagging::Keep => None,
+                };
+                index.keys.insert(key.to_owned(), Slot { address, tags });
+                None
+            }
+        };
+        index.untag(key, &old);
+        if let Some(tags) = index.keys.get(key).and_then(|s| s.tags.clone()) {
+            for tag in tags.iter() {
+                index
+                    .tags
+                    .entry(tag.clone())
+                    .or_default()
+                    .insert(key.to_owned());
             }
         }
     }
@@ -207,8 +275,39 @@ impl L1 {
     }
 
     pub(crate) fn insert(&self, key: String, entry: Shared) {
-        self.track(&key, &entry);
+        self.insert_tagged(key, entry, None);
+    }
+
+    /// Inserts an entry that a tag invalidation of any of `tags` removes.
+    pub(crate) fn insert_tagged(&self, key: String, entry: Shared, tags: Tags) {
+        self.track(&key, &entry, Tagging::Set(tags));
         self.cache.insert(key, entry);
+    }
+
+    /// The tags `key` was last written with.
+    pub(crate) fn tags_of(&self, key: &str) -> Vec<String> {
+        let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        index
+            .keys
+            .get(key)
+            .and_then(|s| s.tags.as_deref())
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Removes every entry tagged `tag`; returns how many live ones went.
+    pub(crate) fn remove_tagged(&self, tag: &str) -> u64 {
+        // As for prefixes, only the eviction listener takes keys out of
+        // the index.
+        let keys: Vec<String> = {
+            let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            index
+                .tags
+                .get(tag)
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.iter().map(|k| u64::from(self.remove(k))).sum()
     }
 
     /// Removes `key`; true if a live entry was there.
@@ -233,6 +332,7 @@ impl L1 {
             let keys: Vec<String> = {
                 let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
                 index
+                    .keys
                     .range::<str, _>((
                         std::ops::Bound::Included(prefix.as_str()),
                         std::ops::Bound::Unbounded,
@@ -265,7 +365,7 @@ impl L1 {
             .and_compute_with(|current| match current {
                 Some(e) if e.value().is_live(Instant::now()) => {
                     let new = f(e.value());
-                    self.track(key, &new);
+                    self.track(key, &new, Tagging::Keep);
                     Op::Put(new)
                 }
                 _ => Op::Nop,
@@ -324,7 +424,41 @@ mod tests {
     }
 
     fn indexed(l1: &L1) -> usize {
-        l1.index.lock().unwrap().len()
+        l1.index.lock().unwrap().keys.len()
+    }
+
+    fn tagged(l1: &L1, key: &str, tags: &[&str]) {
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        l1.insert_tagged(
+            key.to_owned(),
+            Entry::new(Arc::new(1u32), Duration::from_secs(60)),
+            Some(tags.into()),
+        );
+    }
+
+    #[tokio::test]
+    async fn tags_remove_exactly_their_entries_and_leave_no_trace() {
+        let l1 = L1::new(10_000);
+        tagged(&l1, "report:1", &["tenant:7", "q3"]);
+        tagged(&l1, "dashboard:7", &["tenant:7"]);
+        tagged(&l1, "report:2", &["tenant:8"]);
+        put(&l1, "employee:1");
+        // Rewritten without the tag: a tag invalidation leaves it alone.
+        tagged(&l1, "report:3", &["tenant:7"]);
+        put(&l1, "report:3");
+        assert_eq!(l1.remove_tagged("tenant:7"), 2);
+        assert!(matches!(l1.get::<u32>("report:1"), Lookup::Miss));
+        assert!(matches!(l1.get::<u32>("dashboard:7"), Lookup::Miss));
+        assert!(matches!(l1.get::<u32>("report:2"), Lookup::Hit(1)));
+        assert!(matches!(l1.get::<u32>("report:3"), Lookup::Hit(1)));
+        l1.sync();
+        let index = l1.index.lock().unwrap();
+        assert!(!index.tags.contains_key("tenant:7"));
+        assert!(
+            !index.tags.contains_key("q3"),
+            "report:1's other tag went with it"
+        );
+        assert_eq!(index.tags["tenant:8"].len(), 1);
     }
 
     #[tokio::test]
@@ -354,11 +488,21 @@ mod tests {
         }
         l1.sync();
         // Every key in the cache is indexed, and evicted ones were dropped from it.
-        let index = l1.index.lock().unwrap().clone();
-        for (k, e) in &l1.cache {
-            assert_eq!(index.get(k.as_str()), Some(&address(&e)), "{k}");
+        {
+            let index = l1.index.lock().unwrap();
+            for (k, e) in &l1.cache {
+                assert_eq!(
+                    index.keys.get(k.as_str()).map(|s| s.address),
+                    Some(address(&e)),
+                    "{k}"
+                );
+            }
+            assert!(
+                index.keys.len() <= 2 * 50 + 10,
+                "{} indexed",
+                index.keys.len()
+            );
         }
-        assert!(index.len() <= 2 * 50 + 10, "{} indexed", index.len());
         let live = l1.cache.iter().count() as u64;
         assert_eq!(l1.remove_matching(&Glob::new("k:*")), live);
         assert_eq!(l1.cache.iter().count(), 0);

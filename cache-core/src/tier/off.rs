@@ -133,7 +133,13 @@ impl L2 {
     pub(crate) async fn observe(&self, _: &str) -> Result<Observed, TierError> {
         match *self {}
     }
-    pub(crate) async fn write(&self, _: &str, _: &[u8], _: Duration) -> Result<(), TierError> {
+    pub(crate) async fn write(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: Duration,
+        _: &[String],
+    ) -> Result<(), TierError> {
         match *self {}
     }
     pub(crate) async fn write_computed(
@@ -142,6 +148,7 @@ impl L2 {
         _: &[u8],
         _: Duration,
         _: &Observed,
+        _: &[String],
     ) -> Result<bool, TierError> {
         match *self {}
     }
@@ -149,6 +156,9 @@ impl L2 {
         match *self {}
     }
     pub(crate) async fn invalidate_pattern(&self, _: &str) -> Invalidated {
+        match *self {}
+    }
+    pub(crate) async fn invalidate_tag(&self, _: &str) -> Invalidated {
         match *self {}
     }
     pub(crate) async fn announce_key(&self, _: &str) -> Result<(), TierError> {

@@ -612,8 +612,10 @@ impl L2 {
         key: &str,
         bytes: &[u8],
         ttl: Duration,
+        tags: &[String],
     ) -> Result<(), TierError> {
-        let indexes = self.layout.indexes(key);
+        let mut indexes = self.layout.indexes(key);
+        indexes.extend(self.layout.tag_indexes(key, tags));
         let marker = self.layout.key_marker(key);
         let sequence = self.layout.sequence_for(key);
         let guard = WriteGuard::Bump {
@@ -640,12 +642,15 @@ impl L2 {
         bytes: &[u8],
         ttl: Duration,
         observed: &Observed,
+        tags: &[String],
     ) -> Result<bool, TierError> {
         // Invalidations from an outage not replayed yet have not stamped
         // their markers: nothing computed is written before they are.
         self.ready(self.layout.key_bucket(key))?;
-        let indexes = self.layout.indexes(key);
+        let mut indexes = self.layout.indexes(key);
+        indexes.extend(self.layout.tag_indexes(key, tags));
         let mut markers = self.layout.markers(key);
+        markers.extend(self.layout.tag_markers(key, tags));
         if self.evictions.seen.load(Relaxed) {
             // A marker may have been evicted: then any invalidation since
             // the computation started (the sequence moved) refuses it.
@@ -795,6 +800,106 @@ impl L2 {
                 .drain_index(&index, &marker, &sequence, MARKER_TTL),
         )
         .await
+    }
+
+    /// Stamps `tag`'s marker and removes the keys of its set, in one
+    /// bucket (the whole of it on a single node).
+    async fn drain_tag(&self, bucket: Bucket, tag: &str) -> Result<u64, TierError> {
+        let index = self.layout.tag_index_in(bucket, tag);
+        let marker = self.layout.tag_marker_in(bucket, tag);
+        let sequence = self.layout.sequence_in(bucket);
+        self.guarded(
+            bucket,
+            self.store
+                .drain_index(&index, &marker, &sequence, MARKER_TTL),
+        )
+        .await
+    }
+
+    /// Removes the keys tagged `tag` in every bucket: O(tagged keys +
+    /// buckets), whatever the size of the keyspace.
+    async fn remove_tag(&self, tag: &str) -> Result<u64, Unfinished> {
+        use futures_util::StreamExt;
+        let steps = self
+            .layout
+            .buckets()
+            .map(|bucket| async move { (bucket, self.drain_tag(bucket, tag).await) });
+        let results: Vec<_> = futures_util::stream::iter(steps)
+            .buffer_unordered(FAN_OUT)
+            .collect()
+            .await;
+        Unfinished::sum(results)
+    }
+
+    /// Removes the keys tagged `tag` in Redis and tells the other
+    /// instances; what fails is queued (per failed bucket on a cluster)
+    /// and replayed once Redis answers.
+    pub(crate) async fn invalidate_tag(&self, tag: &str) -> Invalidated {
+        let removed = match self.remove_tag(tag).await {
+            Ok(n) => n,
+            Err(Unfinished {
+                error,
+                buckets: Some(buckets),
+            }) => {
+                for b in buckets {
+                    self.queue.defer(
+                        queue::Deferred::TagIn(b, tag.to_owned()),
+                        queue::Scope::Bucket(b),
+                    );
+                }
+                // Best effort: the failed shares announce again when replayed.
+                let _ = self.announce(backplane::Op::Tag(tag.to_owned())).await;
+                return Invalidated {
+                    removed: None,
+                    error: Some(error),
+                };
+            }
+            Err(Unfinished {
+                error,
+                buckets: None,
+            }) => {
+                self.defer_tag(tag);
+                return Invalidated {
+                    removed: None,
+                    error: Some(error),
+                };
+            }
+        };
+        if self.evictions.seen.load(Relaxed) {
+            tracing::warn!(
+                tag,
+                "Redis evicts keys: a tag's set may have been evicted with some of its \
+                 members listed, and those keys were not removed; use a policy that \
+                 does not evict (`noeviction`) or `volatile-*` with room to spare"
+            );
+        }
+        let error = match self.announce(backplane::Op::Tag(tag.to_owned())).await {
+            Ok(()) => None,
+            Err(e) => {
+                self.defer_tag(tag);
+                Some(e)
+            }
+        };
+        Invalidated {
+            removed: Some(removed),
+            error,
+        }
+    }
+
+    /// Queues `tag`'s invalidation for replay: it spans every bucket, so
+    /// it holds back every read.
+    fn defer_tag(&self, tag: &str) {
+        if self.layout.is_cluster() {
+            for b in self.layout.buckets().flatten() {
+                self.queue.defer(
+                    queue::Deferred::TagIn(b, tag.to_owned()),
+                    queue::Scope::Bucket(b),
+                );
+            }
+        } else {
+            self.queue
+                .defer(queue::Deferred::Tag(tag.to_owned()), queue::Scope::All);
+        }
     }
 
     /// The share of the prefix `pattern` in one cluster bucket (a replay of

@@ -41,6 +41,9 @@ pub(super) enum Op {
     /// A lock on a key was released (its value stored, or the computation
     /// given up): processes waiting on that lock read again.
     Landed(String),
+    /// A tag was invalidated. (Last, so the messages above keep their
+    /// encoding: instances of an older build ignore this one.)
+    Tag(String),
 }
 
 /// How often a cluster tier reads which master serves each bucket (and,
@@ -151,6 +154,11 @@ impl L2 {
                             _ if msg.origin == instance => continue,
                             Op::Key(key) => Glob::exact_key(&key),
                             Op::Pattern(p) => Glob::new(&p),
+                            Op::Tag(tag) => {
+                                events.remote_tag(&tag);
+                                status.send_modify(|s| s.applied += 1);
+                                continue;
+                            }
                         };
                         events.remote_change(&glob);
                         status.send_modify(|s| s.applied += 1);

@@ -9,6 +9,10 @@ pub(crate) enum Deferred {
     Pattern(String),
     /// A prefix pattern's share in one bucket of a cluster.
     PatternIn(usize, String),
+    /// A tag (single node).
+    Tag(String),
+    /// A tag's share in one bucket of a cluster.
+    TagIn(usize, String),
 }
 
 /// Which reads an item holds back until it is replayed.

@@ -19,10 +19,13 @@
 //! and ignored:
 //!
 //! ```text
-//! +<session>:<id> <K|P|B> <bucket or -> <length>\n<key or pattern>\n   queued
+//! +<session>:<id> <K|P|B|T|U> <bucket or -> <length>\n<text>\n        queued
 //! -<session>:<id>\n                                                    done
 //! !\n                                                                  everything
 //! ```
+//!
+//! The text is a key (`K`), a pattern (`P`, or `B` for its share in one
+//! cluster bucket) or a tag (`T`, or `U` for its share in one bucket).
 //!
 //! The session is random per process, so ids of a dead instance never meet
 //! those of the one that adopted its file. No crate does this small job; a
@@ -162,6 +165,8 @@ impl Journal {
             Deferred::Key(k) => ('K', None, k),
             Deferred::Pattern(p) => ('P', None, p),
             Deferred::PatternIn(b, p) => ('B', Some(*b), p),
+            Deferred::Tag(t) => ('T', None, t),
+            Deferred::TagIn(b, t) => ('U', Some(*b), t),
         };
         let bucket = bucket
             .or(match scope {
@@ -262,7 +267,9 @@ fn parse(bytes: &[u8]) -> Pending {
                 let what = match (kind, bucket) {
                     (b'K', _) => Deferred::Key(text),
                     (b'P', _) => Deferred::Pattern(text),
-                    (_, Some(b)) => Deferred::PatternIn(b, text),
+                    (b'B', Some(b)) => Deferred::PatternIn(b, text),
+                    (b'T', _) => Deferred::Tag(text),
+                    (b'U', Some(b)) => Deferred::TagIn(b, text),
                     _ => break,
                 };
                 let scope = bucket.map_or(Scope::All, Scope::Bucket);
@@ -297,7 +304,7 @@ fn header(line: &[u8]) -> Option<(String, u8, Option<usize>, usize)> {
     let mut parts = line.split(' ');
     let id = parts.next()?.to_owned();
     let kind = match parts.next()?.as_bytes() {
-        [k @ (b'K' | b'P' | b'B')] => *k,
+        [k @ (b'K' | b'P' | b'B' | b'T' | b'U')] => *k,
         _ => return None,
     };
     let bucket = match parts.next()? {
@@ -341,13 +348,17 @@ mod tests {
                 Scope::All,
             )
             .unwrap();
+            j.add(5, &Deferred::Tag("tenant:7".into()), Scope::All)
+                .unwrap();
+            j.add(6, &Deferred::TagIn(3, "tenant:8".into()), Scope::Bucket(3))
+                .unwrap();
             j.done(2).unwrap();
             // Dropped without clearing: the process died.
         }
         let (j, left) = Journal::open(d.path(), "hr").unwrap();
         assert_eq!(
             j.before.len(),
-            3,
+            5,
             "their records, to mark done once queued again"
         );
         assert_eq!(
@@ -359,6 +370,8 @@ mod tests {
                     Scope::Bucket(7)
                 ),
                 (Deferred::Key("with\nnewline\nkey".to_owned()), Scope::All),
+                (Deferred::Tag("tenant:7".into()), Scope::All),
+                (Deferred::TagIn(3, "tenant:8".into()), Scope::Bucket(3)),
             ]
         );
         assert!(!left.everything);

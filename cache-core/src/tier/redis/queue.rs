@@ -161,6 +161,17 @@ impl Queue {
                     (Deferred::PatternIn(b, pattern), Scope::Bucket(b))
                 }
                 (Deferred::PatternIn(_, pattern), _) => (Deferred::Pattern(pattern), Scope::All),
+                (Deferred::TagIn(b, tag), _) if cluster => {
+                    (Deferred::TagIn(b, tag), Scope::Bucket(b))
+                }
+                (Deferred::TagIn(_, tag), _) => (Deferred::Tag(tag), Scope::All),
+                // A tag queued on one server: its share in every bucket.
+                (Deferred::Tag(tag), _) if cluster => {
+                    for b in 0..cache_redis::BUCKETS {
+                        self.defer(Deferred::TagIn(b, tag.clone()), Scope::Bucket(b));
+                    }
+                    continue;
+                }
                 (what, _) if !cluster => (what, Scope::All),
                 (what, scope) => (what, scope),
             };
@@ -220,6 +231,7 @@ impl Queue {
             let text = match what {
                 Deferred::Key(k) => k,
                 Deferred::Pattern(p) | Deferred::PatternIn(_, p) => p,
+                Deferred::Tag(t) | Deferred::TagIn(_, t) => format!("tag {t}"),
             };
             if !out.contains(&text) {
                 out.push(text);
@@ -336,6 +348,14 @@ impl L2 {
                     Deferred::PatternIn(bucket, p) => (
                         self.remove_prefix_in(*bucket, p).await.map(drop),
                         Op::Pattern(p.clone()),
+                    ),
+                    Deferred::Tag(t) => (
+                        self.remove_tag(t).await.map(drop).map_err(|u| u.error),
+                        Op::Tag(t.clone()),
+                    ),
+                    Deferred::TagIn(bucket, t) => (
+                        self.drain_tag(Some(*bucket), t).await.map(drop),
+                        Op::Tag(t.clone()),
                     ),
                 };
                 if L2::must_retry("unlink", removed)
