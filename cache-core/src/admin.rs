@@ -6,7 +6,7 @@
 //! | `GET /stats` | this instance's [`Stats`](crate::Stats) |
 //! | `GET /stats?scope=all` | every live instance and their sum ([`ClusterStats`](crate::ClusterStats)) |
 //! | `GET /health` | the [`Health`](crate::Health) probe: 200 when healthy (or switched off), 503 when degraded |
-//! | `POST /invalidate` | `{"patterns": ["user:42:*", "employee:7"]}`: removes them as [`Cache::invalidate`] does (every tier, every instance, kept through an outage); answers the count per pattern and whether it is queued; 200 when done, 202 when part of it waits for Redis |
+//! | `POST /invalidate` | `{"patterns": ["user:42:*", "employee:7"], "tags": ["tenant:7"]}` (either list may be left out): removes them as [`Cache::invalidate`] and [`Cache::invalidate_tag`] do (every tier, every instance, kept through an outage); answers the count per pattern or tag and whether it is queued; 200 when done, 202 when part of it waits for Redis |
 //! | `DELETE /clear?confirm=true` | every entry of the cache ([`Cache::clear`]); 200 when done, 202 when it waits for Redis |
 //! | `GET /namespaces` | entries per top-level prefix ([`Cache::namespaces`]) |
 //!
@@ -212,12 +212,18 @@ async fn health(State(cache): State<Cache>) -> Answer {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InvalidateRequest {
+    #[serde(default)]
     patterns: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 #[derive(Serialize)]
 struct Removed {
-    pattern: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pattern: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
     removed: u64,
     /// Redis could not be reached: replayed when it answers.
     queued: bool,
@@ -258,16 +264,27 @@ async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Answer {
             "the body must be JSON like {{\"patterns\": [\"user:42:*\"]}}: {e}"
         ))
     })?;
-    let patterns = request.patterns;
-    if patterns.is_empty() {
+    let InvalidateRequest { patterns, tags } = request;
+    if patterns.is_empty() && tags.is_empty() {
         return Err(Refusal::bad_request(
-            "`patterns` is empty: name at least one key or pattern, e.g. \"user:42:*\"",
+            "`patterns` and `tags` are empty: name at least one key, pattern or tag, e.g. {\"patterns\": [\"user:42:*\"]} or {\"tags\": [\"tenant:7\"]}",
         ));
     }
-    if patterns.len() > MAX_PATTERNS {
+    if patterns.len() + tags.len() > MAX_PATTERNS {
         return Err(Refusal::bad_request(format!(
-            "{} patterns in one request; at most {MAX_PATTERNS}",
-            patterns.len()
+            "{} patterns and tags in one request; at most {MAX_PATTERNS}",
+            patterns.len() + tags.len()
+        )));
+    }
+    if let Some((n, t)) = tags
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.is_empty() || t.len() > MAX_KEY_LEN)
+    {
+        return Err(Refusal::bad_request(format!(
+            "tag {} is {} bytes long; tags are 1 to {MAX_KEY_LEN} bytes",
+            n + 1,
+            t.len()
         )));
     }
     if let Some(message) = patterns
@@ -287,7 +304,7 @@ async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Answer {
             )
         })
         .collect();
-    let mut removed = Vec::with_capacity(patterns.len());
+    let mut removed = Vec::with_capacity(patterns.len() + tags.len());
     let mut total = 0;
     let mut queued = false;
     for pattern in patterns {
@@ -295,7 +312,19 @@ async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Answer {
         total += done.removed;
         queued |= done.queued;
         removed.push(Removed {
-            pattern,
+            pattern: Some(pattern),
+            tag: None,
+            removed: done.removed,
+            queued: done.queued,
+        });
+    }
+    for tag in tags {
+        let done = cache.invalidate_tag(&tag).await?;
+        total += done.removed;
+        queued |= done.queued;
+        removed.push(Removed {
+            pattern: None,
+            tag: Some(tag),
             removed: done.removed,
             queued: done.queued,
         });

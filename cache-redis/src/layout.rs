@@ -13,6 +13,7 @@
 //! | `P:~gen:`, `P:~gen:user:`, `P:~gen:user:42:` | generation markers of the root and of each segment prefix |
 //! | `P:~key:user:42:profile` | the generation marker of one key |
 //! | `P:~lock:user:42:profile` | the key's stampede lock |
+//! | `P:~tag:tenant:7`, `P:~tgen:tenant:7` | a tag's set of keys and its generation marker |
 //! | `P:~idx:#top` | the top-level index sets (`P:~idx:user:`, …): the namespaces, for counting entries |
 //! | `P:~idx:#flat` | the keys without a segment (`P:answer`), for counting entries |
 //! | `P:~stats:<instance>`, `P:~stats:#live` | each live instance's stats snapshot, and their list |

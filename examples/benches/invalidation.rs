@@ -1,6 +1,7 @@
 //! Invalidation cost against the total number of keys: removing the 1,000
 //! keys of one prefix (`user:42:*`) among 100,000, 1,000,000 and (full mode)
-//! 10,000,000 keys, through the index (ours) and through `SCAN` + `UNLINK`
+//! 10,000,000 keys, through the index (ours), the 1,000 entries of one tag
+//! (`tenant:42`) beside it, and through `SCAN` + `UNLINK`
 //! (the fallback, and what a hand-written cache does) on the same data; the
 //! in-process tier's prefix removal against a visit of every entry; and what
 //! the mechanism costs each write, against a plain `SET`.
@@ -10,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use cache_core::{Cache, Preset};
+use cache_core::{Cache, Preset, cached};
 use cache_redis::{RedisConfig, RedisStore, WriteGuard};
 use examples::median;
 use tests::redis_server::RedisServer;
@@ -33,6 +34,24 @@ async fn matching(cache: &Cache) {
         }
     });
     let tasks: Vec<_> = writes.map(tokio::spawn).collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+/// An entry of tenant 42, spread over its own namespace.
+#[cached(ttl = "long", key = "report:<i>", tags = ["tenant:42"])]
+async fn tagged(i: usize) -> usize {
+    i
+}
+
+/// The 1,000 entries of tenant 42, computed through the cache (so tagged).
+async fn tagged_entries(cache: &Cache) {
+    let reads = (0..MATCHING).map(|i| {
+        let cache = cache.clone();
+        async move { cache.scope(tagged(i)).await }
+    });
+    let tasks: Vec<_> = reads.map(tokio::spawn).collect();
     for t in tasks {
         t.await.expect("task");
     }
@@ -73,10 +92,21 @@ fn main() {
         .expect("store");
         let mut con = store.connection();
 
-        println!("invalidating {MATCHING} keys of one prefix (user:42:*), median of {rounds} rounds");
+        // Computed values are stored once the backplane listens.
+        let mut bp = redis_only.backplane().expect("backplane");
+        bp.wait_for(|s| s.connected).await.expect("backplane");
+
         println!(
-            "  {:>12} {:>16} {:>20} {:>16} {:>8}",
-            "total keys", "ours, Redis only", "ours, with L1 copies", "SCAN + UNLINK", "ratio"
+            "invalidating {MATCHING} keys of one prefix (user:42:*), or the {MATCHING} entries of one tag (tenant:42), median of {rounds} rounds"
+        );
+        println!(
+            "  {:>12} {:>16} {:>20} {:>16} {:>16} {:>8}",
+            "total keys",
+            "ours, Redis only",
+            "ours, with L1 copies",
+            "tag, Redis only",
+            "SCAN + UNLINK",
+            "ratio"
         );
         let mut filled = 0;
         let mut ours_at = Vec::new();
@@ -88,7 +118,13 @@ fn main() {
             let mut ours = Vec::new();
             let mut only = Vec::new();
             let mut scan = Vec::new();
+            let mut tag = Vec::new();
             for r in 0..rounds {
+                tagged_entries(&redis_only).await;
+                let t = Instant::now();
+                let n = redis_only.invalidate_tag("tenant:42").await.expect("tag").removed;
+                tag.push(t.elapsed().as_secs_f64());
+                assert_eq!(n as usize, MATCHING);
                 matching(&redis_only).await;
                 let t = Instant::now();
                 let n = redis_only.invalidate("user:42:*").await.expect("invalidate").removed;
@@ -108,12 +144,13 @@ fn main() {
                     assert_eq!(n as usize, MATCHING);
                 }
             }
-            let (r, o, s) = (median(only), median(ours), median(scan));
+            let (r, o, g, s) = (median(only), median(ours), median(tag), median(scan));
             ours_at.push(r);
             println!(
-                "  {total:>12} {:>13.2} ms {:>17.2} ms {:>13.1} ms {:>7.0}x",
+                "  {total:>12} {:>13.2} ms {:>17.2} ms {:>13.2} ms {:>13.1} ms {:>7.0}x",
                 ms(r),
                 ms(o),
+                ms(g),
                 ms(s),
                 s / r
             );

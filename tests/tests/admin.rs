@@ -136,6 +136,40 @@ async fn invalidate_returns_the_count_per_pattern() {
     assert!(cache.exists("user:2:a").await.unwrap());
 }
 
+#[cache_core::cached(key = "report:<tenant>:<id>", tags = ["tenant:<tenant>"])]
+async fn report(tenant: u32, id: u32) -> String {
+    format!("report {id} of {tenant}")
+}
+
+#[tokio::test]
+async fn invalidate_takes_tags() {
+    let cache = memory_cache_with_entries().await;
+    cache
+        .scope(async {
+            report(7, 1).await;
+            report(7, 2).await;
+            report(8, 3).await;
+        })
+        .await;
+    let base = serve(admin::router(cache.clone())).await;
+    let (status, body) = post(
+        &format!("{base}/invalidate"),
+        r#"{"patterns": ["employee:7"], "tags": ["tenant:7"]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["removed"],
+        json!([
+            {"pattern": "employee:7", "removed": 1, "queued": false},
+            {"tag": "tenant:7", "removed": 2, "queued": false},
+        ])
+    );
+    assert_eq!(body["total"], 3);
+    assert!(!cache.exists("report:7:1").await.unwrap());
+    assert!(cache.exists("report:8:3").await.unwrap());
+}
+
 #[tokio::test]
 async fn every_bad_request_is_a_400_that_names_the_problem_and_removes_nothing() {
     let cache = memory_cache_with_entries().await;
@@ -146,16 +180,17 @@ async fn every_bad_request_is_a_400_that_names_the_problem_and_removes_nothing()
         "k".repeat(cache_core::MAX_KEY_LEN + 1)
     );
     let too_many = json!({ "patterns": vec!["user:1:a"; admin::MAX_PATTERNS + 1] }).to_string();
-    let cases: [(&str, &str); 9] = [
+    let cases: [(&str, &str); 10] = [
         ("{\"patterns\": [\"user:1:*\"", "must be JSON"),
         ("not json", "must be JSON"),
-        ("{}", "missing field `patterns`"),
+        ("{}", "`patterns` and `tags` are empty"),
+        (r#"{"tags": [""]}"#, "tag 1 is 0 bytes long"),
         (
             r#"{"patterns": ["user:1:*"], "force": true}"#,
             "unknown field `force`",
         ),
         (r#"{"patterns": "user:1:*"}"#, "must be JSON"),
-        (r#"{"patterns": []}"#, "`patterns` is empty"),
+        (r#"{"patterns": []}"#, "`patterns` and `tags` are empty"),
         (r#"{"patterns": ["user:1:*", ""]}"#, "pattern 2 is empty"),
         (r#"{"patterns": ["*"]}"#, "/clear?confirm=true"),
         (&too_long, "at most"),
