@@ -502,7 +502,10 @@ fn build_tags(
             )),
             Err(e) => errors.push(syn::Error::new(
                 lit.span(),
-                e.to_string().replace("a key template", "a tag"),
+                e.to_string().replace("a key template", "a tag").replace(
+                    "glob characters belong in `#[invalidates]` patterns",
+                    "a tag is matched whole, never as a pattern",
+                ),
             )),
         }
     }
