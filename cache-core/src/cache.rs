@@ -344,7 +344,7 @@ impl Cache {
     /// ```
     /// use cache_core::{KeyBuilder, cached};
     ///
-    /// #[cached(key = "report:<id>", tags = ["tenant:<tenant>"])]
+    /// #[cached(key = "report:<tenant>:<id>", tags = ["tenant:<tenant>"])]
     /// async fn report(tenant: u32, id: u32) -> String {
     ///     format!("report {id} of tenant {tenant}")
     /// }
@@ -363,7 +363,7 @@ impl Cache {
     /// }).await;
     /// let tag = KeyBuilder::new().lit("tenant:").value(&7).build();
     /// assert_eq!(cache.invalidate_tag(&tag).await?.removed, 2);
-    /// assert!(cache.exists("report:2").await?);
+    /// assert!(cache.exists("report:8:2").await?);
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> Result<Removal, Error> {

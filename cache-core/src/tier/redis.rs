@@ -886,20 +886,12 @@ impl L2 {
         }
     }
 
-    /// Queues `tag`'s invalidation for replay: it spans every bucket, so
-    /// it holds back every read.
+    /// Queues `tag`'s invalidation for replay, whole: it spans every
+    /// bucket, so it holds back every read (one item, not one per bucket,
+    /// so a cluster-wide outage does not fill the queue).
     fn defer_tag(&self, tag: &str) {
-        if self.layout.is_cluster() {
-            for b in self.layout.buckets().flatten() {
-                self.queue.defer(
-                    queue::Deferred::TagIn(b, tag.to_owned()),
-                    queue::Scope::Bucket(b),
-                );
-            }
-        } else {
-            self.queue
-                .defer(queue::Deferred::Tag(tag.to_owned()), queue::Scope::All);
-        }
+        self.queue
+            .defer(queue::Deferred::Tag(tag.to_owned()), queue::Scope::All);
     }
 
     /// The share of the prefix `pattern` in one cluster bucket (a replay of

@@ -9,7 +9,7 @@ pub(crate) enum Deferred {
     Pattern(String),
     /// A prefix pattern's share in one bucket of a cluster.
     PatternIn(usize, String),
-    /// A tag (single node).
+    /// A tag, in every bucket.
     Tag(String),
     /// A tag's share in one bucket of a cluster.
     TagIn(usize, String),

@@ -165,13 +165,6 @@ impl Queue {
                     (Deferred::TagIn(b, tag), Scope::Bucket(b))
                 }
                 (Deferred::TagIn(_, tag), _) => (Deferred::Tag(tag), Scope::All),
-                // A tag queued on one server: its share in every bucket.
-                (Deferred::Tag(tag), _) if cluster => {
-                    for b in 0..cache_redis::BUCKETS {
-                        self.defer(Deferred::TagIn(b, tag.clone()), Scope::Bucket(b));
-                    }
-                    continue;
-                }
                 (what, _) if !cluster => (what, Scope::All),
                 (what, scope) => (what, scope),
             };
