@@ -20,18 +20,27 @@ fn with_error(error: syn::Error, original: TokenStream) -> TokenStream {
     quote!(#compile_errors #original)
 }
 
+/// The annotated function and the attribute's arguments; on a syntax
+/// error, that error beside the function unchanged.
+fn parse<A: syn::parse::Parse>(
+    attr: &str,
+    args: TokenStream,
+    input: TokenStream,
+) -> Result<(ItemFn, A), TokenStream> {
+    let original = input.clone();
+    let func: ItemFn = syn::parse2(input).map_err(|e| {
+        let msg = syn::Error::new(e.span(), format!("`#[{attr}]` applies to `async fn` items"));
+        with_error(msg, original.clone())
+    })?;
+    let args: A = syn::parse2(args).map_err(|e| with_error(e, original))?;
+    Ok((func, args))
+}
+
 pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     let original = input.clone();
-    let mut func: ItemFn = match syn::parse2(input) {
-        Ok(f) => f,
-        Err(e) => {
-            let msg = syn::Error::new(e.span(), "`#[cached]` applies to `async fn` items");
-            return with_error(msg, original);
-        }
-    };
-    let mut args: CachedArgs = match syn::parse2(args) {
-        Ok(a) => a,
-        Err(e) => return with_error(e, original),
+    let (mut func, mut args) = match parse::<CachedArgs>("cached", args, input) {
+        Ok(parsed) => parsed,
+        Err(tokens) => return tokens,
     };
     let mut errors = std::mem::take(&mut args.errors);
     let info = item::analyze(&mut func, "cached", &mut errors);
@@ -205,16 +214,9 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
 
 pub(crate) fn cache_put(args: TokenStream, input: TokenStream) -> TokenStream {
     let original = input.clone();
-    let mut func: ItemFn = match syn::parse2(input) {
-        Ok(f) => f,
-        Err(e) => {
-            let msg = syn::Error::new(e.span(), "`#[cache_put]` applies to `async fn` items");
-            return with_error(msg, original);
-        }
-    };
-    let mut args: CachedArgs = match syn::parse2(args) {
-        Ok(a) => a,
-        Err(e) => return with_error(e, original),
+    let (mut func, mut args) = match parse::<CachedArgs>("cache_put", args, input) {
+        Ok(parsed) => parsed,
+        Err(tokens) => return tokens,
     };
     let mut errors = std::mem::take(&mut args.errors);
     let info = item::analyze(&mut func, "cache_put", &mut errors);
@@ -328,16 +330,9 @@ fn value_options(args: &CachedArgs, krate: &Path) -> TokenStream {
 
 pub(crate) fn invalidates(args: TokenStream, input: TokenStream) -> TokenStream {
     let original = input.clone();
-    let mut func: ItemFn = match syn::parse2(input) {
-        Ok(f) => f,
-        Err(e) => {
-            let msg = syn::Error::new(e.span(), "`#[invalidates]` applies to `async fn` items");
-            return with_error(msg, original);
-        }
-    };
-    let mut args: InvalidatesArgs = match syn::parse2(args) {
-        Ok(a) => a,
-        Err(e) => return with_error(e, original),
+    let (mut func, mut args) = match parse::<InvalidatesArgs>("invalidates", args, input) {
+        Ok(parsed) => parsed,
+        Err(tokens) => return tokens,
     };
     let mut errors = std::mem::take(&mut args.errors);
     let info = item::analyze(&mut func, "invalidates", &mut errors);

@@ -793,13 +793,7 @@ impl L2 {
     async fn drain(&self, bucket: Bucket, segment: &str) -> Result<u64, TierError> {
         let index = self.layout.index_in(bucket, segment);
         let marker = self.layout.marker_in(bucket, segment);
-        let sequence = self.layout.sequence_in(bucket);
-        self.guarded(
-            bucket,
-            self.store
-                .drain_index(&index, &marker, &sequence, MARKER_TTL),
-        )
-        .await
+        self.drain_set(bucket, &index, &marker).await
     }
 
     /// Stamps `tag`'s marker and removes the keys of its set, in one
@@ -807,11 +801,15 @@ impl L2 {
     async fn drain_tag(&self, bucket: Bucket, tag: &str) -> Result<u64, TierError> {
         let index = self.layout.tag_index_in(bucket, tag);
         let marker = self.layout.tag_marker_in(bucket, tag);
+        self.drain_set(bucket, &index, &marker).await
+    }
+
+    /// Stamps `marker`, then removes the keys listed in the set `index`.
+    async fn drain_set(&self, bucket: Bucket, index: &str, marker: &str) -> Result<u64, TierError> {
         let sequence = self.layout.sequence_in(bucket);
         self.guarded(
             bucket,
-            self.store
-                .drain_index(&index, &marker, &sequence, MARKER_TTL),
+            self.store.drain_index(index, marker, &sequence, MARKER_TTL),
         )
         .await
     }
