@@ -105,7 +105,7 @@ pub mod kind {
 /// through `serde` (`Option`, enums, newtypes). Called as
 /// `(&Placeholder(v)).how().push(&mut builder, v)`: method lookup tries
 /// `Self = Placeholder<V>` (needs `Display`) before `Self = &Placeholder<V>`,
-/// whose `push` needs [`KeyPlaceholder`], so a type with neither gets that
+/// whose `push` needs [`KeyPlaceholder`](placeholder::KeyPlaceholder), so a type with neither gets that
 /// trait's message.
 pub mod placeholder {
     use crate::key::{KeyBuilder, KeyValue};
