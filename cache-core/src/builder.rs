@@ -44,6 +44,9 @@ struct Settings {
     max_entries: Option<u64>,
     outage_journal: Option<std::path::PathBuf>,
     redis_tls_ca_file: Option<String>,
+    redis_op_timeout: Option<Duration>,
+    redis_connect_timeout: Option<Duration>,
+    redis_batch_reads: Option<bool>,
 }
 
 impl Cache {
@@ -70,6 +73,8 @@ impl Cache {
 /// | `CACHE_TTL_<PRESET>` | [`preset_ttl`](Self::preset_ttl) | see [`Preset`] |
 /// | `CACHE_TTL_<NAME>` of a preset declared with [`ttl_presets!`](crate::ttl_presets) | [`custom_preset_ttl`](Self::custom_preset_ttl) | as declared |
 /// | `CACHE_OUTAGE_JOURNAL` | [`outage_journal`](Self::outage_journal) | none: queued invalidations live in memory |
+/// | `CACHE_REDIS_OP_TIMEOUT`, `CACHE_REDIS_CONNECT_TIMEOUT` | [`redis_op_timeout`](Self::redis_op_timeout), [`redis_connect_timeout`](Self::redis_connect_timeout) | 100 ms, 1 s |
+/// | `CACHE_REDIS_BATCH_READS` | [`redis_batch_reads`](Self::redis_batch_reads) | `true` |
 ///
 /// Durations are `90s`, `15m`, `2h`, `1d`, `1h30m`, `250ms` or whole seconds.
 /// An empty variable counts as unset.
@@ -131,6 +136,9 @@ fn known_vars() -> impl Iterator<Item = &'static str> {
             "CACHE_MAX_SIZE_MEMORY",
             "CACHE_OUTAGE_JOURNAL",
             "CACHE_REQUIRE_REDIS",
+            "CACHE_REDIS_OP_TIMEOUT",
+            "CACHE_REDIS_CONNECT_TIMEOUT",
+            "CACHE_REDIS_BATCH_READS",
         ])
         .chain(Preset::ALL.iter().map(|p| p.env_var()))
 }
@@ -723,6 +731,37 @@ impl CacheBuilder {
         }
         if let Some(v) = get("CACHE_OUTAGE_JOURNAL") {
             self.env.outage_journal = Some(v.trim().into());
+        }
+        for (name, slot) in [
+            ("CACHE_REDIS_OP_TIMEOUT", &mut self.env.redis_op_timeout),
+            (
+                "CACHE_REDIS_CONNECT_TIMEOUT",
+                &mut self.env.redis_connect_timeout,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                match parse_duration(&v) {
+                    Ok(d) => *slot = Some(d),
+                    // `fail`, on the field: `slot` holds `self.env`.
+                    Err(e) => {
+                        self.error.get_or_insert_with(|| ConfigError {
+                            source_name: name.to_owned(),
+                            value: v.clone(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(v) = get("CACHE_REDIS_BATCH_READS") {
+            match parse_bool(&v) {
+                Some(b) => self.env.redis_batch_reads = Some(b),
+                None => self.fail(
+                    "CACHE_REDIS_BATCH_READS",
+                    &v,
+                    "expected true/false, 1/0, yes/no or on/off",
+                ),
+            }
         }
         if let Some(v) = get("CACHE_DEFAULT_TTL") {
             match parse_duration(&v) {

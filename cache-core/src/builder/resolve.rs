@@ -88,13 +88,25 @@ impl CacheBuilder {
             };
             (source, config)
         };
-        if let Some(t) = self.redis_op_timeout {
+        // Code over the environment; a `redis(config)` given in code keeps
+        // its own settings over the environment's.
+        let env = Some(&self.env).filter(|_| self.redis.is_none());
+        if let Some(t) = self
+            .redis_op_timeout
+            .or(env.and_then(|e| e.redis_op_timeout))
+        {
             config.op_timeout = t;
         }
-        if let Some(t) = self.redis_connect_timeout {
+        if let Some(t) = self
+            .redis_connect_timeout
+            .or(env.and_then(|e| e.redis_connect_timeout))
+        {
             config.connect_timeout = t;
         }
-        if let Some(on) = self.redis_batch_reads {
+        if let Some(on) = self
+            .redis_batch_reads
+            .or(env.and_then(|e| e.redis_batch_reads))
+        {
             config.batch_reads = on;
         }
         if let Some(pem) = &self.redis_tls_roots {
@@ -533,6 +545,43 @@ mod tests {
             c.ttls.presets[Preset::Short.index()],
             Duration::from_secs(60)
         );
+        Ok(())
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn redis_timeouts_and_batching_from_the_environment_code_wins() -> Result<(), Error> {
+        let vars = [
+            ("REDIS_URL", "redis://127.0.0.1:6390/0"),
+            ("CACHE_REDIS_OP_TIMEOUT", "250ms"),
+            ("CACHE_REDIS_CONNECT_TIMEOUT", "3s"),
+            ("CACHE_REDIS_BATCH_READS", "off"),
+        ];
+        let (_, config) = env(&vars).redis_settings()?.expect("redis");
+        assert_eq!(config.op_timeout, Duration::from_millis(250));
+        assert_eq!(config.connect_timeout, Duration::from_secs(3));
+        assert!(!config.batch_reads);
+        let (_, config) = env(&vars)
+            .redis_op_timeout(Duration::from_millis(40))
+            .redis_batch_reads(true)
+            .redis_settings()?
+            .expect("redis");
+        assert_eq!(config.op_timeout, Duration::from_millis(40));
+        assert_eq!(config.connect_timeout, Duration::from_secs(3));
+        assert!(config.batch_reads);
+        // Full settings given in code keep their own.
+        let own = RedisConfig::new("redis://127.0.0.1:6391/0").op_timeout(Duration::from_secs(9));
+        let (_, config) = env(&vars).redis(own).redis_settings()?.expect("redis");
+        assert_eq!(config.op_timeout, Duration::from_secs(9));
+        assert!(config.batch_reads);
+        for (var, value, reason) in [
+            ("CACHE_REDIS_OP_TIMEOUT", "soon", "not a duration"),
+            ("CACHE_REDIS_CONNECT_TIMEOUT", "0s", "longer than zero"),
+            ("CACHE_REDIS_BATCH_READS", "maybe", "expected true/false"),
+        ] {
+            let e = err(env(&[(var, value)]));
+            assert!(e.contains(var) && e.contains(reason), "{e}");
+        }
         Ok(())
     }
 
