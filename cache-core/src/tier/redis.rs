@@ -833,20 +833,46 @@ impl L2 {
     /// instances; what fails is queued (per failed bucket on a cluster)
     /// and replayed once Redis answers.
     pub(crate) async fn invalidate_tag(&self, tag: &str) -> Invalidated {
-        let removed = match self.remove_tag(tag).await {
+        let removal = self.remove_tag(tag).await;
+        if removal.is_ok() && self.evictions.seen.load(Relaxed) {
+            tracing::warn!(
+                tag,
+                "Redis evicts keys: a tag's set may have been evicted with some of its \
+                 members listed, and those keys were not removed; use a policy that \
+                 does not evict (`noeviction`) or `volatile-*` with room to spare"
+            );
+        }
+        self.settle(
+            removal,
+            || backplane::Op::Tag(tag.to_owned()),
+            |b| queue::Deferred::TagIn(b, tag.to_owned()),
+            || self.defer_tag(tag),
+        )
+        .await
+    }
+
+    /// Ends an invalidation whose removal in Redis came to `removal`:
+    /// announces it (`op`); queues what failed, per failed bucket
+    /// (`share`, and the whole is announced now: the rest of it is gone)
+    /// or whole (`defer`, also when the announcement fails).
+    async fn settle(
+        &self,
+        removal: Result<u64, Unfinished>,
+        op: impl Fn() -> backplane::Op,
+        share: impl Fn(usize) -> queue::Deferred,
+        defer: impl Fn(),
+    ) -> Invalidated {
+        let removed = match removal {
             Ok(n) => n,
             Err(Unfinished {
                 error,
                 buckets: Some(buckets),
             }) => {
                 for b in buckets {
-                    self.queue.defer(
-                        queue::Deferred::TagIn(b, tag.to_owned()),
-                        queue::Scope::Bucket(b),
-                    );
+                    self.queue.defer(share(b), queue::Scope::Bucket(b));
                 }
                 // Best effort: the failed shares announce again when replayed.
-                let _ = self.announce(backplane::Op::Tag(tag.to_owned())).await;
+                let _ = self.announce(op()).await;
                 return Invalidated {
                     removed: None,
                     error: Some(error),
@@ -856,25 +882,17 @@ impl L2 {
                 error,
                 buckets: None,
             }) => {
-                self.defer_tag(tag);
+                defer();
                 return Invalidated {
                     removed: None,
                     error: Some(error),
                 };
             }
         };
-        if self.evictions.seen.load(Relaxed) {
-            tracing::warn!(
-                tag,
-                "Redis evicts keys: a tag's set may have been evicted with some of its \
-                 members listed, and those keys were not removed; use a policy that \
-                 does not evict (`noeviction`) or `volatile-*` with room to spare"
-            );
-        }
-        let error = match self.announce(backplane::Op::Tag(tag.to_owned())).await {
+        let error = match self.announce(op()).await {
             Ok(()) => None,
             Err(e) => {
-                self.defer_tag(tag);
+                defer();
                 Some(e)
             }
         };
@@ -959,52 +977,14 @@ impl L2 {
     /// down) is queued per failed bucket, and announced now: the rest of
     /// it is gone.
     pub(crate) async fn invalidate_pattern(&self, pattern: &str) -> Invalidated {
-        let removed = match self.remove_matching(pattern).await {
-            Ok(n) => n,
-            Err(Unfinished {
-                error,
-                buckets: Some(buckets),
-            }) => {
-                for b in buckets {
-                    self.queue.defer(
-                        queue::Deferred::PatternIn(b, pattern.to_owned()),
-                        queue::Scope::Bucket(b),
-                    );
-                }
-                // Best effort: the failed shares announce again when replayed.
-                let _ = self
-                    .announce(backplane::Op::Pattern(pattern.to_owned()))
-                    .await;
-                return Invalidated {
-                    removed: None,
-                    error: Some(error),
-                };
-            }
-            Err(Unfinished {
-                error,
-                buckets: None,
-            }) => {
-                self.defer_pattern(pattern);
-                return Invalidated {
-                    removed: None,
-                    error: Some(error),
-                };
-            }
-        };
-        let error = match self
-            .announce(backplane::Op::Pattern(pattern.to_owned()))
-            .await
-        {
-            Ok(()) => None,
-            Err(e) => {
-                self.defer_pattern(pattern);
-                Some(e)
-            }
-        };
-        Invalidated {
-            removed: Some(removed),
-            error,
-        }
+        let removal = self.remove_matching(pattern).await;
+        self.settle(
+            removal,
+            || backplane::Op::Pattern(pattern.to_owned()),
+            |b| queue::Deferred::PatternIn(b, pattern.to_owned()),
+            || self.defer_pattern(pattern),
+        )
+        .await
     }
 
     /// Tells the other instances to drop their copies of `key` (it was
