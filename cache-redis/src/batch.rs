@@ -193,7 +193,10 @@ pub(crate) async fn read_one(
             redis::pipe().get(key).pttl(key).query_async(con).await?;
         Ok(value.map(|v| (v, Some(pttl))))
     } else {
-        let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(con).await?;
+        // Sized up front: `redis::cmd` grows its buffers twice per command.
+        let mut get = redis::Cmd::with_capacity(2, 3 + key.len());
+        get.arg("GET").arg(key);
+        let value: Option<Vec<u8>> = get.query_async(con).await?;
         Ok(value.map(|v| (v, None)))
     }
 }

@@ -1,7 +1,9 @@
 //! [`RedisStore`]: commands with hard timeouts on one multiplexed connection.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -442,20 +444,31 @@ impl RedisStore {
         }
     }
 
-    async fn run<T, F>(&self, fut: F) -> Result<T, StoreError>
+    /// Bounds `fut` by the op timeout; a connection-level failure tells the
+    /// connection, which reconnects.
+    fn run<T, F>(&self, fut: F) -> Run<'_, F>
     where
         F: Future<Output = RedisResult<T>>,
     {
         let limit = self.inner.config.op_timeout;
-        let result = match tokio::time::timeout(limit, fut).await {
-            Ok(result) => result.map_err(|e| {
+        Run {
+            store: self,
+            limit,
+            timed: tokio::time::timeout(limit, fut),
+        }
+    }
+
+    /// What [`run`](Self::run) returns: `None` when the op timeout passed.
+    fn ran<T>(&self, result: Option<RedisResult<T>>, limit: Duration) -> Result<T, StoreError> {
+        let result = match result {
+            Some(result) => result.map_err(|e| {
                 if e.is_timeout() {
                     StoreError::Timeout(limit)
                 } else {
                     StoreError::Redis(e)
                 }
             }),
-            Err(_) => Err(StoreError::Timeout(limit)),
+            None => Err(StoreError::Timeout(limit)),
         };
         if let Err(e) = &result
             && e.is_unavailable()
@@ -476,7 +489,10 @@ impl RedisStore {
             return Ok(read.map(|(bytes, _)| bytes));
         }
         let mut con = self.connection();
-        self.run(async move { con.get(key).await }).await
+        let read = self
+            .run(async move { read_one(&mut con, key, false).await })
+            .await?;
+        Ok(read.map(|(bytes, _)| bytes))
     }
 
     /// The batcher of `key`'s server, if reads are batched.
@@ -1174,6 +1190,32 @@ impl RedisStore {
             channel.to_owned(),
             self.inner.config.clone(),
         )
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`RedisStore::run`]'s future. Hand-written rather than an `async fn`:
+    /// an `async fn` keeps its argument and, while awaiting it, a second
+    /// copy of it, which doubled every command's state.
+    struct Run<'a, F> {
+        store: &'a RedisStore,
+        limit: Duration,
+        #[pin]
+        timed: tokio::time::Timeout<F>,
+    }
+}
+
+impl<T, F> Future for Run<'_, F>
+where
+    F: Future<Output = RedisResult<T>>,
+{
+    type Output = Result<T, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let limit = *this.limit;
+        let result = std::task::ready!(this.timed.poll(cx)).ok();
+        Poll::Ready(this.store.ran(result, limit))
     }
 }
 

@@ -9,9 +9,14 @@
 //! each a mutex-guarded state, one `Notify` and a follower count (tokio's
 //! `watch` was measured: it wakes through eight `Notify`s on every flight end,
 //! followers or not).
+//!
+//! A flight costs two allocations: its slot, and the key inside it (the map
+//! is a set of slots looked up by the key they hold). Keys are hashed with
+//! foldhash, seeded per process.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -34,6 +39,7 @@ enum State {
 }
 
 struct SlotInner {
+    key: Box<str>,
     state: Mutex<State>,
     notify: Notify,
     followers: AtomicUsize,
@@ -41,9 +47,34 @@ struct SlotInner {
 
 type Slot = Arc<SlotInner>;
 
+/// A slot in the flight map, which is a set looked up by the slot's key.
+struct Keyed(Slot);
+
+impl Borrow<str> for Keyed {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl Hash for Keyed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for Keyed {}
+
+type Shard = HashSet<Keyed, foldhash::fast::RandomState>;
+
 pub(crate) struct Flights {
-    shards: Box<[Mutex<HashMap<String, Slot>>]>,
-    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl std::fmt::Debug for Flights {
@@ -68,12 +99,14 @@ pub(crate) enum Waited {
 impl Flights {
     pub(crate) fn new() -> Flights {
         Flights {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashSet::with_hasher(Default::default())))
+                .collect(),
+            hasher: Default::default(),
         }
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, HashMap<String, Slot>> {
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
         // `% SHARDS` keeps the index in range; the cast cannot truncate below SHARDS.
         let i = (self.hasher.hash_one(key) % SHARDS as u64) as usize;
         self.shards[i]
@@ -83,30 +116,30 @@ impl Flights {
 
     pub(crate) fn join(&self, key: &str) -> Join<'_> {
         let mut map = self.shard(key);
-        if let Some(slot) = map.get(key) {
+        if let Some(Keyed(slot)) = map.get(key) {
             slot.followers.fetch_add(1, Ordering::Relaxed);
             return Join::Follower(Follower {
                 slot: Arc::clone(slot),
             });
         }
         let slot: Slot = Arc::new(SlotInner {
+            key: key.into(),
             state: Mutex::new(State::Running),
             notify: Notify::new(),
             followers: AtomicUsize::new(0),
         });
-        map.insert(key.to_owned(), Arc::clone(&slot));
+        map.insert(Keyed(Arc::clone(&slot)));
         Join::Leader(Leader {
             flights: self,
-            key: key.to_owned(),
             slot,
             finished: false,
         })
     }
 
-    fn remove(&self, key: &str, slot: &Slot) {
-        let mut map = self.shard(key);
-        if map.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            map.remove(key);
+    fn remove(&self, slot: &Slot) {
+        let mut map = self.shard(&slot.key);
+        if map.get(&*slot.key).is_some_and(|s| Arc::ptr_eq(&s.0, slot)) {
+            map.remove(&*slot.key);
         }
     }
 
@@ -123,7 +156,6 @@ impl Flights {
 /// panic) releases the followers to retry.
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
-    key: String,
     slot: Slot,
     finished: bool,
 }
@@ -154,7 +186,7 @@ impl Leader<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = state;
         self.slot.notify.notify_waiters();
-        self.flights.remove(&self.key, &self.slot);
+        self.flights.remove(&self.slot);
     }
 }
 

@@ -121,8 +121,11 @@
 //! invalidation that cannot reach Redis is kept and replayed (see [`queue`]):
 //! a value invalidated during an outage is never read back.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cache_redis::variants::{self, Stored};
@@ -133,7 +136,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Invalidated, Observed, Read, Timing};
-use crate::breaker::{Breaker, BreakerConfig, BreakerState};
+use crate::breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
 use crate::observe::Observer;
@@ -385,19 +388,25 @@ impl L2 {
     /// Runs one Redis command through the breaker of `bucket` (see
     /// [`breaker`](Self::breaker)). (The command's timeout is the store's:
     /// every `RedisStore` command is bounded by it.)
-    async fn guarded<T>(
-        &self,
-        bucket: Bucket,
-        command: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, TierError> {
-        let Some(permit) = self.breaker(bucket).and_then(Breaker::allow) else {
-            return Err(TierError::BreakerOpen);
-        };
-        let timer = self.observer.redis_timer();
-        let result = command.await;
-        self.observer.redis_command(timer);
-        let ok = !matches!(&result, Err(e) if e.is_unavailable());
-        permit.record(ok);
+    fn guarded<T, F>(&self, bucket: Bucket, command: F) -> Guarded<'_, F>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        Guarded {
+            tier: self,
+            bucket,
+            permit: None,
+            timer: None,
+            started: false,
+            command,
+        }
+    }
+
+    /// What [`guarded`](Self::guarded) does once its command has answered.
+    fn command_done(&self, bucket: Bucket, permit: Option<Permit<'_>>, ok: bool) {
+        if let Some(permit) = permit {
+            permit.record(ok);
+        }
         if !ok
             && let Some(b) = bucket
             && self.breaker(bucket).map(Breaker::state) == Some(BreakerState::Open)
@@ -406,7 +415,6 @@ impl L2 {
             // A failover may be under way: read the slot map again soon.
             self.topology_wanted.notify_one();
         }
-        Ok(result?)
     }
 
     /// Bucket `failed`'s breaker opened: open those of the other buckets
@@ -539,12 +547,14 @@ impl L2 {
         // (Redis's clock, not ours). A read without `PTTL` asks now.
         let left = match left {
             Some(l) => l,
-            None => match self
-                .guarded(
-                    self.layout.key_bucket(key),
-                    self.store.ttl(&self.layout.physical(key)),
-                )
-                .await
+            // Boxed: rare (an entry with a stale window or shared with
+            // other builds, read by a cache without L1), and inline it made
+            // every read's state larger.
+            None => match Box::pin(self.guarded(
+                self.layout.key_bucket(key),
+                self.store.ttl(&self.layout.physical(key)),
+            ))
+            .await
             {
                 Ok(KeyTtl::Expires(l)) => l,
                 Ok(KeyTtl::Missing) => return Read::Miss,
@@ -1276,6 +1286,46 @@ fn time_left(ttl: KeyTtl) -> Option<Duration> {
     match ttl {
         KeyTtl::Expires(d) => Some(d),
         KeyTtl::Persistent | KeyTtl::Missing => None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`L2::guarded`]'s future. Hand-written rather than an `async fn`: an
+    /// `async fn` keeps its argument and, while awaiting it, a second copy
+    /// of it, which doubled the read path's state (and the bytes every
+    /// Redis hit allocates and moves).
+    pub(crate) struct Guarded<'a, F> {
+        tier: &'a L2,
+        bucket: Bucket,
+        permit: Option<Permit<'a>>,
+        timer: Option<Instant>,
+        started: bool,
+        #[pin]
+        command: F,
+    }
+}
+
+impl<T, F> Future for Guarded<'_, F>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    type Output = Result<T, TierError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if !*this.started {
+            *this.started = true;
+            let Some(permit) = this.tier.breaker(*this.bucket).and_then(Breaker::allow) else {
+                return Poll::Ready(Err(TierError::BreakerOpen));
+            };
+            *this.permit = Some(permit);
+            *this.timer = this.tier.observer.redis_timer();
+        }
+        let result = std::task::ready!(this.command.poll(cx));
+        this.tier.observer.redis_command(this.timer.take());
+        let ok = !matches!(&result, Err(e) if e.is_unavailable());
+        this.tier.command_done(*this.bucket, this.permit.take(), ok);
+        Poll::Ready(result.map_err(TierError::from))
     }
 }
 
