@@ -9,6 +9,8 @@
 //! | `POST /invalidate` | `{"patterns": ["user:42:*", "employee:7"], "tags": ["tenant:7"]}` (either list may be left out): removes them as [`Cache::invalidate`] and [`Cache::invalidate_tag`] do (every tier, every instance, kept through an outage); answers the count per pattern or tag and whether it is queued; 200 when done, 202 when part of it waits for Redis |
 //! | `DELETE /clear?confirm=true` | every entry of the cache ([`Cache::clear`]); 200 when done, 202 when it waits for Redis |
 //! | `GET /namespaces` | entries per top-level prefix ([`Cache::namespaces`]) |
+//! | `GET /warmers` | the registered warmers' names ([`Cache::warmers`]) |
+//! | `POST /warm` | `{"names": ["products"]}`: runs those warmers now, here ([`Cache::warm`]); answers a report each (`written`, `error`, `duration_ms`) and how many failed; 400 on an unknown name, listing the known ones |
 //!
 //! Everything is JSON. A request the router refuses gets a 400 with
 //! `{"error": "..."}` naming the problem, and changes nothing: malformed
@@ -93,6 +95,8 @@ pub fn router(cache: Cache) -> Router {
         .route("/invalidate", post(invalidate))
         .route("/clear", delete(clear))
         .route("/namespaces", get(namespaces))
+        .route("/warmers", get(warmers))
+        .route("/warm", post(warm))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(cache)
@@ -125,7 +129,7 @@ async fn not_found() -> Refusal {
 async fn method_not_allowed() -> Refusal {
     Refusal {
         status: StatusCode::METHOD_NOT_ALLOWED,
-        message: "method not allowed: GET /stats, GET /health, POST /invalidate, DELETE /clear, GET /namespaces".into(),
+        message: "method not allowed: GET /stats, GET /health, POST /invalidate, DELETE /clear, GET /namespaces, GET /warmers, POST /warm".into(),
     }
 }
 
@@ -207,6 +211,72 @@ async fn health(State(cache): State<Cache>) -> Answer {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     json(status, &health)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarmRequest {
+    names: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct WarmAnswer {
+    name: String,
+    written: u64,
+    error: Option<String>,
+    duration_ms: f64,
+}
+
+async fn warmers(State(cache): State<Cache>) -> Answer {
+    #[derive(Serialize)]
+    struct Warmers {
+        warmers: Vec<String>,
+    }
+    json(
+        StatusCode::OK,
+        &Warmers {
+            warmers: cache.warmers(),
+        },
+    )
+}
+
+async fn warm(State(cache): State<Cache>, body: Bytes) -> Answer {
+    let known = cache.warmers();
+    let WarmRequest { names } = serde_json::from_slice(&body).map_err(|e| {
+        Refusal::bad_request(format!(
+            "the body must be JSON like {{\"names\": [\"products\"]}} (known warmers: {}): {e}",
+            known.join(", ")
+        ))
+    })?;
+    if names.is_empty() {
+        return Err(Refusal::bad_request(format!(
+            "`names` is empty: name at least one warmer (known: {})",
+            known.join(", ")
+        )));
+    }
+    if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
+        return Err(Refusal::bad_request(format!(
+            "no warmer named {unknown:?} (known: {})",
+            known.join(", ")
+        )));
+    }
+    let mut reports = Vec::with_capacity(names.len());
+    for name in &names {
+        let r = cache.warm(name).await?;
+        reports.push(WarmAnswer {
+            name: r.name,
+            written: r.written,
+            error: r.error,
+            duration_ms: r.duration.as_secs_f64() * 1000.0,
+        });
+    }
+    #[derive(Serialize)]
+    struct Warmed {
+        reports: Vec<WarmAnswer>,
+        failed: usize,
+    }
+    let failed = reports.iter().filter(|r| r.error.is_some()).count();
+    json(StatusCode::OK, &Warmed { reports, failed })
 }
 
 #[derive(Deserialize)]

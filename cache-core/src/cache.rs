@@ -58,6 +58,11 @@ impl Cache {
         &self.engine
     }
 
+    /// The engine, shared (for what outlives a call: warmers' schedules).
+    pub(crate) fn engine_arc(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// A key (or pattern) of the manual API under the cache's prefix (see
     /// [`manual_key`]).
     fn full_key(&self, key: &str) -> String {

@@ -34,9 +34,12 @@ mod compute;
 mod kind;
 mod read;
 mod report;
+mod warm;
 mod write;
 
 pub use kind::{Kind, OptionKind, PlainKind, ResultKind};
+pub use warm::{DEFAULT_WARM_WINDOW, WarmReport, Warmer, Warming};
+pub(crate) use warm::{WarmRun, Warmers, current as warming, outside as outside_warming};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -53,6 +56,8 @@ pub(crate) struct Engine {
     pub(crate) observer: Arc<Observer>,
     /// Set by [`Engine::shutdown`]: calls run their function and cache nothing.
     closed: AtomicBool,
+    /// The registered warmers.
+    warmers: Warmers,
 }
 
 impl std::fmt::Debug for Engine {
@@ -117,6 +122,7 @@ impl Engine {
             log: InvalidationLog::default(),
             observer,
             closed: AtomicBool::new(false),
+            warmers: Warmers::default(),
         });
         if let Some(l2) = &engine.l2 {
             let events: Weak<dyn TierEvents> = Arc::downgrade(&engine) as Weak<Engine>;

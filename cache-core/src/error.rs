@@ -19,6 +19,17 @@ pub enum Error {
         "a cache named {0:?} is already installed (install caches at startup, before the first cached call)"
     )]
     AlreadyInstalled(String),
+    /// [`Cache::add_warmer`](crate::Cache::add_warmer): a warmer of that name is already registered.
+    #[error("a warmer named {0:?} is already registered on this cache")]
+    DuplicateWarmer(String),
+    /// [`Cache::warm`](crate::Cache::warm): no warmer of that name.
+    #[error("no warmer named {name:?} (known: {})", known.join(", "))]
+    UnknownWarmer {
+        /// The name asked for.
+        name: String,
+        /// The registered warmers' names.
+        known: Vec<String>,
+    },
     /// Strict mode only: Redis failed, timed out, or the circuit breaker is open.
     #[error("cache {op} failed: Redis unavailable ({reason})")]
     Unavailable {

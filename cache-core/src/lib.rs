@@ -95,6 +95,7 @@ mod engine;
 mod builder;
 mod cache;
 mod registry;
+mod warming;
 // Integrations over the facade.
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -113,6 +114,7 @@ pub use config::{
     DEFAULT_FLIGHT_WAIT, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, DEFAULT_MAX_ENTRIES, DEFAULT_PREFIX,
     DEFAULT_STALE_RETRY, DEFAULT_STATS_INTERVAL,
 };
+pub use engine::{DEFAULT_WARM_WINDOW, WarmReport, Warmer, Warming};
 pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use stats::{

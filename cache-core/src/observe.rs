@@ -102,6 +102,10 @@ pub(crate) enum Event {
     OriginTimeout,
     /// A message from another instance was applied.
     BackplaneApplied,
+    /// A warmer ran, writing so many entries; `failed`: it ended with an error.
+    Warmed { entries: u64, failed: bool },
+    /// A scheduled warmer run was left to the instance that claimed its period.
+    WarmSkipped,
 }
 
 /// One annotated function in one cache: its counters and metric handles.
@@ -274,6 +278,14 @@ impl Observer {
             Event::LockTimeout => bump(&c.lock_timeouts),
             Event::OriginTimeout => bump(&c.origin_timeouts),
             Event::BackplaneApplied => bump(&c.backplane_applied),
+            Event::Warmed { entries, failed } => {
+                bump(&c.warm_runs);
+                c.warmed_entries.fetch_add(entries, Relaxed);
+                if failed {
+                    bump(&c.warm_errors);
+                }
+            }
+            Event::WarmSkipped => bump(&c.warm_skipped),
         }
         #[cfg(feature = "metrics")]
         if let Some(m) = &self.metrics {

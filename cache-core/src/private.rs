@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use crate::cache::Cache;
-use crate::engine::Spec;
+use crate::engine::{Spec, WarmRun, outside_warming, warming};
 use crate::key::KeyBuilder;
 use crate::observe::{Event, Function, Observer, Outcome};
 use crate::options::Options;
@@ -501,6 +501,11 @@ where
     let started = Observer::call_start();
     let engine = handle.engine();
     let v = engine.l1_hit::<K::Value>(key)?;
+    // A warmed call computes; checked after the lookup, so hits pay for it
+    // only when warming is under way somewhere in the process.
+    if warming().is_some() {
+        return None;
+    }
     let function = site.counters.for_cache(handle);
     engine.answered(Some(&function), key, Outcome::HitL1, started);
     Some(K::rebuild(v))
@@ -534,6 +539,7 @@ where
     let started = Observer::call_start();
     let engine = handle.engine();
     match engine.l1_hit_refresh::<K::Value>(key) {
+        Some(_) if warming().is_some() => Refreshing::Miss,
         Some((v, due)) => {
             let function = site.counters.for_cache(handle);
             engine.answered(Some(&function), key, Outcome::HitL1, started);
@@ -611,8 +617,20 @@ where
     T: Fn(&K::Value) -> O,
     O: TtlFrom,
 {
-    if key.is_none() {
+    let Some(k) = &key else {
         return fut.await;
+    };
+    if let Some(run) = warming() {
+        return warm::<K, R, F, _>(
+            &handle,
+            site,
+            k,
+            fut,
+            store_rule(unless, ttl_from),
+            &tags,
+            &run,
+        )
+        .await;
     }
     // Pinned once: the engine below gets a pointer, never a copy.
     let fut = std::pin::pin!(fut);
@@ -624,6 +642,37 @@ where
         .engine()
         .get_or_compute::<K, R, _, _>(key, spec, fut, store_rule(unless, ttl_from))
         .await
+}
+
+/// A call made inside [`Warming::call`](crate::Warming::call): computes, and
+/// writes what the attribute would store, as `#[cache_put]` does.
+async fn warm<K, R, F, U>(
+    handle: &CacheHandle,
+    site: &'static Site,
+    key: &str,
+    fut: F,
+    rule: U,
+    tags: &[String],
+    run: &WarmRun,
+) -> R
+where
+    K: Kind<R>,
+    K::Value: CacheValue,
+    F: Future<Output = R>,
+    U: Fn(&K::Value, Duration) -> Option<Duration>,
+{
+    let result = outside_warming(fut).await;
+    let counters = site.counters.for_cache(handle);
+    let mut spec = site.spec(&counters);
+    spec.tags = tags;
+    let engine = handle.engine();
+    if let Some(value) = K::value(&result)
+        && (spec.opts.cache_none || !K::is_none(&result))
+        && let Some(ttl) = rule(value, engine.resolve_ttl(spec.opts.ttl))
+    {
+        engine.put_warmed(run, key, value, ttl, &spec).await;
+    }
+    result
 }
 
 /// Writes a `#[cache_put]` function's result under its key, as

@@ -29,6 +29,10 @@ pub(crate) struct Counters {
     pub(crate) origin_timeouts: AtomicU64,
     pub(crate) refreshes: AtomicU64,
     pub(crate) refresh_failures: AtomicU64,
+    pub(crate) warm_runs: AtomicU64,
+    pub(crate) warm_skipped: AtomicU64,
+    pub(crate) warmed_entries: AtomicU64,
+    pub(crate) warm_errors: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -185,6 +189,14 @@ pub struct Stats {
     pub refreshes: u64,
     /// Background refreshes whose origin failed (the current value stays until it expires).
     pub refresh_failures: u64,
+    /// Warmer runs ([`Cache::warm`](crate::Cache::warm), `warm_all`, and scheduled runs).
+    pub warm_runs: u64,
+    /// Scheduled warmer runs left to another instance, which claimed the period first.
+    pub warm_skipped: u64,
+    /// Entries warmers wrote.
+    pub warmed_entries: u64,
+    /// Warmer runs that ended with an error.
+    pub warm_errors: u64,
     /// See the type docs.
     pub hit_rate: f64,
     /// Entries in the in-process tier (approximate: moka counts lazily).
@@ -422,6 +434,10 @@ pub(crate) fn snapshot(
         origin_timeouts: c.origin_timeouts.load(Relaxed),
         refreshes: c.refreshes.load(Relaxed),
         refresh_failures: c.refresh_failures.load(Relaxed),
+        warm_runs: c.warm_runs.load(Relaxed),
+        warm_skipped: c.warm_skipped.load(Relaxed),
+        warmed_entries: c.warmed_entries.load(Relaxed),
+        warm_errors: c.warm_errors.load(Relaxed),
         hit_rate: if lookups == 0 {
             0.0
         } else {
@@ -469,6 +485,10 @@ impl Stats {
         add(&mut self.origin_timeouts, other.origin_timeouts);
         add(&mut self.refreshes, other.refreshes);
         add(&mut self.refresh_failures, other.refresh_failures);
+        add(&mut self.warm_runs, other.warm_runs);
+        add(&mut self.warm_skipped, other.warm_skipped);
+        add(&mut self.warmed_entries, other.warmed_entries);
+        add(&mut self.warm_errors, other.warm_errors);
         add(&mut self.entries, other.entries);
         add(&mut self.backplane_applied, other.backplane_applied);
         add(&mut self.pending_invalidations, other.pending_invalidations);
@@ -619,6 +639,13 @@ impl fmt::Display for Stats {
                 self.origin_timeouts,
                 self.refreshes,
                 self.refresh_failures
+            )?;
+        }
+        if self.warm_runs + self.warm_skipped > 0 {
+            writeln!(
+                f,
+                "warmer runs {} ({} entries, {} failed) | left to another instance {}",
+                self.warm_runs, self.warmed_entries, self.warm_errors, self.warm_skipped
             )?;
         }
         if let Some(r) = &self.redis {

@@ -46,8 +46,9 @@ const KEY_MARKER: &str = "~key:";
 const STATS: &str = "~stats:";
 const TAG_INDEX: &str = "~tag:";
 const TAG_MARKER: &str = "~tgen:";
-const NAMESPACES: [&str; 7] = [
-    LOCK, INDEX, GENERATION, KEY_MARKER, STATS, TAG_INDEX, TAG_MARKER,
+const WARM: &str = "~warm:";
+const NAMESPACES: [&str; 8] = [
+    LOCK, INDEX, GENERATION, KEY_MARKER, STATS, TAG_INDEX, TAG_MARKER, WARM,
 ];
 /// Under [`INDEX`]: the set of top-level index sets, and the set of keys
 /// without a segment. Index sets of segments end with `:`; these do not.
@@ -341,6 +342,17 @@ impl Layout {
     /// cluster, all of them in the first bucket, beside their list).
     pub fn stats_key(&self, instance: &str) -> String {
         self.beside_in(self.cluster.then_some(0), STATS, instance)
+    }
+
+    /// The claim on one period of the warmer `name`: the instance that sets
+    /// it runs the warmer, the others skip that period.
+    ///
+    /// ```
+    /// let layout = cache_redis::Layout::new("app");
+    /// assert_eq!(layout.warm_claim("products"), "app:~warm:products");
+    /// ```
+    pub fn warm_claim(&self, name: &str) -> String {
+        self.beside_in(self.cluster.then_some(0), WARM, name)
     }
 
     /// The set of the live instances' snapshot keys.

@@ -542,6 +542,30 @@ impl RedisStore {
         .await
     }
 
+    /// `SET key value NX PX ttl`: whether this call set it (false: the key
+    /// was there).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut con = self.connection();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .run(async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut con)
+                    .await
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// `UNLINK keys...`; returns how many existed.
     ///
     /// # Errors

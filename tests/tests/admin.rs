@@ -354,3 +354,72 @@ async fn with_redis_an_invalidation_reaches_every_instance_and_a_dead_redis_is_a
         (&json!(false), &json!(true))
     );
 }
+
+#[tokio::test]
+async fn warm_runs_named_warmers_and_refuses_unknown_names() {
+    let cache = Cache::builder().key_prefix("admw").build().await.unwrap();
+    cache
+        .warmer("settings", |w| async move {
+            w.set("settings:theme", &"dark".to_string(), Preset::Long)
+                .await
+        })
+        .unwrap();
+    cache
+        .warmer("broken", |_| async move {
+            Err::<(), _>("origin <down>".to_string())
+        })
+        .unwrap();
+    let base = serve(admin::router(cache.clone())).await;
+
+    let (status, body) = get(&format!("{base}/warmers")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"warmers": ["settings", "broken"]}));
+
+    let (status, body) = post(
+        &format!("{base}/warm"),
+        r#"{"names": ["settings", "nope"]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"],
+        "no warmer named \"nope\" (known: settings, broken)"
+    );
+    assert_eq!(
+        cache.stats().await.warm_runs,
+        0,
+        "a refused request runs nothing"
+    );
+    for bad in [r#"{"names": []}"#, r#"{"name": "settings"}"#, "not json"] {
+        let (status, body) = post(&format!("{base}/warm"), bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            body["error"].as_str().unwrap().contains("settings, broken"),
+            "{body}"
+        );
+    }
+
+    let (status, body) = post(
+        &format!("{base}/warm"),
+        r#"{"names": ["settings", "broken"]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["failed"], 1);
+    let reports = body["reports"].as_array().unwrap();
+    assert_eq!(
+        (reports[0]["name"].as_str(), reports[0]["written"].as_u64()),
+        (Some("settings"), Some(1))
+    );
+    assert!(reports[0]["error"].is_null());
+    assert_eq!(reports[1]["error"], "origin <down>");
+    assert!(reports[1]["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        cache
+            .get::<String>("settings:theme")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("dark")
+    );
+}

@@ -37,7 +37,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
     ),
     ("tiers", &["tier"]),
     ("engine", &["engine"]),
-    ("facade", &["builder", "cache", "registry"]),
+    ("facade", &["builder", "cache", "registry", "warming"]),
     ("integrations", &["admin"]),
     ("macro support", &["private"]),
     ("fuzzing", &["fuzz"]),

@@ -66,10 +66,25 @@ impl Engine {
         if !self.config.enabled {
             return Ok(());
         }
+        let ttl = self.resolve_ttl(spec.opts.ttl);
+        self.put_for(key, value, ttl, spec).await
+    }
+
+    /// [`put`](Self::put) for `ttl` (the spec's own TTL, or what its
+    /// `ttl_from` made of it).
+    pub(crate) async fn put_for<T: CacheValue>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        spec: &Spec<'_>,
+    ) -> Result<(), Error> {
+        if !self.config.enabled {
+            return Ok(());
+        }
         // A computation of this key already under way read what this value
         // replaces: recorded like an invalidation, it will not store over it.
         let recording = self.log.begin(Arc::new(Glob::exact_key(key)));
-        let ttl = self.resolve_ttl(spec.opts.ttl);
         let stored = self.store(key, value, ttl, spec, Source::Set).await?;
         // As after a removal (`after_shared_removal`): a call that started
         // during the write may have copied the old value from Redis into the

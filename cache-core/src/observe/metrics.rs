@@ -12,6 +12,7 @@
 //! | `cache_redis_errors_total`, `cache_redis_skipped_total` | counter | `cache` |
 //! | `cache_decode_errors_total`, `cache_encode_errors_total` | counter | `cache` |
 //! | `cache_lock_waits_total`, `cache_lock_takeovers_total` | counter | `cache` |
+//! | `cache_warm_runs_total`, `cache_warmed_entries_total`, `cache_warm_errors_total` | counter | `cache` |
 //! | `cache_redis_command_duration_seconds` | histogram | `cache` |
 //! | `cache_breaker_state` (0 closed, 1 half-open, 2 open) | gauge | `cache` |
 //! | `cache_pending_invalidations`, `cache_entries`, `cache_redis_used_memory_bytes` | gauge | `cache` |
@@ -87,6 +88,9 @@ pub(crate) struct CacheMetrics {
     encode_errors: Counter,
     lock_waits: Counter,
     lock_takeovers: Counter,
+    warm_runs: Counter,
+    warmed_entries: Counter,
+    warm_errors: Counter,
     redis_command: Histogram,
     breaker: Gauge,
     pending: Gauge,
@@ -111,6 +115,9 @@ impl CacheMetrics {
             encode_errors: c("cache_encode_errors_total"),
             lock_waits: c("cache_lock_waits_total"),
             lock_takeovers: c("cache_lock_takeovers_total"),
+            warm_runs: c("cache_warm_runs_total"),
+            warmed_entries: c("cache_warmed_entries_total"),
+            warm_errors: c("cache_warm_errors_total"),
             redis_command: metrics::histogram!("cache_redis_command_duration_seconds", "cache" => cache.to_owned()),
             breaker: g("cache_breaker_state"),
             pending: g("cache_pending_invalidations"),
@@ -137,6 +144,13 @@ impl CacheMetrics {
             Event::EncodeError => self.encode_errors.increment(1),
             Event::LockWait => self.lock_waits.increment(1),
             Event::LockTakeover => self.lock_takeovers.increment(1),
+            Event::Warmed { entries, failed } => {
+                self.warm_runs.increment(1);
+                self.warmed_entries.increment(entries);
+                if failed {
+                    self.warm_errors.increment(1);
+                }
+            }
             _ => {}
         }
     }
@@ -207,6 +221,12 @@ fn describe() {
         metrics::describe_counter!(
             "cache_lock_takeovers_total",
             "Waiting calls that took over a lock given up by its holder"
+        );
+        metrics::describe_counter!("cache_warm_runs_total", "Warmer runs");
+        metrics::describe_counter!("cache_warmed_entries_total", "Entries written by warmers");
+        metrics::describe_counter!(
+            "cache_warm_errors_total",
+            "Warmer runs that ended with an error"
         );
         metrics::describe_histogram!(
             "cache_redis_command_duration_seconds",

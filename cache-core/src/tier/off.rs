@@ -179,6 +179,14 @@ impl L2 {
     pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
         match *self {}
     }
+    pub(crate) async fn claim_warm(
+        &self,
+        _: &str,
+        _: &str,
+        _: Duration,
+    ) -> Result<bool, TierError> {
+        match *self {}
+    }
     pub(crate) async fn info(&self) -> Result<ServerInfo, TierError> {
         match *self {}
     }

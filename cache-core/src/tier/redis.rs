@@ -1095,6 +1095,20 @@ impl L2 {
         .await
     }
 
+    /// Claims this period of the warmer `name` (for `period`, under
+    /// [`Layout::warm_claim`]): true when this instance is the one to run it.
+    pub(crate) async fn claim_warm(
+        &self,
+        name: &str,
+        token: &str,
+        period: Duration,
+    ) -> Result<bool, TierError> {
+        let key = self.layout.warm_claim(name);
+        let bucket = self.layout.is_cluster().then_some(0);
+        self.guarded(bucket, self.store.claim(&key, token, period))
+            .await
+    }
+
     /// Not through the breaker: health checks want the truth.
     pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
         Ok(self.store.ping().await?)
