@@ -11,7 +11,7 @@ use crate::engine::{Engine, PlainKind, ResultKind};
 use crate::error::Error;
 use crate::key::{KeyBuilder, manual_key};
 use crate::stats::{
-    BackplaneStatus, ClusterStats, Health, NamespaceStats, Removal, Shutdown, Stats,
+    BackplaneStatus, ClusterStats, EntryInfo, Health, NamespaceStats, Removal, Shutdown, Stats,
 };
 use crate::ttl::Ttl;
 use crate::value::CacheValue;
@@ -551,7 +551,46 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn namespaces(&self) -> Result<Vec<NamespaceStats>, Error> {
-        self.engine.namespaces().await
+        self.engine.namespaces(1).await
+    }
+
+    /// Like [`namespaces`](Self::namespaces), for prefixes `depth` segments
+    /// deep (`user:42:` is 2 deep; a key with fewer segments counts under
+    /// its deepest). With Redis, beyond the first level, every key of the
+    /// index sets is read (`SSCAN`): O(entries), for operators' tools.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder().build().await?;
+    /// for key in ["user:1:profile", "user:1:roles", "user:2:profile", "user"] {
+    ///     cache.set(key, &1u8, cache_core::Preset::Short).await?;
+    /// }
+    /// let ns = cache.namespaces_at(2).await?;
+    /// let counts: Vec<(&str, u64)> = ns.iter().map(|n| (n.prefix.as_str(), n.entries)).collect();
+    /// assert_eq!(counts, [("user:1:", 2), ("", 1), ("user:2:", 1)]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`namespaces`](Self::namespaces).
+    pub async fn namespaces_at(&self, depth: usize) -> Result<Vec<NamespaceStats>, Error> {
+        self.engine.namespaces(depth).await
+    }
+
+    /// What Redis holds under `key`, described without knowing its type:
+    /// time left, stored size, and per value (one, or one per build during a
+    /// rolling deploy) its format, compression, type fingerprint, freshness
+    /// window, and the value itself as JSON when it is JSON or MessagePack
+    /// (a hex head otherwise). Bytes that are not a cache entry are
+    /// described as such ([`EntryInfo::problem`]). `None`: no such key, or
+    /// no shared tier.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when Redis cannot be read.
+    pub async fn inspect(&self, key: &str) -> Result<Option<EntryInfo>, Error> {
+        self.engine.inspect(&self.full_key(key)).await
     }
 
     /// Probes the backend and times it: with Redis, a `PING` (`Degraded` if it

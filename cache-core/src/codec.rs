@@ -389,12 +389,41 @@ pub(crate) fn encode<T: Serialize>(
     Ok(out)
 }
 
-/// Decodes an envelope written for `fingerprint`, with its timing facts if it has them.
-pub(crate) fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
-    fingerprint: u64,
-    config: &CodecConfig,
-) -> Result<(T, Option<Meta>), DecodeError> {
+/// An envelope's header, read without decoding the value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened<'a> {
+    pub(crate) format: Format,
+    /// `0` none, `1` zstd (anything else is refused when the body is read).
+    pub(crate) compression: u8,
+    pub(crate) fingerprint: u64,
+    pub(crate) meta: Option<Meta>,
+    pub(crate) body: &'a [u8],
+}
+
+impl Opened<'_> {
+    /// The serialized value, decompressed (bounded by `max`).
+    pub(crate) fn payload(&self, max: usize) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
+        match self.compression {
+            0 => Ok(std::borrow::Cow::Borrowed(self.body)),
+            1 => decompress(self.body, max).map(std::borrow::Cow::Owned),
+            other => Err(DecodeError::UnknownCompression(other)),
+        }
+    }
+
+    /// The value as JSON, for a JSON or MessagePack entry (whose values
+    /// describe themselves); `None` for the other formats.
+    pub(crate) fn as_json(&self, max: usize) -> Result<Option<serde_json::Value>, DecodeError> {
+        match self.format {
+            Format::Json | Format::MessagePack => {
+                deserialize(&self.payload(max)?, self.format, max).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Reads an envelope's header (see the module docs).
+pub(crate) fn open(bytes: &[u8]) -> Result<Opened<'_>, DecodeError> {
     if bytes.len() < HEADER || bytes[..2] != MAGIC {
         return Err(DecodeError::Foreign);
     }
@@ -418,15 +447,31 @@ pub(crate) fn decode<T: DeserializeOwned>(
     let format = Format::from_id(bytes[3])?;
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&bytes[5..13]);
-    if u64::from_le_bytes(fp) != fingerprint {
+    Ok(Opened {
+        format,
+        compression: bytes[4],
+        fingerprint: u64::from_le_bytes(fp),
+        meta,
+        body,
+    })
+}
+
+/// Decodes an envelope written for `fingerprint`, with its timing facts if it has them.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    fingerprint: u64,
+    config: &CodecConfig,
+) -> Result<(T, Option<Meta>), DecodeError> {
+    let opened = open(bytes)?;
+    if opened.fingerprint != fingerprint {
         return Err(DecodeError::OtherType);
     }
-    let value = match bytes[4] {
-        0 => deserialize(body, format, config.max_size),
-        1 => deserialize(&decompress(body, config.max_size)?, format, config.max_size),
-        other => Err(DecodeError::UnknownCompression(other)),
-    }?;
-    Ok((value, meta))
+    let value = deserialize(
+        &opened.payload(config.max_size)?,
+        opened.format,
+        config.max_size,
+    )?;
+    Ok((value, opened.meta))
 }
 
 #[cfg(test)]

@@ -118,8 +118,9 @@ pub use engine::{DEFAULT_WARM_WINDOW, WarmReport, Warmer, Warming};
 pub use error::{ConfigError, Error};
 pub use key::{KeyArg, KeyBuilder, KeyValue, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use stats::{
-    BackplaneStatus, ClusterStats, FunctionKind, FunctionStats, Health, HealthStatus,
+    BackplaneStatus, ClusterStats, EntryInfo, FunctionKind, FunctionStats, Health, HealthStatus,
     InstanceStats, NamespaceStats, RedisNodeStats, RedisStats, Removal, Shutdown, Stats,
+    StoredValue,
 };
 pub use value::CacheValue;
 

@@ -318,6 +318,48 @@ pub struct Shutdown {
     pub locks_released: usize,
 }
 
+/// What Redis holds under one key, from [`Cache::inspect`](crate::Cache::inspect).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntryInfo {
+    /// The key, without the cache's prefix.
+    pub key: String,
+    /// Time the key has left in Redis, in milliseconds (`None`: no expiry).
+    pub ttl_ms: Option<u64>,
+    /// Bytes stored under the key.
+    pub stored_bytes: usize,
+    /// The values it holds: one, or one per build during a rolling deploy.
+    pub values: Vec<StoredValue>,
+    /// Why the bytes are not a valid entry (then `values` is empty).
+    pub problem: Option<String>,
+}
+
+/// One value under a key, in [`EntryInfo::values`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredValue {
+    /// `postcard`, `json`, `message_pack` or `bincode`.
+    pub format: String,
+    /// `none` or `zstd`.
+    pub compression: String,
+    /// The type fingerprint (the type's shape and the function's `version`), hex.
+    pub fingerprint: String,
+    /// How long the value stays fresh, in milliseconds (`None`: the key does not expire).
+    pub fresh_ms: Option<u64>,
+    /// How long it may be served stale after that (`stale_if_error`), in milliseconds.
+    pub stale_window_ms: u64,
+    /// How long its computation took, when stored with it (early refresh, stale window).
+    pub compute_ms: Option<u32>,
+    /// Bytes of the serialized value (after decompression).
+    pub payload_bytes: usize,
+    /// The value, for JSON and MessagePack entries.
+    pub payload: Option<serde_json::Value>,
+    /// Up to its first 32 bytes, hex.
+    pub hex_head: String,
+    /// Why this value does not decode, if it does not.
+    pub problem: Option<String>,
+}
+
 /// The entries under one top-level prefix, from [`Cache::namespaces`](crate::Cache::namespaces).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

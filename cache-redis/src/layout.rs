@@ -425,6 +425,21 @@ impl Layout {
             .collect()
     }
 
+    /// The prefix of `rest` (a key without the cache's prefix) `depth`
+    /// segments deep, or as deep as it goes (`""` for a key without one).
+    ///
+    /// ```
+    /// assert_eq!(cache_redis::Layout::segment_at("user:42:profile", 2), "user:42:");
+    /// assert_eq!(cache_redis::Layout::segment_at("user:7", 2), "user:");
+    /// assert_eq!(cache_redis::Layout::segment_at("answer", 2), "");
+    /// ```
+    pub fn segment_at(rest: &str, depth: usize) -> &str {
+        segment_prefixes(rest)
+            .take(depth.max(1))
+            .last()
+            .unwrap_or("")
+    }
+
     /// The segment prefix a prefix pattern's literal part (`prefix:user:42:`)
     /// drains from its index set, if it is at a segment boundary and
     /// indexed (at most [`MAX_DEPTH`] deep).

@@ -968,6 +968,31 @@ impl RedisStore {
         self.run(async move { con.smembers(set).await }).await
     }
 
+    /// One `SSCAN set cursor COUNT count` step: the next cursor (0 when
+    /// done) and the members found.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on timeout or a Redis failure.
+    pub async fn scan_members(
+        &self,
+        set: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut con = self.connection();
+        self.run(async move {
+            redis::cmd("SSCAN")
+                .arg(set)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut con)
+                .await
+        })
+        .await
+    }
+
     /// Writes one instance's snapshot under `key` for `ttl` and lists the
     /// key in the set `live`, in one round trip.
     ///

@@ -110,6 +110,45 @@ pub fn select(stored: &[u8], variant: u64) -> Stored<'_> {
     found.unwrap_or(Stored::Absent)
 }
 
+/// Every entry a key holds, as (variant, `ends_before`, value): one for a
+/// plain value (its variant read at [`VARIANT_AT`], 0 if it is too short),
+/// several for a container; `None` for a container that does not parse.
+///
+/// ```
+/// use cache_redis::variants::{entries, shared};
+/// let both = shared(&[(1, 0, b"a"), (2, 500, b"b")]);
+/// let found = entries(&both).unwrap();
+/// assert_eq!(found.len(), 2);
+/// assert_eq!((found[1].0, found[1].1.as_millis(), found[1].2), (2, 500, &b"b"[..]));
+/// ```
+pub fn entries(stored: &[u8]) -> Option<Vec<(u64, Duration, &[u8])>> {
+    if stored.get(..2) != Some(&SHARED_MAGIC[..]) {
+        let variant = stored
+            .get(VARIANT_AT)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        return Some(vec![(variant, Duration::ZERO, stored)]);
+    }
+    let count = *stored.get(2)?;
+    let mut rest = &stored[3..];
+    let mut out = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let (head, tail) = rest.split_first_chunk::<20>()?;
+        let (v, lens) = head.split_at(8);
+        let (ends, len) = lens.split_at(8);
+        let v = u64::from_le_bytes(v.try_into().ok()?);
+        let ends = u64::from_le_bytes(ends.try_into().ok()?);
+        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+        if tail.len() < len {
+            return None;
+        }
+        let (value, after) = tail.split_at(len);
+        out.push((v, Duration::from_millis(ends), value));
+        rest = after;
+    }
+    rest.is_empty().then_some(out)
+}
+
 /// Builds a container (what the write script builds), for tests of readers.
 ///
 /// ```

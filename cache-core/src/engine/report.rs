@@ -126,12 +126,29 @@ impl Engine {
     }
 
     /// See [`Cache::namespaces`](crate::Cache::namespaces).
-    pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, Error> {
+    /// See [`Cache::inspect`](crate::Cache::inspect).
+    pub(crate) async fn inspect(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::stats::EntryInfo>, Error> {
+        let Some(l2) = &self.l2 else {
+            return Ok(None);
+        };
+        l2.inspect(key).await.map_err(|e| Error::Unavailable {
+            op: "inspect",
+            reason: e.to_string(),
+        })
+    }
+
+    pub(crate) async fn namespaces(&self, depth: usize) -> Result<Vec<NamespaceStats>, Error> {
         if let Some(l2) = &self.l2 {
-            return l2.namespaces().await.map_err(|e| Error::Unavailable {
-                op: "namespaces",
-                reason: e.to_string(),
-            });
+            return l2
+                .namespaces_at(depth)
+                .await
+                .map_err(|e| Error::Unavailable {
+                    op: "namespaces",
+                    reason: e.to_string(),
+                });
         }
         let head = if self.config.key_prefix.is_empty() {
             String::new()
@@ -141,7 +158,7 @@ impl Engine {
         self.l1.sync();
         let mut out: Vec<NamespaceStats> = self
             .l1
-            .namespaces(&head)
+            .namespaces(&head, depth)
             .into_iter()
             .map(|(prefix, entries)| NamespaceStats {
                 prefix,

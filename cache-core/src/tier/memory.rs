@@ -388,7 +388,9 @@ impl L1 {
     /// Live entries per top-level segment of the key after `head` (the
     /// cache's `prefix:`): `user:` for `head` + `user:42`, `""` for a key
     /// without a segment. Visits every entry.
-    pub(crate) fn namespaces(&self, head: &str) -> BTreeMap<String, u64> {
+    /// Live entries per key prefix `depth` segments deep (or as deep as
+    /// the key goes; `""` for keys without a segment).
+    pub(crate) fn namespaces(&self, head: &str, depth: usize) -> BTreeMap<String, u64> {
         let now = Instant::now();
         let mut out = BTreeMap::new();
         for (key, entry) in self.cache.iter() {
@@ -398,7 +400,11 @@ impl L1 {
             let Some(rest) = key.strip_prefix(head) else {
                 continue;
             };
-            let segment = rest.find(':').map_or("", |i| &rest[..=i]);
+            let segment = rest
+                .match_indices(':')
+                .take(depth.max(1))
+                .last()
+                .map_or("", |(i, _)| &rest[..=i]);
             *out.entry(segment.to_owned()).or_insert(0) += 1;
         }
         out

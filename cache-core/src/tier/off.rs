@@ -179,6 +179,12 @@ impl L2 {
     pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
         match *self {}
     }
+    pub(crate) async fn inspect(
+        &self,
+        _: &str,
+    ) -> Result<Option<crate::stats::EntryInfo>, TierError> {
+        match *self {}
+    }
     pub(crate) async fn claim_warm(
         &self,
         _: &str,
@@ -191,6 +197,9 @@ impl L2 {
         match *self {}
     }
     pub(crate) async fn namespaces(&self) -> Result<Vec<NamespaceStats>, TierError> {
+        match *self {}
+    }
+    pub(crate) async fn namespaces_at(&self, _: usize) -> Result<Vec<NamespaceStats>, TierError> {
         match *self {}
     }
     pub(crate) fn open_journal(&self, _: &std::path::Path, _: &str) -> Result<(), TierError> {

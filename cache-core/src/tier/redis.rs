@@ -140,7 +140,7 @@ use crate::breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 use crate::codec::{self, CodecConfig, Compression, Format};
 use crate::glob::Glob;
 use crate::observe::Observer;
-use crate::stats::{BackplaneStatus, NamespaceStats, Shutdown};
+use crate::stats::{BackplaneStatus, EntryInfo, NamespaceStats, Shutdown, StoredValue};
 
 /// A namespace with up to this many index entries is counted exactly; a
 /// larger one from a random sample of this many (one script, a few
@@ -1109,6 +1109,95 @@ impl L2 {
             .await
     }
 
+    /// What Redis holds under `key` (a full key), described without
+    /// knowing its type: `None` when there is no such key.
+    pub(crate) async fn inspect(&self, key: &str) -> Result<Option<EntryInfo>, TierError> {
+        let bucket = self.layout.key_bucket(key);
+        let name = self.layout.physical(key);
+        let Some((bytes, ttl)) = self.guarded(bucket, self.store.get_with_ttl(&name)).await? else {
+            return Ok(None);
+        };
+        let left = time_left(ttl);
+        let logical = self.layout.rest(key).unwrap_or(key);
+        let logical = logical.strip_prefix(':').unwrap_or(logical).to_owned();
+        let mut info = EntryInfo {
+            key: logical,
+            ttl_ms: left.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+            stored_bytes: bytes.len(),
+            values: Vec::new(),
+            problem: None,
+        };
+        let Some(entries) = variants::entries(&bytes) else {
+            info.problem = Some("entries of several builds that do not parse".to_owned());
+            return Ok(Some(info));
+        };
+        for (_, ends_before, value) in entries {
+            match codec::open(value) {
+                Ok(opened) => info
+                    .values
+                    .push(self.describe(&opened, value, left, ends_before)),
+                Err(e) => {
+                    info.problem = Some(format!("not a cache entry: {e}"));
+                    info.values.clear();
+                    break;
+                }
+            }
+        }
+        Ok(Some(info))
+    }
+
+    /// One value's facts, for [`inspect`](Self::inspect).
+    fn describe(
+        &self,
+        opened: &codec::Opened<'_>,
+        bytes: &[u8],
+        left: Option<Duration>,
+        ends_before: Duration,
+    ) -> StoredValue {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let stale_ms = opened.meta.map_or(0, |m| m.stale_ms);
+        let fresh = left.map(|l| {
+            l.saturating_sub(ends_before)
+                .saturating_sub(Duration::from_millis(stale_ms))
+        });
+        let max = self.codec.max_size;
+        let (payload_bytes, head, mut problem) = match opened.payload(max) {
+            Ok(p) => (
+                p.len(),
+                p.iter().take(32).map(|b| format!("{b:02x}")).collect(),
+                None,
+            ),
+            Err(e) => (
+                0,
+                bytes.iter().take(32).map(|b| format!("{b:02x}")).collect(),
+                Some(e.to_string()),
+            ),
+        };
+        let payload = match problem {
+            Some(_) => None,
+            None => opened.as_json(max).unwrap_or_else(|e| {
+                problem = Some(e.to_string());
+                None
+            }),
+        };
+        StoredValue {
+            format: opened.format.name().to_owned(),
+            compression: match opened.compression {
+                0 => "none".to_owned(),
+                1 => "zstd".to_owned(),
+                other => format!("unknown ({other})"),
+            },
+            fingerprint: format!("{:016x}", opened.fingerprint),
+            fresh_ms: fresh.map(ms),
+            stale_window_ms: stale_ms,
+            compute_ms: opened.meta.map(|m| m.delta_ms),
+            payload_bytes,
+            payload,
+            hex_head: head,
+            problem,
+        }
+    }
+
     /// Not through the breaker: health checks want the truth.
     pub(crate) async fn ping(&self) -> Result<Duration, TierError> {
         Ok(self.store.ping().await?)
@@ -1136,6 +1225,75 @@ impl L2 {
             );
         }
         true
+    }
+
+    /// The cache's entries per prefix `depth` segments deep (see
+    /// [`Layout::segment_at`]; 1 is [`namespaces`](Self::namespaces)): each
+    /// top-level index set is counted (and pruned) as there, then walked
+    /// with `SSCAN` and its keys grouped. A prefix's count is exact when its
+    /// top-level set's was.
+    pub(crate) async fn namespaces_at(
+        &self,
+        depth: usize,
+    ) -> Result<Vec<NamespaceStats>, TierError> {
+        if depth <= 1 {
+            return self.namespaces().await;
+        }
+        let mut counts: std::collections::BTreeMap<String, (u64, bool)> = Default::default();
+        for bucket in self.layout.buckets() {
+            let top = self.layout.top_indexes_in(bucket);
+            self.guarded(bucket, self.store.census(&top, CENSUS_TOP))
+                .await?;
+            let indexes = self.guarded(bucket, self.store.members(&top)).await?;
+            for index in &indexes {
+                let (_, exact) = self
+                    .guarded(bucket, self.store.census(index, CENSUS_EXACT))
+                    .await?;
+                let mut cursor = 0;
+                loop {
+                    let (next, members) = self
+                        .guarded(bucket, self.store.scan_members(index, cursor, 1000))
+                        .await?;
+                    for physical in &members {
+                        let Some(key) = self.layout.logical(physical) else {
+                            continue;
+                        };
+                        let rest = self.layout.rest(&key).unwrap_or(&key);
+                        let c = counts
+                            .entry(Layout::segment_at(rest, depth).to_owned())
+                            .or_insert((0, true));
+                        c.0 += 1;
+                        c.1 &= exact;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+            let flat = self.layout.flat_keys_in(bucket);
+            let (entries, exact) = self
+                .guarded(bucket, self.store.census(&flat, CENSUS_EXACT))
+                .await?;
+            let c = counts.entry(String::new()).or_insert((0, true));
+            c.0 += entries;
+            c.1 &= exact;
+        }
+        let mut out: Vec<NamespaceStats> = counts
+            .into_iter()
+            .filter(|(_, (entries, _))| *entries > 0)
+            .map(|(prefix, (entries, exact))| NamespaceStats {
+                prefix,
+                entries,
+                exact,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.entries
+                .cmp(&a.entries)
+                .then_with(|| a.prefix.cmp(&b.prefix))
+        });
+        Ok(out)
     }
 
     /// The cache's entries per top-level prefix, from its index sets: the
