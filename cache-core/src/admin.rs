@@ -10,6 +10,7 @@
 //! | `DELETE /clear?confirm=true` | every entry of the cache ([`Cache::clear`]); 200 when done, 202 when it waits for Redis |
 //! | `GET /namespaces` | entries per top-level prefix ([`Cache::namespaces`]) |
 //! | `GET /warmers` | the registered warmers' names ([`Cache::warmers`]) |
+//! | `GET /dashboard` | (feature `dashboard`) a page over these endpoints: every live instance with its hit rate and breaker, hit-rate and Redis-latency charts of the last minutes, the per-function table, namespaces, warmers with a "warm now" button, and an invalidate form that asks for confirmation. Its assets are embedded; it is served with a Content-Security-Policy that allows only them, and it shows keys and labels as text |
 //! | `POST /warm` | `{"names": ["products"]}`: runs those warmers now, here ([`Cache::warm`]); answers a report each (`written`, `error`, `duration_ms`) and how many failed; 400 on an unknown name, listing the known ones |
 //!
 //! Everything is JSON. A request the router refuses gets a 400 with
@@ -89,14 +90,20 @@ pub const MAX_PATTERNS: usize = 1000;
 /// # let _ = app; Ok(()) }
 /// ```
 pub fn router(cache: Cache) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/stats", get(stats))
         .route("/health", get(health))
         .route("/invalidate", post(invalidate))
         .route("/clear", delete(clear))
         .route("/namespaces", get(namespaces))
         .route("/warmers", get(warmers))
-        .route("/warm", post(warm))
+        .route("/warm", post(warm));
+    #[cfg(feature = "dashboard")]
+    let router = router
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style));
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(cache)
@@ -130,6 +137,54 @@ async fn method_not_allowed() -> Refusal {
     Refusal {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: "method not allowed: GET /stats, GET /health, POST /invalidate, DELETE /clear, GET /namespaces, GET /warmers, POST /warm".into(),
+    }
+}
+
+#[cfg(feature = "dashboard")]
+mod dashboard {
+    //! The dashboard page and its assets, embedded in the binary.
+
+    use axum::http::header;
+    use axum::response::IntoResponse;
+
+    /// Only the page's own script, style and API calls; no inline script,
+    /// no framing, no form posts elsewhere.
+    const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+         connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'";
+
+    fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+        (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CONTENT_SECURITY_POLICY, POLICY),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+    }
+
+    pub(super) async fn page() -> impl IntoResponse {
+        asset(
+            "text/html; charset=utf-8",
+            include_str!("admin/dashboard.html"),
+        )
+    }
+
+    pub(super) async fn script() -> impl IntoResponse {
+        asset(
+            "text/javascript; charset=utf-8",
+            include_str!("admin/dashboard.js"),
+        )
+    }
+
+    pub(super) async fn style() -> impl IntoResponse {
+        asset(
+            "text/css; charset=utf-8",
+            include_str!("admin/dashboard.css"),
+        )
     }
 }
 

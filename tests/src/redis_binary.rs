@@ -1,4 +1,5 @@
-//! Where `redis-server` is. Shared by `build.rs`, which decides from it
+//! Where `redis-server` is (and, for the dashboard's browser test,
+//! `chromedriver` and Chromium). Shared by `build.rs`, which decides from it
 //! whether the Redis tests are reported as ignored, and by
 //! [`RedisServer`](crate::redis_server::RedisServer), which starts it: both
 //! look in the same places.
@@ -21,8 +22,37 @@ pub(crate) fn find() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("REDIS_SERVER_BIN").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
+    program("redis-server")
+}
+
+/// The first file named `name` in [`search_dirs`].
+pub(crate) fn program(name: &str) -> Option<PathBuf> {
     search_dirs()
         .into_iter()
-        .map(|d| d.join("redis-server"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// `chromedriver` and the browser it drives: `CHROMEDRIVER` and
+/// `CHROME_BIN` when set, else the first found of each (Debian's
+/// `chromium-driver` and `chromium` packages, or Google Chrome's names).
+#[allow(dead_code)] // not every includer uses it
+pub(crate) fn browser() -> Option<(PathBuf, PathBuf)> {
+    let set = |var: &str| {
+        std::env::var_os(var)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    };
+    let driver = set("CHROMEDRIVER").or_else(|| program("chromedriver"))?;
+    let browser = set("CHROME_BIN").or_else(|| {
+        [
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ]
+        .into_iter()
+        .find_map(program)
+    })?;
+    Some((driver, browser))
 }

@@ -192,6 +192,12 @@ pub const EVENTUALLY_BOUND: Duration = Duration::from_secs(20);
 /// # Panics
 ///
 /// `timed out after 20 s waiting for: <what>` when it never holds.
+/// `chromedriver` and the Chromium (or Chrome) it drives, if both are
+/// installed (`CHROMEDRIVER` and `CHROME_BIN` override the search).
+pub fn browser() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    crate::redis_binary::browser()
+}
+
 pub async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + EVENTUALLY_BOUND;
     while !condition().await {

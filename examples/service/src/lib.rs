@@ -8,7 +8,8 @@
 //! PUT  /employees/{id}          {"name", "title", "department"}; drops employee:<id> and employees:*
 //! GET  /metrics                 Prometheus text
 //! GET  /healthz                 database, cache backend, backplane
-//! /admin/cache/...              the cache's admin routes, with CACHE_ADMIN_TOKEN only, behind its bearer token
+//! /admin/cache/...              the cache's admin routes, with CACHE_ADMIN_TOKEN only, behind its token
+//! /admin/cache/dashboard        the cache's dashboard page (a browser asks for the token as a password)
 //! ```
 //!
 //! Configuration, from the environment:
@@ -19,7 +20,8 @@
 //! | `HOST` | address to listen on | `127.0.0.1` |
 //! | `DATABASE_PATH` | the SQLite file, created and seeded with 200 employees if empty | `employees.sqlite3` in the temporary directory |
 //! | `REDIS_URL` | Redis shared by the instances (and the other `CACHE_*` variables of [`cache_core::CacheBuilder`]) | none: in-process cache only |
-//! | `CACHE_ADMIN_TOKEN` | bearer token of `/admin/cache` | none: the admin routes are not mounted |
+//! | `CACHE_ADMIN_TOKEN` | bearer token of `/admin/cache` (or HTTP Basic's password, for the dashboard in a browser) | none: the admin routes are not mounted |
+//! | `WARM_ON_START` | run the `first_page` warmer (page 1 and its employees) at start; it also runs every 10 minutes (one instance among those sharing Redis), from `POST /admin/cache/warm` and from the dashboard | `true` |
 //! | `RUST_LOG` | log filter (logs go to stderr) | `info` |
 //!
 //! Once listening it prints one line to stdout, `listening on http://ADDR`,
@@ -37,7 +39,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use cache_core::Cache;
+use cache_core::{Cache, Warmer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -110,6 +112,9 @@ pub struct Config {
     pub database_path: PathBuf,
     /// The admin routes' token (`CACHE_ADMIN_TOKEN`); `None`: not mounted.
     pub admin_token: Option<AdminToken>,
+    /// Whether the `first_page` warmer runs at start (`WARM_ON_START`,
+    /// default true); it runs every [`WARM_EVERY`] and when asked either way.
+    pub warm_on_start: bool,
 }
 
 impl Config {
@@ -149,11 +154,23 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("employees.sqlite3"));
         let admin_token = get("CACHE_ADMIN_TOKEN").and_then(|t| AdminToken::new(&t));
+        let warm_on_start = match get("WARM_ON_START").as_deref().map(str::trim) {
+            None | Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(v) => {
+                return Err(ServiceError::Config {
+                    name: "WARM_ON_START",
+                    value: v.to_owned(),
+                    reason: "expected true or false".into(),
+                });
+            }
+        };
         Ok(Config {
             host,
             port,
             database_path,
             admin_token,
+            warm_on_start,
         })
     }
 }
@@ -178,6 +195,28 @@ pub fn install_metrics() -> Result<PrometheusHandle, ServiceError> {
         )?
         .install_recorder()?;
     Ok(handle)
+}
+
+/// How often the first page is warmed (one instance per period).
+pub const WARM_EVERY: Duration = Duration::from_secs(600);
+
+/// The warmer `first_page`: the first page of employees and each employee
+/// on it, written under the keys `GET /employees` and `GET /employees/{id}`
+/// read, at start (with `on_start`) and every [`WARM_EVERY`] (by one
+/// instance among those sharing Redis).
+pub fn first_page_warmer(repo: Repository, on_start: bool) -> Warmer {
+    let warmer = Warmer::new("first_page", move |w| {
+        let repo = repo.clone();
+        async move {
+            let page = w.call(repo.employees(1, routes::DEFAULT_PAGE_SIZE)).await?;
+            for e in &page.items {
+                w.call(repo.employee(e.id)).await?;
+            }
+            Ok::<_, DbError>(())
+        }
+    })
+    .every(WARM_EVERY);
+    if on_start { warmer.on_start() } else { warmer }
 }
 
 /// The whole application: the API, and the cache's admin routes under
@@ -229,8 +268,10 @@ pub async fn run() -> Result<(), ServiceError> {
         admin = config.admin_token.is_some(),
         "starting"
     );
+    let repo = Repository::new(db);
+    cache.add_warmer(first_page_warmer(repo.clone(), config.warm_on_start))?;
     let state = AppState {
-        repo: Repository::new(db),
+        repo,
         cache: cache.clone(),
         metrics,
     };
@@ -379,6 +420,7 @@ mod tests {
             std::env::temp_dir().join("employees.sqlite3")
         );
         assert!(c.admin_token.is_none());
+        assert!(c.warm_on_start);
         Ok(())
     }
 
@@ -395,6 +437,14 @@ mod tests {
         assert_eq!(c.database_path, PathBuf::from("/tmp/x.db"));
         assert!(c.admin_token.is_some());
         assert!(config(&[("CACHE_ADMIN_TOKEN", " ")])?.admin_token.is_none());
+        assert!(!config(&[("WARM_ON_START", "false")])?.warm_on_start);
+        let err = config(&[("WARM_ON_START", "maybe")])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid WARM_ON_START=\"maybe\": expected true or false")
+        );
         let err = config(&[("PORT", "70000")]).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
