@@ -1,7 +1,8 @@
 //! Warming: a warmed `#[cached]` key is a hit for the attribute, a failing
 //! or panicking warmer fails alone, a warmed entry replaces other
 //! instances' copies, and instances that start together with an
-//! `on_start` warmer make one origin pass between them (the claim in Redis).
+//! `on_start` warmer make one origin pass between them (the claim in
+//! Redis), in one process and as ten processes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use cache_core::{Cache, Error, Preset, Warmer, cached};
 use tests::redis_server::RedisServer;
-use tests::support::{Instance, eventually};
+use tests::support::{Instance, eventually, redis_connection};
 
 static ORIGIN: AtomicUsize = AtomicUsize::new(0);
 
@@ -180,4 +181,47 @@ async fn a_warmed_entry_replaces_other_instances_copies() {
         b.get::<u32>("price").await.unwrap() == Some(2)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn ten_processes_starting_together_warm_once() {
+    let server = RedisServer::start();
+    // A common start instant, late enough for every process to be up.
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1500;
+    let workers: Vec<std::process::Child> = (0..10)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_warm_worker"))
+                .args([server.url(), "wp".to_owned(), start_at.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut said = Vec::new();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    said.sort();
+    let mut expected = vec!["skipped".to_owned(); 9];
+    expected.insert(0, "ran".to_owned());
+    assert_eq!(said, expected);
+    let mut con = redis_connection(&server).await;
+    let passes: u64 = redis::cmd("GET")
+        .arg("wp:origin")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(passes, 1, "one origin pass among ten processes");
 }
