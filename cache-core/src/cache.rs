@@ -586,6 +586,15 @@ impl Cache {
     /// described as such ([`EntryInfo::problem`]). `None`: no such key, or
     /// no shared tier.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = cache_core::Cache::builder().build().await?;
+    /// cache.set("k", &1u8, cache_core::Preset::Short).await?;
+    /// // In-process only: no stored bytes to describe.
+    /// assert!(cache.inspect("k").await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Unavailable`] when Redis cannot be read.

@@ -374,6 +374,30 @@ pub struct NamespaceStats {
     pub exact: bool,
 }
 
+impl NamespaceStats {
+    /// Rows of (prefix, entries, exact), those with entries, largest first
+    /// (then by prefix).
+    pub(crate) fn largest_first(
+        rows: impl IntoIterator<Item = (String, u64, bool)>,
+    ) -> Vec<NamespaceStats> {
+        let mut out: Vec<NamespaceStats> = rows
+            .into_iter()
+            .filter(|(_, entries, _)| *entries > 0)
+            .map(|(prefix, entries, exact)| NamespaceStats {
+                prefix,
+                entries,
+                exact,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.entries
+                .cmp(&a.entries)
+                .then_with(|| a.prefix.cmp(&b.prefix))
+        });
+        out
+    }
+}
+
 /// Counters of one annotated function.
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

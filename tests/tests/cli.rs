@@ -107,6 +107,20 @@ async fn stats_show_every_live_instance_but_not_the_cli() {
     assert!(human.contains("employee:<id>"), "{human}");
 }
 
+/// (prefix, entries) of `namespaces --json`.
+fn prefixes(ns: &Value) -> Vec<(&str, u64)> {
+    ns.as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["prefix"].as_str().unwrap(),
+                n["entries"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn namespaces_count_from_the_index_sets() {
@@ -116,34 +130,14 @@ async fn namespaces_count_from_the_index_sets() {
         cache.set(key, &1u8, Preset::Medium).await.unwrap();
     }
     let ns = json(&cli(&server, "clin", &["--json", "namespaces"]));
-    let rows: Vec<(&str, u64)> = ns
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["prefix"].as_str().unwrap(),
-                n["entries"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let rows = prefixes(&ns);
     assert_eq!(rows, [("user:", 3), ("", 1), ("report:", 1)]);
     let deep = json(&cli(
         &server,
         "clin",
         &["--json", "namespaces", "--depth", "2"],
     ));
-    let rows: Vec<(&str, u64)> = deep
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["prefix"].as_str().unwrap(),
-                n["entries"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let rows = prefixes(&deep);
     assert_eq!(
         rows,
         [("user:1:", 2), ("", 1), ("report:", 1), ("user:2:", 1)]

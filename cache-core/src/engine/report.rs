@@ -156,21 +156,11 @@ impl Engine {
             format!("{}:", self.config.key_prefix)
         };
         self.l1.sync();
-        let mut out: Vec<NamespaceStats> = self
-            .l1
-            .namespaces(&head, depth)
-            .into_iter()
-            .map(|(prefix, entries)| NamespaceStats {
-                prefix,
-                entries,
-                exact: true,
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.entries
-                .cmp(&a.entries)
-                .then_with(|| a.prefix.cmp(&b.prefix))
-        });
-        Ok(out)
+        Ok(NamespaceStats::largest_first(
+            self.l1
+                .namespaces(&head, depth)
+                .into_iter()
+                .map(|(prefix, entries)| (prefix, entries, true)),
+        ))
     }
 }

@@ -1279,21 +1279,9 @@ impl L2 {
             c.0 += entries;
             c.1 &= exact;
         }
-        let mut out: Vec<NamespaceStats> = counts
-            .into_iter()
-            .filter(|(_, (entries, _))| *entries > 0)
-            .map(|(prefix, (entries, exact))| NamespaceStats {
-                prefix,
-                entries,
-                exact,
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.entries
-                .cmp(&a.entries)
-                .then_with(|| a.prefix.cmp(&b.prefix))
-        });
-        Ok(out)
+        Ok(NamespaceStats::largest_first(counts.into_iter().map(
+            |(prefix, (entries, exact))| (prefix, entries, exact),
+        )))
     }
 
     /// The cache's entries per top-level prefix, from its index sets: the
@@ -1338,21 +1326,9 @@ impl L2 {
                 c.1 &= exact;
             }
         }
-        let mut out: Vec<NamespaceStats> = counts
-            .into_iter()
-            .filter(|(_, (entries, _))| *entries > 0)
-            .map(|(prefix, (entries, exact))| NamespaceStats {
-                prefix,
-                entries,
-                exact,
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.entries
-                .cmp(&a.entries)
-                .then_with(|| a.prefix.cmp(&b.prefix))
-        });
-        Ok(out)
+        Ok(NamespaceStats::largest_first(counts.into_iter().map(
+            |(prefix, (entries, exact))| (prefix, entries, exact),
+        )))
     }
 
     /// This instance's id on the backplane, in hex.
