@@ -14,8 +14,14 @@ use serde::Serialize;
 /// A table whose first `text` columns are left-aligned, the rest (figures) right.
 pub(crate) fn table(text: usize, header: &[&str]) -> Table {
     let mut t = Table::new();
+    // Fitted to the terminal when it has a usable width; a terminal that
+    // reports none (0 columns under some wrappers) would squash every column.
+    let arrangement = match crossterm::terminal::size() {
+        Ok((width, _)) if width >= 60 => ContentArrangement::Dynamic,
+        _ => ContentArrangement::Disabled,
+    };
     t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_content_arrangement(arrangement)
         .set_header(header.iter().copied());
     for i in text..header.len() {
         if let Some(c) = t.column_mut(i) {
