@@ -1,5 +1,7 @@
 //! The warming API of a cache (the mechanics are in the engine's `warm`).
 
+use std::sync::Arc;
+
 use crate::cache::Cache;
 use crate::engine::{WarmReport, Warmer, Warming};
 use crate::error::Error;
@@ -16,8 +18,17 @@ impl Cache {
     ///
     /// [`Error::DuplicateWarmer`] if a warmer of that name is registered.
     pub fn add_warmer(&self, warmer: Warmer) -> Result<(), Error> {
+        // The scope's cache is held weakly: the warmer lives in its cache's
+        // engine, and a strong handle there (the same cache, in tests) would
+        // keep that engine, and its schedule, alive for ever.
         let warmer = match registry::scoped() {
-            Some(scope) => warmer.within(move |fut| Box::pin(scope.scope(fut))),
+            Some(scope) => {
+                let scope = Arc::downgrade(scope.engine_arc());
+                warmer.within(move |fut| match scope.upgrade() {
+                    Some(engine) => Box::pin(Cache::from_engine(engine).scope(fut)),
+                    None => fut,
+                })
+            }
             None => warmer,
         };
         self.engine_arc().add_warmer(warmer)

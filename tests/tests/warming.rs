@@ -225,3 +225,47 @@ async fn ten_processes_starting_together_warm_once() {
         .unwrap();
     assert_eq!(passes, 1, "one origin pass among ten processes");
 }
+
+/// Signals when the last clone of it is dropped.
+struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_warmer_added_in_a_scope_does_not_keep_its_cache_alive() {
+    let (tx, dropped) = tokio::sync::oneshot::channel();
+    let signal = Arc::new(DropSignal(Some(tx)));
+    let runs = Arc::new(AtomicUsize::new(0));
+    {
+        let cache = Cache::builder().build().await.unwrap();
+        let c = cache.clone();
+        let (signal, counted) = (Arc::clone(&signal), Arc::clone(&runs));
+        cache
+            .scope(async move {
+                c.add_warmer(
+                    Warmer::new("ticks", move |_| {
+                        let _held = Arc::clone(&signal);
+                        counted.fetch_add(1, SeqCst);
+                        async { Ok::<_, Error>(()) }
+                    })
+                    .on_start()
+                    .every(Duration::from_millis(20)),
+                )
+                .unwrap();
+            })
+            .await;
+        eventually("the schedule runs", async || runs.load(SeqCst) >= 2).await;
+    }
+    drop(signal);
+    // Every handle is gone: the engine, its warmers and their schedule end.
+    tokio::time::timeout(Duration::from_secs(20), dropped)
+        .await
+        .expect("the warmer (and its cache) was dropped")
+        .unwrap();
+}

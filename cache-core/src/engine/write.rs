@@ -63,9 +63,6 @@ impl Engine {
         value: &T,
         spec: &Spec<'_>,
     ) -> Result<(), Error> {
-        if !self.config.enabled {
-            return Ok(());
-        }
         let ttl = self.resolve_ttl(spec.opts.ttl);
         self.put_for(key, value, ttl, spec).await
     }
