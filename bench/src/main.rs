@@ -14,7 +14,8 @@
 //! Cases, in order (Redis is killed for the last one):
 //! 1. L1 hit; 2. L1 hits from 2 threads x 64 tasks; 3. L2 hit with L1 off;
 //! 4. L2 throughput of 64 and of 256 tasks on independent keys (ours with
-//!    reads batched and not, vs raw `GET` and raw `MGET` in batches of 64);
+//!    reads batched and not, and our Redis tier alone, vs raw `GET` and raw
+//!    `MGET`: in batches of 32 for 64 tasks, of 64 for 256);
 //! 5. a mix of 90% in-process and 10% Redis hits from 64 tasks;
 //! 6. origin calls for 1,000 concurrent cold callers; 7. invalidating 1,000
 //!    of 1,000,000 keys (100,000 in quick mode); 8. an L1-miss call with Redis
@@ -353,7 +354,13 @@ async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
                 &field,
                 plan,
                 TASKS,
-                &[Reader::Batched, Reader::Unbatched, Reader::RawGet],
+                &[
+                    Reader::Batched,
+                    Reader::Unbatched,
+                    Reader::Store,
+                    Reader::RawGet,
+                    Reader::RawMget(TASKS / 2),
+                ],
                 Reader::RawGet,
             )
             .await,
@@ -366,6 +373,7 @@ async fn run(server: &mut RedisServer, plan: &Plan) -> Result<Report, String> {
                 &[
                     Reader::Batched,
                     Reader::Unbatched,
+                    Reader::Store,
                     Reader::RawGet,
                     Reader::RawMget(TASKS),
                 ],
@@ -622,6 +630,9 @@ enum Reader {
     Batched,
     /// The same with batching off.
     Unbatched,
+    /// Our Redis tier alone (`RedisStore::get`, batched) + decode: the
+    /// engine's share is the gap between this and `Batched`.
+    Store,
     /// redis-rs `GET` + decode on one multiplexed connection.
     RawGet,
     /// redis-rs `MGET` of this many keys + decode, one task per batch.
@@ -643,6 +654,12 @@ impl Reader {
                 "postcard",
                 measure::Kind::Ours,
             ),
+            Reader::Store => Spec::new(
+                "cache-redis",
+                "RedisStore::get (reads batched) + postcard decode, no engine",
+                "postcard",
+                measure::Kind::Raw,
+            ),
             Reader::RawGet => Spec::new(
                 "redis-rs",
                 "GET + postcard decode, one multiplexed connection",
@@ -661,12 +678,8 @@ impl Reader {
 
 /// Keys read per second by `tasks` tasks, each reading its own keys
 /// (`KEYS / tasks` of them) `per_task` times.
-async fn keys_per_second(
-    reader: Reader,
-    con: &MultiplexedConnection,
-    tasks: usize,
-    per_task: usize,
-) -> f64 {
+async fn keys_per_second(reader: Reader, raw: &raw::Raw, tasks: usize, per_task: usize) -> f64 {
+    let (con, store) = (&raw.con, &raw.store);
     let own = (KEYS as usize / tasks).max(1);
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -688,6 +701,7 @@ async fn keys_per_second(
         _ => {
             for task in 0..tasks {
                 let con = con.clone();
+                let store = store.clone();
                 set.spawn(async move {
                     for i in 0..per_task {
                         let id = ((task * own + i % own) as u64) % KEYS;
@@ -697,6 +711,9 @@ async fn keys_per_second(
                             }
                             Reader::Unbatched => {
                                 std::hint::black_box(ours::l2_unbatched(id).await.ok());
+                            }
+                            Reader::Store => {
+                                std::hint::black_box(raw::store_get_postcard(&store, id).await);
                             }
                             _ => {
                                 std::hint::black_box(raw::get_postcard(con.clone(), id).await);
@@ -721,10 +738,9 @@ async fn throughput(
     baseline: Reader,
 ) -> Case {
     let (rounds, per_task) = plan.throughput;
-    let con = &field.raw.con;
     // Warm: every key in Redis for every reader.
     for &r in readers {
-        keys_per_second(r, con, tasks, per_task.min(8)).await;
+        keys_per_second(r, &field.raw, tasks, per_task.min(8)).await;
     }
     let mut figures = vec![Vec::new(); readers.len()];
     for round in 0..rounds {
@@ -734,7 +750,7 @@ async fn throughput(
             (0..readers.len()).rev().collect()
         };
         for i in order {
-            figures[i].push(keys_per_second(readers[i], con, tasks, per_task).await);
+            figures[i].push(keys_per_second(readers[i], &field.raw, tasks, per_task).await);
         }
     }
     let rows = readers
