@@ -114,14 +114,16 @@ impl Engine {
                         leader.complete(e, start);
                         return hit(v, Outcome::HitL1, &key);
                     }
-                    let mut fallback = None;
-                    let mut lock = None;
-                    let mut observed = None;
-                    let mut reachable = true;
-                    if let Some(l2) = &self.l2 {
+                    let (fallback, lock, observed) = if let Some(l2) = &self.l2 {
                         let read = l2
                             .read::<K::Value>(&key, spec.opts.version, self.config.l1_enabled)
                             .await;
+                        // Declared after the read, not before: held across
+                        // its await, they made every Redis hit's state larger.
+                        let mut fallback = None;
+                        let mut lock = None;
+                        let mut observed = None;
+                        let mut reachable = true;
                         let missed = match read {
                             Read::Hit(v, timing) => Some((v, timing)),
                             Read::Stale(v, left) => {
@@ -204,7 +206,10 @@ impl Engine {
                             }
                             return hit(v, Outcome::HitL2, &key);
                         }
-                    }
+                        (fallback, lock, observed)
+                    } else {
+                        (None, None, None)
+                    };
                     let origin = Origin {
                         start,
                         leader: Some(leader),
