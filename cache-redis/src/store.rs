@@ -80,6 +80,26 @@ const UNLOCK: &str = "local mine = redis.call('GET', KEYS[1]) == ARGV[1] \
      if mine then return 1 end \
      return 0";
 
+/// Lua: `next_seq(key)` moves an invalidation sequence on and returns its
+/// new number: one above the last, and never below Redis's clock in
+/// microseconds. A sequence that was lost (evicted, flushed, or not yet
+/// replicated when a failover promoted a replica) so starts above every
+/// number handed out before, instead of again at 1, where the next
+/// invalidation's marker would be below what computations already in
+/// flight observed, and would not stop their stale writes. Numbers stay
+/// below 2^53, exact in Lua's doubles. A user whose ACL denies `TIME` gets
+/// the plain count (`pcall`): everything works, without the floor.
+const NEXT_SEQ_LUA: &str = "local function next_seq(key) \
+     local t = redis.pcall('TIME') \
+     local now = 0 \
+     if not t.err then now = tonumber(t[1]) * 1000000 + tonumber(t[2]) end \
+     local n = tonumber(redis.call('GET', key) or '0') + 1 \
+     if now > n then n = now end \
+     n = string.format('%.0f', n) \
+     redis.call('SET', key, n) \
+     return n \
+ end ";
+
 /// Lua scripts, sent by hash (`EVALSHA`, loaded on first use by redis-rs).
 struct Scripts {
     renew: redis::Script,
@@ -108,6 +128,19 @@ pub enum WriteGuard<'a> {
         /// The sequence number then.
         observed: Observed,
     },
+    /// For a Redis that evicts keys, where a marker may be gone: as
+    /// [`Unchanged`](Self::Unchanged), and also refused if `sequence` moved
+    /// since `observed` was read (any invalidation of its bucket), or is
+    /// missing (evicted, with whatever moved it). A missing sequence is
+    /// created again, so the next computation may write.
+    UnmovedSequence {
+        /// The markers.
+        markers: &'a [String],
+        /// The sequence key the computation observed.
+        sequence: &'a str,
+        /// The sequence number then.
+        observed: Observed,
+    },
     /// An explicit overwrite: stamps `marker` (the key's own) with the next
     /// sequence number, so that computations that started before it do not
     /// overwrite it.
@@ -131,20 +164,26 @@ impl Scripts {
                  return 0",
             ),
             // KEYS: value key, index sets (ARGV[3] of them), the registry
-            // that counts the key, then markers, then (bump mode) the sequence key.
+            // that counts the key, then markers (mode `check-seq`: the
+            // sequence key last), then (mode `bump`) the sequence key.
             // ARGV: value, px, index count, mode, marker ttl, observed sequence.
             write: redis::Script::new(
-                &"local nidx = tonumber(ARGV[3]) \
+                &"{next_seq} \
+                 local nidx = tonumber(ARGV[3]) \
                  local first = 3 + nidx \
-                 if ARGV[4] == 'check' then \
+                 if ARGV[4] == 'check' or ARGV[4] == 'check-seq' then \
                      local seen = tonumber(ARGV[6]) \
+                     if ARGV[4] == 'check-seq' and not redis.call('GET', KEYS[#KEYS]) then \
+                         next_seq(KEYS[#KEYS]) \
+                         return 0 \
+                     end \
                      for i = first, #KEYS do \
                          if tonumber(redis.call('GET', KEYS[i]) or '0') > seen then \
                              return 0 \
                          end \
                      end \
                  else \
-                     local n = redis.call('INCR', KEYS[first + 1]) \
+                     local n = next_seq(KEYS[first + 1]) \
                      redis.call('SET', KEYS[first], n, 'PX', ARGV[5]) \
                  end \
                  local px = tonumber(ARGV[2]) \
@@ -165,6 +204,7 @@ impl Scripts {
                      redis.call('PEXPIRE', reg, px) \
                  end \
                  return 1"
+                    .replace("{next_seq}", NEXT_SEQ_LUA)
                     .replace("{merge}", crate::variants::MERGE_LUA)
                     .replace(
                         "MAX_OTHERS",
@@ -172,16 +212,18 @@ impl Scripts {
                     ),
             ),
             // KEYS: key, its marker, the sequence key. ARGV: marker ttl.
-            invalidate_key: redis::Script::new(
-                "local n = redis.call('UNLINK', KEYS[1]) \
-                 local s = redis.call('INCR', KEYS[3]) \
+            invalidate_key: redis::Script::new(&format!(
+                "{NEXT_SEQ_LUA} \
+                 local n = redis.call('UNLINK', KEYS[1]) \
+                 local s = next_seq(KEYS[3]) \
                  redis.call('SET', KEYS[2], s, 'PX', ARGV[1]) \
-                 return n",
-            ),
+                 return n"
+            )),
             // KEYS: index set, marker, sequence key. ARGV: batch, marker ttl, bump (1/0).
-            drain: redis::Script::new(
-                "if ARGV[3] == '1' then \
-                     local s = redis.call('INCR', KEYS[3]) \
+            drain: redis::Script::new(&format!(
+                "{NEXT_SEQ_LUA} \
+                 if ARGV[3] == '1' then \
+                     local s = next_seq(KEYS[3]) \
                      redis.call('SET', KEYS[2], s, 'PX', ARGV[2]) \
                  end \
                  local m \
@@ -193,14 +235,15 @@ impl Scripts {
                  end \
                  local n = 0 \
                  if #m > 0 then n = redis.call('UNLINK', unpack(m)) end \
-                 return {n, redis.call('SCARD', KEYS[1])}",
-            ),
+                 return {{n, redis.call('SCARD', KEYS[1])}}"
+            )),
             // KEYS: marker, sequence key. ARGV: marker ttl.
-            bump: redis::Script::new(
-                "local s = redis.call('INCR', KEYS[2]) \
+            bump: redis::Script::new(&format!(
+                "{NEXT_SEQ_LUA} \
+                 local s = next_seq(KEYS[2]) \
                  redis.call('SET', KEYS[1], s, 'PX', ARGV[1]) \
-                 return s",
-            ),
+                 return s"
+            )),
             // KEYS: a set. ARGV: how many members to check at most.
             // Counts the members that exist and removes the others: all of
             // them up to the limit (exact), else a random sample, scaled.
@@ -787,6 +830,19 @@ impl RedisStore {
         match guard {
             WriteGuard::Unchanged { markers, observed } => {
                 invocation.key(markers).arg("check").arg(0).arg(observed);
+            }
+            WriteGuard::UnmovedSequence {
+                markers,
+                sequence,
+                observed,
+            } => {
+                // The sequence last: the script checks it is there.
+                invocation
+                    .key(markers)
+                    .key(sequence)
+                    .arg("check-seq")
+                    .arg(0)
+                    .arg(observed);
             }
             WriteGuard::Bump {
                 marker,

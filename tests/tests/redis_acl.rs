@@ -16,7 +16,7 @@ use tests::support::eventually;
 /// The ACL rule of README ("Locked-down Redis"), for the prefix `cache`.
 const APP_RULE: &str = "on >app-s3cret resetkeys ~cache:* resetchannels &cache:__backplane \
     -@all +get +mget +set +pttl +exists +pexpire +unlink +scan +publish +subscribe +ping \
-    +info +dbsize +smembers +sadd +evalsha +eval +script|load +incr +getrange +del +scard \
+    +info +dbsize +smembers +sadd +evalsha +eval +script|load +time +getrange +del +scard \
     +spop +srem +srandmember";
 
 fn locked_down() -> RedisServer {

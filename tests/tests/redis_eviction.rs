@@ -1,7 +1,9 @@
 //! A Redis that evicts (`maxmemory` small, `allkeys-lru`) under a write
 //! load that makes it evict: index sets go with the values, leaving keys
 //! that the index no longer names. After each prefix invalidation, no key
-//! under the prefix is left in Redis or read back.
+//! under the prefix is left in Redis or read back. And when the record of
+//! an invalidation is lost (its marker, the sequence, or both), a value
+//! computed before it is still not stored.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -118,9 +120,11 @@ impl Gated {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
-async fn with_evictions_an_evicted_marker_does_not_let_a_stale_value_in() {
+/// Two instances on a Redis that evicts, A knowing it does (from a read of
+/// Redis's figures, as from any prefix invalidation), with room again
+/// (flushed), so that from here only the keys a test removes are missing.
+/// A hears nothing from B: only Redis can refuse A's stale writes.
+async fn evicting_pair() -> (RedisServer, Cache, Cache, redis::aio::MultiplexedConnection) {
     let server = RedisServer::start_with(ServerConfig {
         args: ["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"]
             .map(String::from)
@@ -134,7 +138,6 @@ async fn with_evictions_an_evicted_marker_does_not_let_a_stale_value_in() {
             .redis_op_timeout(Duration::from_secs(2))
             .l1_enabled(false)
     };
-    // A hears nothing from B: only Redis can refuse A's stale write.
     let (a, b) = (instance().backplane(false), instance());
     let (a, b) = (a.build_blocking().unwrap(), b.build_blocking().unwrap());
     let value = vec![1u8; 2000];
@@ -155,18 +158,24 @@ async fn with_evictions_an_evicted_marker_does_not_let_a_stale_value_in() {
             .is_some_and(|n| n.trim() != "0")),
         "the fillers made Redis evict: {info}"
     );
-    // A learns that Redis evicts (from its stats, as from any prefix
-    // invalidation): from a read of Redis's figures that succeeded.
     eventually("A has read Redis's figures", async || {
         a.stats().await.redis.is_some_and(|r| r.reachable)
     })
     .await;
-    // From here Redis has room: nothing else is evicted (the sequence the
-    // rule under test reads included), only the marker this test removes.
     let _: () = redis::cmd("FLUSHDB").query_async(&mut con).await.unwrap();
+    (server, a, b, con)
+}
 
-    // A computes profile 1 from the old row; B invalidates it meanwhile;
-    // Redis then evicts the marker that invalidation stamped.
+/// A computes profile 1 from the old row; meanwhile the keys in `before`
+/// go (as Redis would evict them), B invalidates the profile, and the keys
+/// in `after` go. What A computed.
+async fn compute_across_an_invalidation(
+    a: &Cache,
+    b: &Cache,
+    con: &mut redis::aio::MultiplexedConnection,
+    before: &[String],
+    after: &[String],
+) -> String {
     let gated = std::sync::Arc::new(Gated {
         gate: tokio::sync::watch::channel(false).0,
         started: tokio::sync::Notify::new(),
@@ -177,16 +186,80 @@ async fn with_evictions_an_evicted_marker_does_not_let_a_stale_value_in() {
         tokio::spawn(async move { a.scope(gated.profile(1)).await })
     };
     started.await;
+    let mut lose = async |keys: &[String]| {
+        for key in keys {
+            let removed: u64 = redis::cmd("DEL").arg(key).query_async(con).await.unwrap();
+            assert_eq!(removed, 1, "{key} was there");
+        }
+    };
+    lose(before).await;
     b.delete("profile:1").await.unwrap();
-    let marker = Layout::new("em").key_marker("em:profile:1");
-    let removed: u64 = redis::cmd("DEL")
-        .arg(&marker)
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(removed, 1, "the marker {marker} was there");
+    lose(after).await;
     gated.gate.send_replace(true);
-    assert_eq!(computing.await.unwrap(), "old profile 1");
+    computing.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn with_evictions_an_evicted_marker_does_not_let_a_stale_value_in() {
+    let (_server, a, b, mut con) = evicting_pair().await;
+    let marker = Layout::new("em").key_marker("em:profile:1");
+    let computed = compute_across_an_invalidation(&a, &b, &mut con, &[], &[marker]).await;
+    assert_eq!(computed, "old profile 1");
     // The value computed before the invalidation was not stored.
+    assert_eq!(b.get::<String>("profile:1").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn with_evictions_an_evicted_marker_and_sequence_do_not_let_a_stale_value_in() {
+    let (_server, a, b, mut con) = evicting_pair().await;
+    let layout = Layout::new("em");
+    let lost = [
+        layout.key_marker("em:profile:1"),
+        layout.sequence().to_owned(),
+    ];
+    let computed = compute_across_an_invalidation(&a, &b, &mut con, &[], &lost).await;
+    assert_eq!(computed, "old profile 1");
+    // Nothing tells that the invalidation happened, except that the
+    // sequence is gone: the value is not stored.
+    assert_eq!(b.get::<String>("profile:1").await.unwrap(), None);
+    // The refused write put the sequence back: the next computation writes.
+    let gated = Gated {
+        gate: tokio::sync::watch::channel(true).0,
+        started: tokio::sync::Notify::new(),
+    };
+    assert_eq!(a.scope(gated.profile(1)).await, "old profile 1");
+    assert_eq!(
+        b.get::<String>("profile:1").await.unwrap().as_deref(),
+        Some("old profile 1")
+    );
+}
+
+/// A sequence lost without evictions (flushed, or not yet replicated when a
+/// failover promoted a replica) starts again above every number it handed
+/// out: the next invalidation's marker still stops a computation that
+/// observed the sequence before the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
+async fn a_lost_sequence_starts_again_above_what_was_observed() {
+    let server = RedisServer::start();
+    let instance = || {
+        Cache::builder()
+            .redis_url(server.url())
+            .key_prefix("em")
+            .redis_op_timeout(Duration::from_secs(2))
+            .l1_enabled(false)
+    };
+    let (a, b) = (instance().backplane(false), instance());
+    let (a, b) = (a.build_blocking().unwrap(), b.build_blocking().unwrap());
+    // The sequence has moved a few times before A observes it.
+    for i in 0..5 {
+        b.delete(&format!("other:{i}")).await.unwrap();
+    }
+    let mut con = redis_connection(&server).await;
+    let sequence = Layout::new("em").sequence().to_owned();
+    let computed = compute_across_an_invalidation(&a, &b, &mut con, &[sequence], &[]).await;
+    assert_eq!(computed, "old profile 1");
     assert_eq!(b.get::<String>("profile:1").await.unwrap(), None);
 }

@@ -25,7 +25,12 @@
 //! instance falls back, for the rest of its life: prefix invalidations
 //! also `SCAN` (O(keyspace)), and a computed value is written only if no
 //! invalidation at all moved its bucket's sequence since the computation
-//! started (fewer values stored under heavy invalidation, none stale). Write path cost (the
+//! started, and only if the sequence is still there (evicted, it may have
+//! taken the record of an invalidation with it; the refused write creates
+//! it again): fewer values stored under heavy invalidation, none stale. A
+//! sequence that was lost starts again above every number it handed out
+//! (Redis's clock in microseconds), so markers stamped after the loss still
+//! stop computations that observed it before. Write path cost (the
 //! `invalidation` bench): one `EVALSHA` instead of a `SET`, about 1.4× its
 //! time for a key three segments deep. The same script records the key's
 //! top-level index set in the namespace registry (`P:~idx:#top`; keys
@@ -661,14 +666,21 @@ impl L2 {
         indexes.extend(self.layout.tag_indexes(key, tags));
         let mut markers = self.layout.markers(key);
         markers.extend(self.layout.tag_markers(key, tags));
-        if self.evictions.seen.load(Relaxed) {
+        let sequence = self.layout.sequence_for(key);
+        let guard = if self.evictions.seen.load(Relaxed) {
             // A marker may have been evicted: then any invalidation since
-            // the computation started (the sequence moved) refuses it.
-            markers.push(self.layout.sequence_for(key).into_owned());
-        }
-        let guard = WriteGuard::Unchanged {
-            markers: &markers,
-            observed: *observed,
+            // the computation started (the sequence moved, or went with
+            // the marker) refuses it.
+            WriteGuard::UnmovedSequence {
+                markers: &markers,
+                sequence: &sequence,
+                observed: *observed,
+            }
+        } else {
+            WriteGuard::Unchanged {
+                markers: &markers,
+                observed: *observed,
+            }
         };
         let registry = self.layout.registry(key);
         let name = self.layout.physical(key);
