@@ -108,15 +108,20 @@ impl Batcher {
             }
         };
         match queued {
-            None => {
-                let _flight = Flight(Arc::clone(self));
-                let mut con = self.connection.clone();
-                read_one(&mut con, key, ttl).await
-            }
+            // Boxed: inline, the lone read's state made every read's (and
+            // every Redis hit's) larger, though under load most reads queue.
+            None => Box::pin(self.read_alone(key, ttl)).await,
             Some(rx) => rx
                 .await
                 .unwrap_or_else(|_| Err(gone("the batch of this read was dropped"))),
         }
+    }
+
+    /// A read sent at once, alone, as a flight of its own.
+    async fn read_alone(self: &Arc<Self>, key: &str, ttl: bool) -> RedisResult<Fetched> {
+        let _flight = Flight(Arc::clone(self));
+        let mut con = self.connection.clone();
+        read_one(&mut con, key, ttl).await
     }
 
     /// A flight landed: send what waits, in batches, while fewer than

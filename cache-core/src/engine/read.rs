@@ -19,11 +19,22 @@ use super::{Engine, Kind, Spec};
 use crate::error::Error;
 use crate::observe::{Event, Function, Observer, Outcome};
 use crate::options::Options;
-use crate::tier::flight::{Join, Waited};
+use crate::tier::flight::{Join, Leader, Waited};
 use crate::tier::memory::{Entry, Lookup, Shared};
 use crate::tier::{Attempt, Held, L2, Observed, Read, Timing};
 use crate::ttl::{Ttl, deadline};
 use crate::value::CacheValue;
+
+/// A leader's call after its Redis read, on to [`Engine::after_l2_miss`].
+struct Missed<'s, 'f, V> {
+    key: String,
+    spec: Spec<'s>,
+    start: u64,
+    leader: Leader<'f>,
+    fallback: Option<(V, Option<Duration>)>,
+    /// Redis answered the read.
+    reachable: bool,
+}
 
 /// First and last poll interval of a call waiting on another process's
 /// stampede lock (the release message usually wakes it first).
@@ -101,7 +112,7 @@ impl Engine {
         loop {
             match self.flights.join(&key) {
                 Join::Leader(leader) => {
-                    let mut start = self.log.epoch();
+                    let start = self.log.epoch();
                     // A leader that finished between our read and our join may have stored it.
                     if let Some(e) = self
                         .config
@@ -114,111 +125,59 @@ impl Engine {
                         leader.complete(e, start);
                         return hit(v, Outcome::HitL1, &key);
                     }
-                    let (fallback, lock, observed) = if let Some(l2) = &self.l2 {
+                    let Some(l2) = &self.l2 else {
+                        let origin = Origin {
+                            leader: Some(leader),
+                            ..Origin::alone(start)
+                        };
+                        return Box::pin(
+                            self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl),
+                        )
+                        .await;
+                    };
+                    // In a block: what the read returned is not held across
+                    // the miss path's await (it made every call's state larger).
+                    let (fallback, reachable) = {
                         let read = l2
                             .read::<K::Value>(&key, spec.opts.version, self.config.l1_enabled)
                             .await;
-                        // Declared after the read, not before: held across
-                        // its await, they made every Redis hit's state larger.
                         let mut fallback = None;
-                        let mut lock = None;
-                        let mut observed = None;
                         let mut reachable = true;
-                        let missed = match read {
-                            Read::Hit(v, timing) => Some((v, timing)),
-                            Read::Stale(v, left) => {
-                                fallback = spec.opts.stale.map(|_| (v, left));
-                                None
+                        match read {
+                            Read::Hit(v, timing) => {
+                                self.complete_hit(&key, &v, &timing, &spec, start, leader);
+                                return hit(v, Outcome::HitL2, &key);
                             }
-                            Read::Miss => None,
+                            Read::Stale(v, left) => fallback = spec.opts.stale.map(|_| (v, left)),
+                            Read::Miss => {}
                             Read::Invalid(e) => {
                                 self.record(None, Event::DecodeError);
                                 tracing::debug!(key, error = %e, "cache entry does not decode: recomputing");
-                                None
                             }
                             Read::Unavailable(e) => {
                                 spec.skip_l2_write = e.is_failure();
                                 reachable = false;
                                 let _ = self.tier_error("get", &key, &e);
-                                None
                             }
-                        };
-                        let found = match missed {
-                            Some(found) => Some(found),
-                            None if reachable
-                                && spec.opts.lock.unwrap_or(self.config.lock.enabled) =>
-                            {
-                                // With `timeout`, a stale value beats waiting on another process.
-                                let stale_now = spec.opts.timeout.is_some() && fallback.is_some();
-                                let locked = Box::pin(
-                                    self.lock_or_wait::<K::Value>(l2, &key, &spec, stale_now),
-                                )
-                                .await;
-                                // An invalidation while we waited makes the
-                                // stale value we read before it unusable.
-                                if self.log.invalidated_since(start, &key, spec.tags) {
-                                    fallback = None;
-                                }
-                                match locked {
-                                    Locked::Value(v, timing, epoch) => {
-                                        start = epoch;
-                                        Some((v, timing))
-                                    }
-                                    Locked::Held(held, seen, epoch) => {
-                                        start = epoch;
-                                        lock = Some(held);
-                                        observed = Some(seen);
-                                        None
-                                    }
-                                    Locked::Busy => match fallback.take() {
-                                        Some((v, left)) => {
-                                            return K::rebuild(self.serve_stale(
-                                                &key,
-                                                v,
-                                                left,
-                                                &spec,
-                                                start,
-                                                Some(leader),
-                                            ));
-                                        }
-                                        // Invalidated while we looked: compute.
-                                        None => None,
-                                    },
-                                    Locked::Proceed => None,
-                                }
-                            }
-                            None => None,
-                        };
-                        if let Some((v, timing)) = found {
-                            match self.fill_l1(&key, &v, &timing, &spec, start) {
-                                Some(entry) => leader.complete(entry, start),
-                                None => leader.complete_with(
-                                    || {
-                                        self.entry_for(
-                                            &v,
-                                            self.resolve_ttl(spec.opts.ttl),
-                                            &timing,
-                                            &spec,
-                                        )
-                                    },
-                                    start,
-                                ),
-                            }
-                            return hit(v, Outcome::HitL2, &key);
                         }
-                        (fallback, lock, observed)
-                    } else {
-                        (None, None, None)
+                        (fallback, reachable)
                     };
-                    let origin = Origin {
-                        start,
-                        leader: Some(leader),
-                        fallback,
-                        lock,
-                        observed,
-                    };
-                    return Box::pin(self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl))
-                        .await;
+                    // The miss path is boxed where it starts: inline, its
+                    // state made every Redis hit's larger.
+                    return Box::pin(self.after_l2_miss::<K, R, F, U>(
+                        l2,
+                        Missed {
+                            key,
+                            spec,
+                            start,
+                            leader,
+                            fallback,
+                            reachable,
+                        },
+                        fut,
+                        store_ttl,
+                    ))
+                    .await;
                 }
                 Join::Follower(follower) => match follower.wait(wait_until).await {
                     Waited::Done(shared, leader_start) => {
@@ -253,6 +212,101 @@ impl Engine {
                     }
                 },
             }
+        }
+    }
+
+    /// A call's leader after its Redis read found nothing usable: takes the
+    /// key's stampede lock or waits for the process that holds it (when
+    /// Redis answered), serves a stale value rather than wait if the call
+    /// allows it, else calls the origin.
+    async fn after_l2_miss<K, R, F, U>(
+        &self,
+        l2: &Arc<L2>,
+        missed: Missed<'_, '_, K::Value>,
+        fut: F,
+        store_ttl: U,
+    ) -> R
+    where
+        K: Kind<R>,
+        K::Value: CacheValue,
+        F: Future<Output = R>,
+        U: Fn(&K::Value, Duration) -> Option<Duration>,
+    {
+        let Missed {
+            key,
+            spec,
+            mut start,
+            leader,
+            mut fallback,
+            reachable,
+        } = missed;
+        let mut lock = None;
+        let mut observed = None;
+        if reachable && spec.opts.lock.unwrap_or(self.config.lock.enabled) {
+            // With `timeout`, a stale value beats waiting on another process.
+            let stale_now = spec.opts.timeout.is_some() && fallback.is_some();
+            let locked = self
+                .lock_or_wait::<K::Value>(l2, &key, &spec, stale_now)
+                .await;
+            // An invalidation while we waited makes the stale value we read
+            // before it unusable.
+            if self.log.invalidated_since(start, &key, spec.tags) {
+                fallback = None;
+            }
+            match locked {
+                Locked::Value(v, timing, epoch) => {
+                    self.complete_hit(&key, &v, &timing, &spec, epoch, leader);
+                    self.answered(spec.site, &key, Outcome::HitL2, spec.started);
+                    return K::rebuild(v);
+                }
+                Locked::Held(held, seen, epoch) => {
+                    start = epoch;
+                    lock = Some(held);
+                    observed = Some(seen);
+                }
+                Locked::Busy => {
+                    if let Some((v, left)) = fallback.take() {
+                        return K::rebuild(self.serve_stale(
+                            &key,
+                            v,
+                            left,
+                            &spec,
+                            start,
+                            Some(leader),
+                        ));
+                    }
+                    // Invalidated while we looked: compute.
+                }
+                Locked::Proceed => {}
+            }
+        }
+        let origin = Origin {
+            start,
+            leader: Some(leader),
+            fallback,
+            lock,
+            observed,
+        };
+        Box::pin(self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl)).await
+    }
+
+    /// Hands a value read from Redis to the flight's followers (and to the
+    /// in-process tier).
+    fn complete_hit<V: CacheValue>(
+        &self,
+        key: &str,
+        v: &V,
+        timing: &Timing,
+        spec: &Spec<'_>,
+        start: u64,
+        leader: Leader<'_>,
+    ) {
+        match self.fill_l1(key, v, timing, spec, start) {
+            Some(entry) => leader.complete(entry, start),
+            None => leader.complete_with(
+                || self.entry_for(v, self.resolve_ttl(spec.opts.ttl), timing, spec),
+                start,
+            ),
         }
     }
 
