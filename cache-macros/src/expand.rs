@@ -166,7 +166,7 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                 }
                 return __cache_hit;
             }
-            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, __cache_body, #unless, #ttl_from, __cache_tags)).await
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, move || __cache_body, #unless, #ttl_from, __cache_tags)).await
         }
     } else {
         quote! {
@@ -177,11 +177,14 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
                     return __cache_hit;
                 }
             }
-            // The slow path (engine and body) lives in one heap allocation made on
-            // a miss only: the function's own future stays a few words, so hits
-            // do not pay for moving a large state machine.
+            // The slow path lives in a heap allocation made when the
+            // in-process tier misses: the function's own future stays a few
+            // words, so in-process hits do not pay for moving a large state
+            // machine. The body's future is made only when the origin is
+            // called (`move ||`, boxed apart by the engine): a call answered
+            // from Redis holds the arguments, not the body's state.
             let __cache_tags = #tags;
-            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, #body, #unless, #ttl_from, __cache_tags)).await
+            #krate::__private::slow_path(#run(#kind_arg, __cache_handle, &__CACHE_SITE, __cache_key, move || #body, #unless, #ttl_from, __cache_tags)).await
         }
     };
 

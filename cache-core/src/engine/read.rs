@@ -81,23 +81,25 @@ impl Engine {
     }
 
     /// Get-or-compute for the attributes and the manual API. `key: None`
-    /// means the cache is disabled: just run `fut`.
-    pub(crate) async fn get_or_compute<K, R, F, U>(
+    /// means the cache is disabled: just run the function. `make` makes the
+    /// function's future, on a miss only: a hit never holds it.
+    pub(crate) async fn get_or_compute<K, R, M, F, U>(
         &self,
         key: Option<String>,
         mut spec: Spec<'_>,
-        fut: F,
+        make: M,
         store_ttl: U,
     ) -> R
     where
         K: Kind<R>,
         K::Value: CacheValue,
+        M: FnOnce() -> F,
         F: Future<Output = R>,
         U: Fn(&K::Value, Duration) -> Option<Duration>,
     {
         // After `shutdown`, calls run their function and cache nothing.
         let Some(key) = key.filter(|_| !self.is_closed()) else {
-            return fut.await;
+            return Box::pin(make()).await;
         };
         // The miss paths (the lock wait, the origin call and its store) are
         // boxed where they start: inline, they made this future four times
@@ -130,9 +132,13 @@ impl Engine {
                             leader: Some(leader),
                             ..Origin::alone(start)
                         };
-                        return Box::pin(
-                            self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl),
-                        )
+                        return Box::pin(self.compute::<K, R, F, U>(
+                            key,
+                            spec,
+                            origin,
+                            make(),
+                            store_ttl,
+                        ))
                         .await;
                     };
                     // In a block: what the read returned is not held across
@@ -164,7 +170,7 @@ impl Engine {
                     };
                     // The miss path is boxed where it starts: inline, its
                     // state made every Redis hit's larger.
-                    return Box::pin(self.after_l2_miss::<K, R, F, U>(
+                    return Box::pin(self.after_l2_miss::<K, R, M, F, U>(
                         l2,
                         Missed {
                             key,
@@ -174,7 +180,7 @@ impl Engine {
                             fallback,
                             reachable,
                         },
-                        fut,
+                        make,
                         store_ttl,
                     ))
                     .await;
@@ -191,9 +197,13 @@ impl Engine {
                         }
                         // Another type under the same key: compute our own.
                         let origin = Origin::alone(self.log.epoch());
-                        return Box::pin(
-                            self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl),
-                        )
+                        return Box::pin(self.compute::<K, R, F, U>(
+                            key,
+                            spec,
+                            origin,
+                            make(),
+                            store_ttl,
+                        ))
                         .await;
                     }
                     Waited::Retry => {
@@ -205,9 +215,13 @@ impl Engine {
                         self.record(spec.site, Event::FlightTimeout);
                         tracing::debug!(key, "single-flight wait reached its bound; computing");
                         let origin = Origin::alone(self.log.epoch());
-                        return Box::pin(
-                            self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl),
-                        )
+                        return Box::pin(self.compute::<K, R, F, U>(
+                            key,
+                            spec,
+                            origin,
+                            make(),
+                            store_ttl,
+                        ))
                         .await;
                     }
                 },
@@ -219,16 +233,17 @@ impl Engine {
     /// key's stampede lock or waits for the process that holds it (when
     /// Redis answered), serves a stale value rather than wait if the call
     /// allows it, else calls the origin.
-    async fn after_l2_miss<K, R, F, U>(
+    async fn after_l2_miss<K, R, M, F, U>(
         &self,
         l2: &Arc<L2>,
         missed: Missed<'_, '_, K::Value>,
-        fut: F,
+        make: M,
         store_ttl: U,
     ) -> R
     where
         K: Kind<R>,
         K::Value: CacheValue,
+        M: FnOnce() -> F,
         F: Future<Output = R>,
         U: Fn(&K::Value, Duration) -> Option<Duration>,
     {
@@ -287,7 +302,7 @@ impl Engine {
             lock,
             observed,
         };
-        Box::pin(self.compute::<K, R, F, U>(key, spec, origin, fut, store_ttl)).await
+        Box::pin(self.compute::<K, R, F, U>(key, spec, origin, make(), store_ttl)).await
     }
 
     /// Hands a value read from Redis to the flight's followers (and to the
@@ -533,10 +548,9 @@ impl Engine {
             return K::rebuild(v);
         }
         let opts = Options::new(ttl);
-        let init = std::pin::pin!(init);
         let mut spec = Spec::new(&opts, None);
         spec.started = started;
-        self.get_or_compute::<K, R, _, _>(key, spec, init, |_, ttl| Some(ttl))
+        self.get_or_compute::<K, R, _, _, _>(key, spec, move || init, |_, ttl| Some(ttl))
             .await
     }
 }
