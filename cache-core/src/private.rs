@@ -598,11 +598,11 @@ pub fn slow_path<F: Future>(fut: F) -> std::pin::Pin<Box<F>> {
 }
 
 /// The body of every `#[cached]` function. `key` is `None` when the cache is disabled.
-#[allow(clippy::too_many_arguments)] // one per part of the expansion
 ///
 /// `make` makes the function's future (the expansion's `move || async move
 /// { body }`), called on a miss only: a call answered from Redis holds the
 /// arguments it captured, never the body's state, however large.
+#[allow(clippy::too_many_arguments)] // one per part of the expansion
 pub async fn run<K, R, M, F, U, T, O>(
     _: kind::Tag<K>,
     handle: CacheHandle,

@@ -120,17 +120,9 @@ impl Gated {
     }
 }
 
-/// Two instances on a Redis that evicts, A knowing it does (from a read of
-/// Redis's figures, as from any prefix invalidation), with room again
-/// (flushed), so that from here only the keys a test removes are missing.
-/// A hears nothing from B: only Redis can refuse A's stale writes.
-async fn evicting_pair() -> (RedisServer, Cache, Cache, redis::aio::MultiplexedConnection) {
-    let server = RedisServer::start_with(ServerConfig {
-        args: ["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    });
+/// Two instances without the in-process tier; A hears nothing from B, so
+/// only Redis can refuse A's stale writes.
+fn pair(server: &RedisServer) -> (Cache, Cache) {
     let instance = || {
         Cache::builder()
             .redis_url(server.url())
@@ -138,8 +130,23 @@ async fn evicting_pair() -> (RedisServer, Cache, Cache, redis::aio::MultiplexedC
             .redis_op_timeout(Duration::from_secs(2))
             .l1_enabled(false)
     };
-    let (a, b) = (instance().backplane(false), instance());
-    let (a, b) = (a.build_blocking().unwrap(), b.build_blocking().unwrap());
+    (
+        instance().backplane(false).build_blocking().unwrap(),
+        instance().build_blocking().unwrap(),
+    )
+}
+
+/// Two instances on a Redis that evicts, A knowing it does (from a read of
+/// Redis's figures, as from any prefix invalidation), with room again
+/// (flushed), so that from here only the keys a test removes are missing.
+async fn evicting_pair() -> (RedisServer, Cache, Cache, redis::aio::MultiplexedConnection) {
+    let server = RedisServer::start_with(ServerConfig {
+        args: ["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let (a, b) = pair(&server);
     let value = vec![1u8; 2000];
     for i in 0..3000 {
         b.set(&format!("filler:{i}"), &value, Preset::Long)
@@ -244,15 +251,7 @@ async fn with_evictions_an_evicted_marker_and_sequence_do_not_let_a_stale_value_
 #[cfg_attr(skip_redis, ignore = "redis-server not found: see README")]
 async fn a_lost_sequence_starts_again_above_what_was_observed() {
     let server = RedisServer::start();
-    let instance = || {
-        Cache::builder()
-            .redis_url(server.url())
-            .key_prefix("em")
-            .redis_op_timeout(Duration::from_secs(2))
-            .l1_enabled(false)
-    };
-    let (a, b) = (instance().backplane(false), instance());
-    let (a, b) = (a.build_blocking().unwrap(), b.build_blocking().unwrap());
+    let (a, b) = pair(&server);
     // The sequence has moved a few times before A observes it.
     for i in 0..5 {
         b.delete(&format!("other:{i}")).await.unwrap();

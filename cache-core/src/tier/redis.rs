@@ -666,11 +666,12 @@ impl L2 {
         indexes.extend(self.layout.tag_indexes(key, tags));
         let mut markers = self.layout.markers(key);
         markers.extend(self.layout.tag_markers(key, tags));
-        let sequence = self.layout.sequence_for(key);
+        let sequence;
         let guard = if self.evictions.seen.load(Relaxed) {
             // A marker may have been evicted: then any invalidation since
             // the computation started (the sequence moved, or went with
             // the marker) refuses it.
+            sequence = self.layout.sequence_for(key);
             WriteGuard::UnmovedSequence {
                 markers: &markers,
                 sequence: &sequence,
